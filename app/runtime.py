@@ -1,0 +1,133 @@
+"""The model runtime: verifies the artifacts, loads the model on its device, answers batches.
+
+All device work -- load, warm-up, every forward -- runs on one dedicated thread: the event loop
+never blocks on the device, calls stay serial, and device runtimes that care about the thread
+that loaded them (Neuron, XLA) always see the same one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.backends.base import Backend, warm_up
+from app.backends.select import DeviceProbes, load_backend, resolve_device
+from app.errors import NotReadyError, StartupError
+from app.settings import Settings
+from modelspec.manifest import ArtifactError, Manifest, sha256_file
+
+logger = logging.getLogger("housing.runtime")
+
+
+class Status(str, enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    STOPPING = "stopping"
+
+
+def verify_artifacts(folder: Path) -> tuple[Manifest, Path]:
+    """The manifest and the compiled artifact it vouches for, or an ArtifactError with a fix."""
+    manifest = Manifest.load(folder)
+    manifest.check_feature_hash()
+    compiled = manifest.compiled
+    if compiled is None:
+        raise ArtifactError(
+            f"{folder / 'manifest.json'} has no compiled artifact",
+            "run `python -m compile` (it writes model_neuron.pt and records it in the manifest).",
+        )
+    artifact = folder / compiled.artifact
+    if not artifact.is_file():
+        raise ArtifactError(
+            f"the manifest names {artifact}, which does not exist",
+            "run `python -m compile` again, or copy the whole artifacts folder, not only "
+            "manifest.json.",
+        )
+    digest = sha256_file(artifact)
+    if digest != compiled.sha256:
+        raise ArtifactError(
+            f"{artifact} has sha256 {digest[:12]}..., the manifest expects "
+            f"{compiled.sha256[:12]}... (the file is corrupted or from another compile)",
+            "copy model_neuron.pt and manifest.json together from one compile, or re-run "
+            "`python -m compile`.",
+        )
+    return manifest, artifact
+
+
+class ModelRuntime:
+    def __init__(self, settings: Settings, probes: DeviceProbes | None = None) -> None:
+        self.settings = settings
+        self.status = Status.STARTING
+        self.device: str | None = None
+        self.manifest: Manifest | None = None
+        self._probes = probes
+        self._backend: Backend | None = None
+        self._bedrooms_median = 0.0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
+
+    @property
+    def ready(self) -> bool:
+        return self.status is Status.READY
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            manifest, artifact = verify_artifacts(self.settings.artifacts)
+        except ArtifactError as exc:
+            raise StartupError(str(exc)) from None
+        if manifest.compiled and manifest.compiled.torch_version != torch.__version__:
+            logger.warning(
+                "artifact compiled with torch %s, serving with torch %s",
+                manifest.compiled.torch_version,
+                torch.__version__,
+            )
+        device = resolve_device(self.settings.device, self._probes)
+        logger.info("device %s (HOUSING_DEVICE=%s)", device, self.settings.device)
+        torch.set_num_threads(self.settings.torch_threads)
+        backend = load_backend(device, artifact, manifest)
+        assert manifest.compiled is not None
+        warm_up(backend, manifest.compiled)
+        self.manifest, self.device, self._backend = manifest, device, backend
+        self._bedrooms_median = manifest.preprocessing.total_bedrooms_median
+        logger.info(
+            "model %s ready on %s in %.2fs (batch sizes %s)",
+            manifest.model_version,
+            device,
+            time.perf_counter() - started,
+            list(backend.batch_sizes),
+        )
+
+    async def start(self) -> None:
+        """Verify, load and warm up; raises StartupError (with a hint) on any failure."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+        self.status = Status.READY
+
+    def begin_stopping(self) -> None:
+        """Readiness turns 503 from here on; requests already accepted still finish."""
+        self.status = Status.STOPPING
+
+    def close(self) -> None:
+        self.begin_stopping()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def bedrooms_median(self) -> float:
+        return self._bedrooms_median
+
+    async def predict(self, encoded: np.ndarray) -> np.ndarray:
+        """Dollars for an encoded batch, computed on the device thread."""
+        backend = self._backend
+        if backend is None or self.status is Status.STARTING:
+            raise NotReadyError("the model is not loaded yet")
+        out = await asyncio.get_running_loop().run_in_executor(
+            self._executor, backend.predict, encoded
+        )
+        if out.shape != (encoded.shape[0],):
+            raise RuntimeError(f"device returned {out.shape} for {encoded.shape[0]} rows")
+        return out

@@ -1,0 +1,46 @@
+"""Service settings, read from ``HOUSING_*`` environment variables (see the README's table)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Device = Literal["auto", "neuron", "xla", "cpu"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOUSING_", extra="ignore", frozen=True)
+
+    artifacts: Path = Field(
+        Path("artifacts"), description="Folder with manifest.json and model_neuron.pt"
+    )
+    device: Device = Field(
+        "auto",
+        description="auto: neuron if torch-neuronx imports and /dev/neuron* exists, else xla if "
+        "torch-xla is installed, else cpu. An explicit device that is unavailable is an error.",
+    )
+    host: str = Field("0.0.0.0", description="Interface to listen on")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port (0: any free port)")
+    max_instances: int = Field(
+        1024, ge=1, le=100_000, description="Most records in one {'instances': [...]} request"
+    )
+    torch_threads: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="torch intra-op threads; 1 keeps a batch-1 call at microseconds under load",
+    )
+    log_level: LogLevel = Field("info", description="Log level of the service and uvicorn")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.artifacts.exists() and not self.artifacts.is_dir():
+            raise ValueError(
+                f"HOUSING_ARTIFACTS={self.artifacts} is a file; it must be the folder that "
+                "holds manifest.json and model_neuron.pt"
+            )
+        return self

@@ -1,0 +1,1 @@
+"""Compile the trained model into ``model_neuron.pt``: ``python -m compile``."""

@@ -1,0 +1,197 @@
+"""The one definition of the model's features, shared by training, compile and serving.
+
+Two layers, kept apart on purpose:
+
+* **Encoding** (host side, numpy): the nine raw fields of a census block group become
+  ``ENCODED_COLUMNS`` -- the eight numbers, with a missing ``total_bedrooms`` imputed, followed by
+  a one-hot of ``ocean_proximity``. This is the artifact's input, and what the Open Inference
+  Protocol's FP32 tensor carries.
+* **Derivation** (inside the compiled graph, torch): ``DERIVED_FEATURES`` turns encoded columns
+  into the network's features (logs of skewed counts, per-household ratios, rotated coordinates).
+  It is declarative so that the hash below covers the real definition, not just names.
+
+Change anything here and ``feature_hash()`` changes; the server then refuses artifacts built
+with the old definition instead of serving them wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal, get_args
+
+import numpy as np
+
+SPEC_VERSION = 1
+
+OceanProximity = Literal["<1H OCEAN", "INLAND", "ISLAND", "NEAR BAY", "NEAR OCEAN"]
+OCEAN_CATEGORIES: tuple[str, ...] = get_args(OceanProximity)
+
+# Raw numeric fields, in the data set's column order.
+NUMERIC_COLUMNS: tuple[str, ...] = (
+    "longitude",
+    "latitude",
+    "housing_median_age",
+    "total_rooms",
+    "total_bedrooms",
+    "population",
+    "households",
+    "median_income",
+)
+CATEGORICAL_COLUMN = "ocean_proximity"
+RAW_COLUMNS: tuple[str, ...] = (*NUMERIC_COLUMNS, CATEGORICAL_COLUMN)
+# The only field that may be missing (207 rows of the data set); imputed with the training median.
+IMPUTED_COLUMN = "total_bedrooms"
+TARGET_COLUMN = "median_house_value"
+
+
+@dataclass(frozen=True)
+class RawField:
+    """A numeric request field: its meaning and the values the service accepts.
+
+    Bounds are physical limits, generous enough for any real block group; they also keep every
+    derived feature finite in float32.
+    """
+
+    name: str
+    description: str
+    example: float
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    optional: bool = False
+
+
+MAX_COUNT = 1e9
+NUMERIC_FIELDS: tuple[RawField, ...] = (
+    RawField(
+        "longitude", "Longitude in decimal degrees (west is negative)", -122.23, -180, None, 180
+    ),
+    RawField("latitude", "Latitude in decimal degrees", 37.88, -90, None, 90),
+    RawField("housing_median_age", "Median age of the houses, years", 41.0, 0, None, 1000),
+    RawField("total_rooms", "Rooms in the block group", 880.0, 0, None, MAX_COUNT),
+    RawField(
+        "total_bedrooms",
+        "Bedrooms in the block group; null or absent: imputed with the training median",
+        129.0,
+        0,
+        None,
+        MAX_COUNT,
+        optional=True,
+    ),
+    RawField("population", "People living in the block group", 322.0, 0, None, MAX_COUNT),
+    RawField("households", "Households in the block group", 126.0, None, 0, MAX_COUNT),
+    RawField(
+        "median_income",
+        "Median household income in tens of thousands of 1990 USD",
+        8.3252,
+        0,
+        None,
+        1000,
+    ),
+)
+assert tuple(f.name for f in NUMERIC_FIELDS) == NUMERIC_COLUMNS
+EXAMPLE_RECORD: dict[str, object] = {
+    **{f.name: f.example for f in NUMERIC_FIELDS},
+    CATEGORICAL_COLUMN: "NEAR BAY",
+}
+
+ENCODED_COLUMNS: tuple[str, ...] = (
+    *NUMERIC_COLUMNS,
+    *(f"{CATEGORICAL_COLUMN}={c}" for c in OCEAN_CATEGORIES),
+)
+N_ENCODED = len(ENCODED_COLUMNS)
+
+FeatureOp = Literal["identity", "log1p", "ratio", "log1p_ratio", "lincomb"]
+
+
+@dataclass(frozen=True)
+class DerivedFeature:
+    """One network feature computed from encoded columns inside the graph.
+
+    ``ratio`` divides by ``max(denominator, 1)`` so that a zero count in a request cannot make
+    an infinity; on the data set every denominator is already at least 1.
+    """
+
+    name: str
+    op: FeatureOp
+    inputs: tuple[str, ...]
+    weights: tuple[float, ...] = ()
+
+
+def _ident(col: str) -> DerivedFeature:
+    return DerivedFeature(col, "identity", (col,))
+
+
+DERIVED_FEATURES: tuple[DerivedFeature, ...] = (
+    _ident("longitude"),
+    _ident("latitude"),
+    DerivedFeature("lon_plus_lat", "lincomb", ("longitude", "latitude"), (1.0, 1.0)),
+    DerivedFeature("lon_minus_lat", "lincomb", ("longitude", "latitude"), (1.0, -1.0)),
+    _ident("housing_median_age"),
+    _ident("median_income"),
+    DerivedFeature("log_median_income", "log1p", ("median_income",)),
+    DerivedFeature("log_total_rooms", "log1p", ("total_rooms",)),
+    DerivedFeature("log_total_bedrooms", "log1p", ("total_bedrooms",)),
+    DerivedFeature("log_population", "log1p", ("population",)),
+    DerivedFeature("log_households", "log1p", ("households",)),
+    DerivedFeature("log_rooms_per_household", "log1p_ratio", ("total_rooms", "households")),
+    DerivedFeature("log_bedrooms_per_household", "log1p_ratio", ("total_bedrooms", "households")),
+    DerivedFeature("log_people_per_household", "log1p_ratio", ("population", "households")),
+    DerivedFeature("bedrooms_per_room", "ratio", ("total_bedrooms", "total_rooms")),
+    *(_ident(f"{CATEGORICAL_COLUMN}={c}") for c in OCEAN_CATEGORIES),
+)
+N_DERIVED = len(DERIVED_FEATURES)
+
+
+def spec_dict() -> dict[str, object]:
+    """Everything that defines the features, as plain JSON-able data (hashed and recorded)."""
+    return {
+        "version": SPEC_VERSION,
+        "numeric": list(NUMERIC_COLUMNS),
+        "categorical": {CATEGORICAL_COLUMN: list(OCEAN_CATEGORIES)},
+        "imputed": {IMPUTED_COLUMN: "training median"},
+        "encoded": list(ENCODED_COLUMNS),
+        "derived": [asdict(f) for f in DERIVED_FEATURES],
+        "target": {"column": TARGET_COLUMN, "unit": "USD"},
+    }
+
+
+def feature_hash() -> str:
+    """sha256 of the canonical JSON of ``spec_dict()``; stable across runs and machines."""
+    canonical = json.dumps(spec_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def encode(numeric: np.ndarray, ocean: Sequence[str], bedrooms_median: float) -> np.ndarray:
+    """Encode raw fields into the artifact's float32 input of shape ``(n, N_ENCODED)``.
+
+    ``numeric`` is ``(n, 8)`` in ``NUMERIC_COLUMNS`` order, with NaN where ``total_bedrooms`` is
+    missing. Training (from a data frame) and serving (from request records) both end here.
+    """
+    numeric = np.asarray(numeric, dtype=np.float64)
+    n = numeric.shape[0]
+    if numeric.shape != (n, len(NUMERIC_COLUMNS)):
+        raise ValueError(f"expected numeric shape (n, {len(NUMERIC_COLUMNS)}), got {numeric.shape}")
+    if len(ocean) != n:
+        raise ValueError(f"got {n} numeric rows but {len(ocean)} {CATEGORICAL_COLUMN} values")
+    out = np.zeros((n, N_ENCODED), dtype=np.float32)
+    out[:, : len(NUMERIC_COLUMNS)] = numeric
+    bedrooms = NUMERIC_COLUMNS.index(IMPUTED_COLUMN)
+    missing = np.isnan(numeric[:, bedrooms])
+    out[missing, bedrooms] = bedrooms_median
+    others = np.delete(numeric, bedrooms, axis=1)
+    if np.isnan(others).any():
+        row = int(np.argwhere(np.isnan(others))[0, 0])
+        raise ValueError(f"row {row}: only {IMPUTED_COLUMN} may be missing")
+    index = {c: i for i, c in enumerate(OCEAN_CATEGORIES)}
+    try:
+        hot = np.fromiter((index[c] for c in ocean), dtype=np.int64, count=n)
+    except KeyError as exc:
+        raise ValueError(
+            f"unknown {CATEGORICAL_COLUMN} {exc.args[0]!r}; expected one of {OCEAN_CATEGORIES}"
+        ) from None
+    out[np.arange(n), len(NUMERIC_COLUMNS) + hot] = 1.0
+    return out

@@ -1,0 +1,150 @@
+"""``manifest.json``: what training and compile record, and what serving verifies.
+
+Training writes everything but ``compiled``; compile adds ``compiled``. The server refuses a
+manifest whose ``feature_hash`` differs from this code's, whose artifact is missing, or whose
+artifact's sha256 does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from modelspec.features import feature_hash
+
+MANIFEST_FILE = "manifest.json"
+CHECKPOINT_FILE = "model.pt"
+EXAMPLE_FILE = "example_input.pt"
+VALIDATION_FILE = "validation_sample.pt"
+ARTIFACT_FILE = "model_neuron.pt"
+
+Target = Literal["cpu", "neuron"]
+
+
+class ArtifactError(Exception):
+    """A problem with the artifacts folder, carrying the fix for the user."""
+
+    def __init__(self, problem: str, hint: str) -> None:
+        super().__init__(f"{problem}\nHint: {hint}")
+        self.problem = problem
+        self.hint = hint
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Preprocessing(_Strict):
+    total_bedrooms_median: float
+    feature_mean: list[float]
+    feature_std: list[float]
+    target_mean: float
+    target_std: float
+
+
+class Metrics(_Strict):
+    train_rmse: float
+    val_rmse: float
+    val_mae: float
+
+
+class TrainingInfo(_Strict):
+    data: str
+    rows_train: int
+    rows_val: int
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    seed: int
+    seconds: float
+    torch_version: str
+    created_at: str
+    metrics: Metrics
+
+
+class CompiledInfo(_Strict):
+    artifact: str
+    sha256: str
+    target: Target
+    input_shapes: list[list[int]]
+    batch_sizes: list[int] = Field(min_length=1)
+    # True when one graph accepts any batch size (TorchScript on the CPU); False when only
+    # the traced ``batch_sizes`` run (Neuron), so the server must pad to one of them.
+    dynamic_batch: bool
+    max_abs_diff: float
+    tolerance: float
+    torch_version: str
+    compiler_args: list[str] = []
+    compiled_at: str
+    # A few validation rows and the compiled graph's answers for them: the server's warm-up
+    # replays them on its device and refuses to turn ready if the answers differ.
+    reference_inputs: list[list[float]]
+    reference_outputs: list[float]
+
+
+class Manifest(_Strict):
+    schema_version: Literal[1] = 1
+    feature_hash: str
+    feature_spec: dict[str, Any]
+    network: dict[str, Any]
+    preprocessing: Preprocessing
+    training: TrainingInfo
+    compiled: CompiledInfo | None = None
+
+    @property
+    def model_version(self) -> str:
+        """Short id of the compiled artifact (its sha256 prefix), or of the training run."""
+        if self.compiled is not None:
+            return self.compiled.sha256[:12]
+        return self.training.created_at
+
+    def save(self, folder: Path) -> Path:
+        path = folder / MANIFEST_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.model_dump(mode="json"), indent=2) + "\n")
+        tmp.replace(path)  # atomic: a reader never sees half a manifest
+        return path
+
+    @classmethod
+    def load(cls, folder: Path) -> Manifest:
+        path = folder / MANIFEST_FILE
+        if not path.is_file():
+            raise ArtifactError(
+                f"no {MANIFEST_FILE} in {folder.resolve()}",
+                "train and compile first (`python -m training && python -m compile`), "
+                "or point HOUSING_ARTIFACTS at the folder that holds them.",
+            )
+        try:
+            return cls.model_validate_json(path.read_bytes())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            raise ArtifactError(
+                f"{path} is not a valid manifest: {where}: {first['msg']}",
+                "the file is damaged or from another version; re-run `python -m training` and "
+                "`python -m compile` to write a fresh one.",
+            ) from None
+
+    def check_feature_hash(self) -> None:
+        """Refuse a manifest built with another feature definition than this code's."""
+        expected = feature_hash()
+        if self.feature_hash != expected:
+            raise ArtifactError(
+                f"the artifacts were built with feature spec {self.feature_hash[:12]}, this code "
+                f"defines {expected[:12]} (modelspec/features.py changed since training)",
+                "retrain and recompile with this version (`python -m training && python -m "
+                "compile`), or deploy the code version that built these artifacts.",
+            )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,72 @@
+"""Shared fixtures: the real data set, and real artifacts trained and compiled by the CLIs.
+
+``HOUSING_DATA`` points at the data (default: ../shared/data/california-housing/housing.csv
+next to the repository). Tests are auto-marked by folder: unit, integration, e2e, xla.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "california-housing" / "housing.csv"
+# A short training run: enough for a meaningful model, a few seconds on 2 cores.
+QUICK_EPOCHS = 4
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in {"unit", "integration", "e2e", "xla"}:
+            item.add_marker(getattr(pytest.mark, folder))
+
+
+def data_path() -> Path:
+    path = Path(os.environ.get("HOUSING_DATA", DEFAULT_DATA))
+    if not path.is_file():
+        pytest.fail(
+            f"data set not found at {path}. Hint: set HOUSING_DATA to the path of housing.csv.",
+            pytrace=False,
+        )
+    return path
+
+
+def run_module(module: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """``python -m module args`` in a subprocess; fails the test with its output if it fails."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"python -m {module} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def housing_csv() -> Path:
+    return data_path()
+
+
+@pytest.fixture(scope="session")
+def housing_frame(housing_csv: Path) -> pd.DataFrame:
+    return pd.read_csv(housing_csv)
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory, housing_csv: Path) -> Path:
+    """Artifacts made as a user makes them: ``python -m training``, then ``python -m compile``."""
+    folder = tmp_path_factory.mktemp("artifacts")
+    env = {"HOUSING_DATA": str(housing_csv), "HOUSING_ARTIFACTS": str(folder)}
+    run_module("training", "--epochs", str(QUICK_EPOCHS), "--no-progress", env=env)
+    run_module("compile", "--target", "cpu", env=env)
+    return folder

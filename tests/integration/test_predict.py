@@ -1,0 +1,133 @@
+"""``POST /predict`` through the real factory, the real artifacts and the CPU device."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from app.errors import StartupError
+from app.main import create_app
+from app.runtime import ModelRuntime
+from app.settings import Settings
+from modelspec.features import EXAMPLE_RECORD
+from modelspec.manifest import ARTIFACT_FILE, CHECKPOINT_FILE, Manifest
+from modelspec.network import HousingNet
+from tests.integration.conftest import records
+from training.data import split_frame
+from training.train import encode_frame
+
+
+def eager_dollars(artifacts: Path, frame: pd.DataFrame) -> np.ndarray:
+    """The offline model's predictions, through training's own encoding."""
+    model = HousingNet.from_checkpoint(torch.load(artifacts / CHECKPOINT_FILE, weights_only=True))
+    median = Manifest.load(artifacts).preprocessing.total_bedrooms_median
+    with torch.no_grad():
+        return model(torch.from_numpy(encode_frame(frame, median))).double().numpy()
+
+
+@pytest.fixture(scope="module")
+def validation_rows(housing_frame: pd.DataFrame) -> pd.DataFrame:
+    """200 validation rows: the first 190, and 10 whose total_bedrooms is missing."""
+    _, val = split_frame(housing_frame)
+    missing = val[val["total_bedrooms"].isna()]
+    return pd.concat([val.head(190), missing.head(10)])
+
+
+def test_served_predictions_equal_the_eager_model(
+    client: TestClient, artifacts: Path, validation_rows: pd.DataFrame
+) -> None:
+    assert validation_rows["total_bedrooms"].isna().sum() >= 10
+    response = client.post("/predict", json={"instances": records(validation_rows)})
+    assert response.status_code == 200
+    served = np.array(response.json()["predictions"])
+    np.testing.assert_allclose(served, eager_dollars(artifacts, validation_rows), rtol=1e-5)
+
+
+def test_one_record_gets_one_house_value(
+    client: TestClient, artifacts: Path, validation_rows: pd.DataFrame
+) -> None:
+    row = validation_rows.head(1)
+    response = client.post("/predict", json=records(row)[0])
+    assert response.status_code == 200
+    assert list(response.json()) == ["house_value"]
+    assert response.json()["house_value"] == pytest.approx(eager_dollars(artifacts, row)[0], 1e-5)
+
+
+def test_absent_and_null_bedrooms_are_imputed_alike(client: TestClient) -> None:
+    absent = {k: v for k, v in EXAMPLE_RECORD.items() if k != "total_bedrooms"}
+    null = {**EXAMPLE_RECORD, "total_bedrooms": None}
+    values = [client.post("/predict", json=body).json()["house_value"] for body in (absent, null)]
+    assert values[0] == values[1]
+    assert values[0] != client.post("/predict", json=EXAMPLE_RECORD).json()["house_value"]
+
+
+def test_instances_come_back_in_order(client: TestClient) -> None:
+    incomes = [1.0, 8.0, 3.0, 12.0]
+    batch = [{**EXAMPLE_RECORD, "median_income": m} for m in incomes]
+    together = client.post("/predict", json={"instances": batch}).json()["predictions"]
+    alone = [client.post("/predict", json=b).json()["house_value"] for b in batch]
+    assert together == pytest.approx(alone, rel=1e-6)
+    assert len(set(together)) == 4
+
+
+def test_readiness_reports_device_and_model_version(client: TestClient, artifacts: Path) -> None:
+    response = client.get("/health/ready")
+    manifest = Manifest.load(artifacts)
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready",
+        "device": "cpu",
+        "model_version": manifest.model_version,
+        "target": "cpu",
+        "batch_sizes": [1, 2, 4, 8, 16, 32, 64],
+    }
+    assert client.get("/health/live").json() == {"status": "alive"}
+
+
+def test_readiness_and_predict_turn_503_when_stopping(artifacts: Path) -> None:
+    settings = Settings(artifacts=artifacts, device="cpu")
+    runtime = ModelRuntime(settings)
+    with TestClient(create_app(settings, runtime)) as client:
+        assert client.get("/health/ready").status_code == 200
+        runtime.begin_stopping()
+        ready = client.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "stopping"
+        assert client.get("/health/live").status_code == 200
+        refused = client.post("/predict", json=EXAMPLE_RECORD)
+        assert refused.status_code == 503
+        assert refused.json() == {"detail": "the model is not ready"}
+        assert refused.headers["retry-after"] == "1"
+
+
+def test_a_bad_artifact_stops_startup_with_a_hint(artifacts: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "artifacts"
+    shutil.copytree(artifacts, folder)
+    (folder / ARTIFACT_FILE).write_bytes(b"not a model")
+    app = create_app(Settings(artifacts=folder, device="cpu"))
+    with pytest.raises(StartupError, match="sha256.*\nHint:"), TestClient(app):
+        pass
+
+
+def test_docs_show_request_examples(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert set(body["examples"]) == {"one record", "instances"}
+    assert spec["components"]["schemas"]["House"]["required"] == [
+        "longitude",
+        "latitude",
+        "housing_median_age",
+        "total_rooms",
+        "population",
+        "households",
+        "median_income",
+        "ocean_proximity",
+    ]
+    assert spec["components"]["schemas"]["Instances"]["properties"]["instances"]["maxItems"] == 300

@@ -1,0 +1,59 @@
+"""Loading data with the datasets library, and the blog's split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from training.data import DataError, load_frame, split_frame
+
+
+def test_a_local_csv_loads_in_file_order(housing_csv: Path, housing_frame: pd.DataFrame) -> None:
+    frame = load_frame(str(housing_csv))
+    assert len(frame) == 20_640
+    assert frame["total_bedrooms"].isna().sum() == 207
+    pd.testing.assert_series_equal(frame["longitude"], housing_frame["longitude"])
+
+
+def test_a_local_parquet_loads(housing_frame: pd.DataFrame, tmp_path: Path) -> None:
+    path = tmp_path / "housing.parquet"
+    housing_frame.head(50).to_parquet(path)
+    assert (
+        load_frame(str(path))["median_income"].tolist()
+        == housing_frame.head(50)["median_income"].tolist()
+    )
+
+
+def test_the_split_is_the_blogs(housing_frame: pd.DataFrame) -> None:
+    train, val = split_frame(housing_frame)
+    assert (len(train), len(val)) == (16_512, 4_128)
+    # train_test_split(random_state=42) on rows in file order: the first validation row is
+    # row 20046 of the file, as in every copy of the blog's notebook.
+    assert val.index[0] == 20046
+
+
+def test_a_missing_file_says_to_set_housing_data(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist. Hint: set HOUSING_DATA"):
+        load_frame(str(tmp_path / "nope.csv"))
+
+
+def test_an_unreachable_hub_says_to_set_housing_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Offline mode, as on a machine without the hub; the libraries read it at import time.
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(
+        DataError, match="Hint: without access to the Hugging Face hub, set HOUSING_DATA"
+    ):
+        load_frame("someone/not-a-cached-dataset")
+
+
+def test_a_table_without_the_columns_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="lacks the columns"):
+        load_frame(str(path))

@@ -1,0 +1,1 @@
+"""Offline training of the house-price MLP: ``python -m training``."""

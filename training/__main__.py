@@ -1,0 +1,68 @@
+"""Train the house-price MLP and write ``model.pt`` and ``manifest.json``.
+
+    HOUSING_DATA=../shared/data/california-housing/housing.csv python -m training
+
+Data: ``--data`` or ``HOUSING_DATA`` (a Hugging Face hub id or a local CSV/Parquet file;
+default ``leostelon/california-housing``). Output: ``--artifacts`` or ``HOUSING_ARTIFACTS``
+(default ``artifacts/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from training.data import DataError, data_source, load_frame
+from training.train import TrainConfig, train
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = TrainConfig()
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=data_source(), help="hub id or CSV/Parquet path")
+    p.add_argument(
+        "--artifacts", type=Path, default=Path(os.environ.get("HOUSING_ARTIFACTS", "artifacts"))
+    )
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--lr", type=float, default=defaults.learning_rate)
+    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument(
+        "--hidden",
+        default=",".join(map(str, defaults.hidden)),
+        help="hidden layer widths, comma separated",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        hidden=tuple(int(h) for h in args.hidden.split(",")),
+    )
+    try:
+        frame = load_frame(args.data)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"loaded {len(frame):,} rows from {args.data}")
+    result = train(frame, config, args.data, args.artifacts, progress=not args.no_progress)
+    m = result.manifest.training
+    print(
+        f"validation RMSE ${m.metrics.val_rmse:,.0f} (MAE ${m.metrics.val_mae:,.0f}) after "
+        f"{m.epochs} epochs in {m.seconds:.1f}s; wrote {args.artifacts}/"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
