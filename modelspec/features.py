@@ -147,8 +147,8 @@ N_DERIVED = len(DERIVED_FEATURES)
 
 
 def spec_dict() -> dict[str, object]:
-    """Everything that defines the features, as plain JSON-able data (hashed and recorded)."""
-    return {
+    """Everything that defines the features, as plain JSON data (hashed and recorded)."""
+    spec = {
         "version": SPEC_VERSION,
         "numeric": list(NUMERIC_COLUMNS),
         "categorical": {CATEGORICAL_COLUMN: list(OCEAN_CATEGORIES)},
@@ -157,6 +157,8 @@ def spec_dict() -> dict[str, object]:
         "derived": [asdict(f) for f in DERIVED_FEATURES],
         "target": {"column": TARGET_COLUMN, "unit": "USD"},
     }
+    normalised: dict[str, object] = json.loads(json.dumps(spec))  # tuples become lists
+    return normalised
 
 
 def feature_hash() -> str:
