@@ -1,0 +1,249 @@
+"""Adaptive batching: rows of concurrent requests share device calls.
+
+Requests put their rows in a bounded queue with a future; one consumer task takes a batch and
+runs one device call for it on the device thread (the event loop never blocks on the device),
+then slices the results back to each future. A batch is taken when
+
+* it is full (``max_batch_size`` rows), or
+* its oldest rows have waited ``max_delay``, or
+* no request is on its way: every request that has started is already queued, so waiting
+  could only add latency. A lone request therefore never waits for the timer, and under load
+  batches fill up by themselves while the device works on the previous one.
+
+A request larger than ``max_batch_size`` is split into parts that are reassembled in order.
+``max_batch_size == 1`` turns batching off: requests are never combined (each still runs in
+chunks of at most ``max_chunk`` rows, the largest compiled batch size).
+
+Failures are explicit: a full queue raises ``Overloaded`` at once (503), a device error is set
+on every future of the batch, a result with the wrong row count fails the whole batch, and rows
+whose caller has gone (deadline passed, client disconnected: the future is cancelled) are
+dropped before the device call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DeviceCall = Callable[[np.ndarray], np.ndarray]
+
+
+class Overloaded(Exception):
+    """The queue is full: refuse now rather than queue without bound."""
+
+
+class ShuttingDown(Exception):
+    """The batcher stopped before these rows ran."""
+
+
+class DeadlineExceeded(Exception):
+    """The request's deadline passed before its rows ran (504)."""
+
+
+class Ticket:
+    """A request's place in the queue: one future per part, reassembled in order."""
+
+    __slots__ = ("futures", "timer")
+
+    def __init__(self, futures: list[asyncio.Future[np.ndarray]]) -> None:
+        self.futures = futures
+        self.timer: asyncio.TimerHandle | None = None
+
+    def abandon(self, exc: BaseException) -> None:
+        """Fail the parts that have no result yet; the consumer drops their rows unrun."""
+        for f in self.futures:
+            if not f.done():
+                f.set_exception(exc)
+
+    async def result(self) -> np.ndarray:
+        try:
+            parts = [await f for f in self.futures]
+        finally:
+            if self.timer is not None:
+                self.timer.cancel()
+            for f in self.futures:  # a failed or cancelled part: drop the others unrun
+                f.cancel()
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+@dataclass
+class BatchStats:
+    device_calls: int = 0
+    rows: int = 0
+    dropped_rows: int = 0
+    failed_calls: int = 0
+
+
+@dataclass
+class _Item:
+    rows: np.ndarray
+    future: asyncio.Future[np.ndarray]
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+class Batcher:
+    def __init__(
+        self,
+        call: DeviceCall,
+        executor: Executor | None,
+        *,
+        max_batch_size: int,
+        max_delay_s: float,
+        queue_rows: int,
+        max_chunk: int,
+    ) -> None:
+        if max_batch_size < 1 or queue_rows < 1 or max_chunk < 1 or max_delay_s < 0:
+            raise ValueError("batch size, queue rows and chunk must be positive, delay >= 0")
+        self._call = call
+        self._executor = executor
+        self.max_batch_size = max_batch_size
+        self.max_delay_s = max_delay_s
+        self.queue_rows = queue_rows
+        self.combine = max_batch_size > 1
+        self._part_rows = max_batch_size if self.combine else max_chunk
+        self._queue: deque[_Item] = deque()
+        self._queued_rows = 0
+        self._arriving = 0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.stats = BatchStats()
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    def start(self) -> None:
+        # Keep a hard reference: the loop holds tasks weakly, and a collected consumer would
+        # leave every request waiting forever.
+        self._task = asyncio.get_running_loop().create_task(self._consume(), name="batcher")
+
+    async def stop(self) -> None:
+        """Cancel the consumer and fail whatever is still queued."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.future.done():
+                item.future.set_exception(ShuttingDown("the server is shutting down"))
+        self._queued_rows = 0
+
+    @contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Mark a request that has started but is not queued yet (reading or parsing its body).
+
+        While any request is arriving, the consumer may wait (up to ``max_delay``) for it.
+        """
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
+            self._wakeup.set()
+
+    def submit(self, rows: np.ndarray, timeout_s: float | None = None) -> Ticket:
+        """Queue ``rows``; ``await ticket.result()`` gives their results, in order.
+
+        After ``timeout_s`` the ticket fails with ``DeadlineExceeded`` and its rows that have
+        not run yet are dropped. Raises ``Overloaded`` at once when the queue is full.
+        """
+        n = rows.shape[0]
+        if self._queued_rows + n > self.queue_rows:
+            raise Overloaded(
+                f"{self._queued_rows} rows are queued and the limit is {self.queue_rows}"
+            )
+        loop = asyncio.get_running_loop()
+        futures = []
+        for start in range(0, n, self._part_rows):
+            part = rows[start : start + self._part_rows]
+            item = _Item(part, loop.create_future())
+            self._queue.append(item)
+            self._queued_rows += part.shape[0]
+            futures.append(item.future)
+        self._wakeup.set()
+        ticket = Ticket(futures)
+        if timeout_s is not None:
+            ticket.timer = loop.call_later(
+                timeout_s, ticket.abandon, DeadlineExceeded(f"no result within {timeout_s}s")
+            )
+        return ticket
+
+    def _batch_ready(self) -> bool:
+        if not self._queue:
+            return False
+        if not self.combine or self._queued_rows >= self.max_batch_size or self._arriving == 0:
+            return True
+        return time.monotonic() - self._queue[0].enqueued >= self.max_delay_s
+
+    async def _wait_for_batch(self) -> None:
+        while not self._batch_ready():
+            self._wakeup.clear()
+            timeout = None
+            if self._queue:
+                waited = time.monotonic() - self._queue[0].enqueued
+                timeout = max(self.max_delay_s - waited, 0)
+            # asyncio.TimeoutError: on Python 3.10 (Neuron's containers) it is not TimeoutError.
+            with suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    def _take_batch(self) -> list[_Item]:
+        items: list[_Item] = []
+        rows = 0
+        while self._queue:
+            head = self._queue[0]
+            size = head.rows.shape[0]
+            if items and (not self.combine or rows + size > self.max_batch_size):
+                break
+            self._queue.popleft()
+            self._queued_rows -= size
+            if head.future.done():  # abandoned: deadline passed or the client went away
+                self.stats.dropped_rows += size
+                continue
+            items.append(head)
+            rows += size
+        return items
+
+    async def _consume(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wait_for_batch()
+            items = self._take_batch()
+            if not items:
+                continue
+            batch = items[0].rows if len(items) == 1 else np.concatenate([i.rows for i in items])
+            self.stats.device_calls += 1
+            self.stats.rows += batch.shape[0]
+            try:
+                out = await loop.run_in_executor(self._executor, self._call, batch)
+            except asyncio.CancelledError:  # stop() during a device call
+                for item in items:
+                    if not item.future.done():
+                        item.future.set_exception(ShuttingDown("the server is shutting down"))
+                raise
+            except Exception as exc:  # noqa: BLE001 - every waiting request must hear of it
+                self._fail(items, exc)
+                continue
+            if out.shape[0] != batch.shape[0]:
+                count = f"{out.shape[0]} results for {batch.shape[0]} rows"
+                self._fail(items, RuntimeError(f"the device returned {count}"))
+                continue
+            start = 0
+            for item in items:
+                end = start + item.rows.shape[0]
+                if not item.future.done():
+                    item.future.set_result(out[start:end])
+                start = end
+
+    def _fail(self, items: list[_Item], exc: Exception) -> None:
+        self.stats.failed_calls += 1
+        for item in items:
+            if not item.future.done():
+                item.future.set_exception(exc)

@@ -1,0 +1,231 @@
+"""The batcher with plain objects: a recording device function instead of a model."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from app.batching import Batcher, DeadlineExceeded, Overloaded, ShuttingDown
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Device:
+    """Doubles column 0; records each call's batch size; can be held or made to fail."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail: Exception | None = None
+        self.drop_one = False
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.gate.wait(5)
+        self.calls.append(x.shape[0])
+        if self.fail is not None:
+            raise self.fail
+        out = x[:, 0] * 2
+        return out[:-1] if self.drop_one else out
+
+
+def rows(*values: float) -> np.ndarray:
+    return np.array([[v, 0.0] for v in values])
+
+
+def make(device: Device, **kw: int | float) -> Batcher:
+    options: dict[str, int | float] = {
+        "max_batch_size": 8,
+        "max_delay_s": 0.05,
+        "queue_rows": 64,
+        "max_chunk": 4,
+    }
+    options.update(kw)
+    batcher = Batcher(device, None, **options)  # type: ignore[arg-type]
+    batcher.start()
+    return batcher
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the loop run until ``condition`` holds (bounded), without a fixed sleep."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
+async def test_a_lone_request_runs_at_once() -> None:
+    device = Device()
+    batcher = make(device, max_delay_s=60)  # the timer would never fire within the test
+    result = await batcher.submit(rows(1, 2)).result()
+    assert result.tolist() == [2, 4]
+    assert device.calls == [2]
+    await batcher.stop()
+
+
+async def test_flush_on_size_while_requests_are_arriving() -> None:
+    device = Device()
+    batcher = make(device, max_batch_size=4, max_delay_s=60)
+    with batcher.arriving():  # another request is on its way: the consumer waits for rows
+        tickets = [batcher.submit(rows(i)) for i in range(3)]
+        await asyncio.sleep(0.01)
+        assert device.calls == []
+        tickets.append(batcher.submit(rows(3)))  # 4 rows: full
+        results = [await t.result() for t in tickets]
+    assert device.calls == [4]
+    assert [r.tolist() for r in results] == [[0], [2], [4], [6]]
+    await batcher.stop()
+
+
+async def test_flush_on_deadline_while_a_request_is_arriving() -> None:
+    device = Device()
+    batcher = make(device, max_delay_s=0.02)
+    with batcher.arriving():
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        result = await batcher.submit(rows(5)).result()
+        waited = loop.time() - started
+    assert result.tolist() == [10]
+    assert device.calls == [1]
+    assert waited >= 0.02
+    await batcher.stop()
+
+
+async def test_queued_requests_share_one_device_call() -> None:
+    device = Device()
+    device.gate.clear()  # the device is busy with the first call
+    batcher = make(device)
+    first = batcher.submit(rows(0))
+    await until(lambda: batcher.queued_rows == 0)  # the first call has started
+    later = [batcher.submit(rows(i)) for i in range(1, 6)]
+    device.gate.set()
+    results = [await t.result() for t in [first, *later]]
+    assert device.calls == [1, 5]
+    assert [r.tolist() for r in results] == [[2 * i] for i in range(6)]
+    await batcher.stop()
+
+
+async def test_a_large_request_is_split_and_reassembled_in_order() -> None:
+    device = Device()
+    batcher = make(device, max_batch_size=4)
+    values = list(range(11))
+    result = await batcher.submit(rows(*values)).result()
+    assert result.tolist() == [2 * v for v in values]
+    assert sum(device.calls) == 11
+    assert max(device.calls) <= 4
+    await batcher.stop()
+
+
+async def test_batch_size_one_turns_batching_off() -> None:
+    device = Device()
+    device.gate.clear()
+    batcher = make(device, max_batch_size=1, max_chunk=4)
+    first = batcher.submit(rows(0))
+    await until(lambda: batcher.queued_rows == 0)
+    small = [batcher.submit(rows(1)), batcher.submit(rows(2))]
+    big = batcher.submit(rows(*range(6)))  # one request: chunks of max_chunk, not of 1
+    device.gate.set()
+    for t in [first, *small, big]:
+        await t.result()
+    assert device.calls == [1, 1, 1, 4, 2]
+    await batcher.stop()
+
+
+async def test_a_device_error_reaches_every_request_of_the_batch_only() -> None:
+    device = Device()
+    device.gate.clear()
+    batcher = make(device)
+    first = batcher.submit(rows(0))
+    await until(lambda: batcher.queued_rows == 0)
+    device.fail = RuntimeError("device fault")
+    doomed = [batcher.submit(rows(1)), batcher.submit(rows(2))]
+    device.gate.set()  # the first call fails too: it reaches `fail` after the gate
+    for t in [first, *doomed]:
+        with pytest.raises(RuntimeError, match="device fault"):
+            await t.result()
+    device.fail = None
+    assert (await batcher.submit(rows(3)).result()).tolist() == [6]
+    assert batcher.stats.failed_calls == 2
+    await batcher.stop()
+
+
+async def test_a_wrong_result_count_fails_the_batch() -> None:
+    device = Device()
+    device.drop_one = True
+    batcher = make(device)
+    with pytest.raises(RuntimeError, match="returned 1 results for 2 rows"):
+        await batcher.submit(rows(1, 2)).result()
+    await batcher.stop()
+
+
+async def test_a_full_queue_refuses_at_once() -> None:
+    device = Device()
+    device.gate.clear()
+    batcher = make(device, queue_rows=4)
+    first = batcher.submit(rows(0))
+    await until(lambda: batcher.queued_rows == 0)
+    queued = batcher.submit(rows(1, 2, 3))
+    with pytest.raises(Overloaded, match="3 rows are queued and the limit is 4"):
+        batcher.submit(rows(4, 5))
+    device.gate.set()
+    await first.result()
+    await queued.result()
+    await batcher.stop()
+
+
+async def test_an_expired_request_is_dropped_before_the_device_call() -> None:
+    device = Device()
+    device.gate.clear()
+    batcher = make(device)
+    first = batcher.submit(rows(0))
+    await until(lambda: batcher.queued_rows == 0)
+    expired = batcher.submit(rows(7, 8), timeout_s=0.01)
+    with pytest.raises(DeadlineExceeded):
+        await expired.result()
+    device.gate.set()
+    await first.result()
+    assert (await batcher.submit(rows(1)).result()).tolist() == [2]
+    assert device.calls == [1, 1]  # rows 7 and 8 never reached the device
+    assert batcher.stats.dropped_rows == 2
+    await batcher.stop()
+
+
+async def test_an_abandoned_request_is_dropped() -> None:
+    device = Device()
+    device.gate.clear()
+    batcher = make(device)
+    first = batcher.submit(rows(0))
+    await until(lambda: batcher.queued_rows == 0)
+    gone = batcher.submit(rows(9))
+    gone.abandon(ConnectionResetError("client went away"))
+    device.gate.set()
+    await first.result()
+    with pytest.raises(ConnectionResetError):
+        await gone.result()
+    assert (await batcher.submit(rows(1)).result()).tolist() == [2]
+    assert device.calls == [1, 1]
+    await batcher.stop()
+
+
+async def test_stop_fails_the_running_and_the_queued_requests() -> None:
+    device = Device()
+    device.gate.clear()
+    batcher = make(device)
+    running = batcher.submit(rows(0))
+    await until(lambda: batcher.queued_rows == 0)
+    stranded = batcher.submit(rows(1))
+    await batcher.stop()
+    device.gate.set()
+    for ticket in (running, stranded):
+        with pytest.raises(ShuttingDown):
+            await ticket.result()
