@@ -53,6 +53,7 @@ def main() -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        access_log=settings.access_log,
         lifespan="on",
     )
     logging.getLogger("uvicorn.error").addFilter(_HideStartupTraceback())

@@ -25,9 +25,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,6 +113,8 @@ class Batcher:
         self._arriving = 0
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Built inside the running loop (the lifespan); kept, as the hot path needs it often.
+        self._loop = asyncio.get_running_loop()
         self.stats = BatchStats()
 
     @property
@@ -122,7 +124,7 @@ class Batcher:
     def start(self) -> None:
         # Keep a hard reference: the loop holds tasks weakly, and a collected consumer would
         # leave every request waiting forever.
-        self._task = asyncio.get_running_loop().create_task(self._consume(), name="batcher")
+        self._task = self._loop.create_task(self._consume(), name="batcher")
 
     async def stop(self) -> None:
         """Cancel the consumer and fail whatever is still queued."""
@@ -136,18 +138,17 @@ class Batcher:
                 item.future.set_exception(ShuttingDown("the server is shutting down"))
         self._queued_rows = 0
 
-    @contextmanager
-    def arriving(self) -> Iterator[None]:
-        """Mark a request that has started but is not queued yet (reading or parsing its body).
+    def arrive(self) -> None:
+        """A request has started and is not queued yet (reading or parsing its body).
 
         While any request is arriving, the consumer may wait (up to ``max_delay``) for it.
+        Pair every call with ``arrived()`` (in a ``finally``).
         """
         self._arriving += 1
-        try:
-            yield
-        finally:
-            self._arriving -= 1
-            self._wakeup.set()
+
+    def arrived(self) -> None:
+        self._arriving -= 1
+        self._wakeup.set()
 
     def submit(self, rows: np.ndarray, timeout_s: float | None = None) -> Ticket:
         """Queue ``rows``; ``await ticket.result()`` gives their results, in order.
@@ -160,7 +161,7 @@ class Batcher:
             raise Overloaded(
                 f"{self._queued_rows} rows are queued and the limit is {self.queue_rows}"
             )
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         futures = []
         for start in range(0, n, self._part_rows):
             part = rows[start : start + self._part_rows]
@@ -212,7 +213,7 @@ class Batcher:
         return items
 
     async def _consume(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         while True:
             await self._wait_for_batch()
             items = self._take_batch()
@@ -222,7 +223,10 @@ class Batcher:
             self.stats.device_calls += 1
             self.stats.rows += batch.shape[0]
             try:
-                out = await loop.run_in_executor(self._executor, self._call, batch)
+                if self._executor is None:
+                    out = self._call(batch)
+                else:
+                    out = await loop.run_in_executor(self._executor, self._call, batch)
             except asyncio.CancelledError:  # stop() during a device call
                 for item in items:
                     if not item.future.done():

@@ -1,4 +1,8 @@
-"""Errors the service turns into clean HTTP answers: never a stack trace in a response."""
+"""How failures become HTTP answers: one mapping for FastAPI routes and the raw endpoints.
+
+Never a stack trace in a response: an unexpected error is logged with an error id, and the
+client gets that id.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from app.batching import DeadlineExceeded, Overloaded, ShuttingDown
+
 logger = logging.getLogger("housing.errors")
 
 # Discriminator tags of the request union; they are not part of the client's field path.
 _UNION_TAGS = {"record", "batch"}
+RETRY_AFTER = {"Retry-After": "1"}
 
 
 class StartupError(Exception):
@@ -24,6 +31,10 @@ class StartupError(Exception):
 
 class NotReadyError(Exception):
     """The model is not loaded (yet, or any more): 503 so a load balancer retries elsewhere."""
+
+
+class ClientDisconnected(Exception):
+    """The client closed the connection before its answer was ready."""
 
 
 def field_path(loc: Sequence[int | str]) -> str:
@@ -36,27 +47,34 @@ def validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
     return [{"field": field_path(e["loc"]), "message": e["msg"], "type": e["type"]} for e in errors]
 
 
-def _unprocessable(errors: Sequence[Any]) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"detail": validation_details(errors)})
-
-
-async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ValidationError | RequestValidationError)
-    return _unprocessable(exc.errors())
-
-
-async def _on_not_ready(_: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "1"})
-
-
-async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+def error_answer(exc: Exception, where: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """(status, JSON body, headers) for any exception raised while answering ``where``."""
+    if isinstance(exc, ValidationError | RequestValidationError):
+        return 422, {"detail": validation_details(exc.errors())}, {}
+    if isinstance(exc, NotReadyError | ShuttingDown):
+        return 503, {"detail": str(exc)}, RETRY_AFTER
+    if isinstance(exc, Overloaded):
+        return 503, {"detail": f"overloaded, retry later: {exc}"}, RETRY_AFTER
+    if isinstance(exc, DeadlineExceeded):
+        return 504, {"detail": f"deadline exceeded: {exc}"}, {}
     error_id = uuid.uuid4().hex
-    logger.error("error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
-    return JSONResponse(status_code=500, content={"detail": "internal error", "error_id": error_id})
+    logger.error("error %s on %s", error_id, where, exc_info=exc)
+    return 500, {"detail": "internal error", "error_id": error_id}, {}
+
+
+async def _handle(request: Request, exc: Exception) -> JSONResponse:
+    status, body, headers = error_answer(exc, f"{request.method} {request.url.path}")
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ValidationError, _on_validation)
-    app.add_exception_handler(RequestValidationError, _on_validation)
-    app.add_exception_handler(NotReadyError, _on_not_ready)
-    app.add_exception_handler(Exception, _on_unexpected)
+    for exc_type in (
+        ValidationError,
+        RequestValidationError,
+        NotReadyError,
+        ShuttingDown,
+        Overloaded,
+        DeadlineExceeded,
+        Exception,
+    ):
+        app.add_exception_handler(exc_type, _handle)

@@ -10,18 +10,38 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api import api_router
-from app.api.predict import RESPONSE_MODELS
+from app.api.predict import PredictEndpoint, openapi_path
 from app.errors import StartupError, install_error_handlers
 from app.runtime import ModelRuntime
-from app.schemas import request_adapter
+from app.schemas import HouseValue, Predictions, request_adapter
 from app.settings import Settings
-from modelspec.features import EXAMPLE_RECORD
 
 logger = logging.getLogger("housing.app")
 
 REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+class HousingApp(FastAPI):
+    """FastAPI for the probes and docs, with hot paths dispatched before its middleware.
+
+    ``hot_paths`` maps an exact path to a bare ASGI endpoint; everything else goes through
+    FastAPI as usual.
+    """
+
+    def __init__(self, hot_paths: dict[str, ASGIApp], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hot_paths = hot_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.hot_paths.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastAPI:
@@ -35,14 +55,15 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
         except StartupError as exc:
             # One clean line an operator can act on; uvicorn then exits non-zero.
             logger.error("cannot start: %s", exc)
-            runtime.close()
+            await runtime.close()
             raise
         try:
             yield {"runtime": runtime}
         finally:
-            runtime.close()
+            await runtime.close()
 
-    app = FastAPI(
+    app = HousingApp(
+        hot_paths={"/predict": PredictEndpoint(runtime)},
         title="housing-inference",
         version="0.1.0",
         summary="California house prices from census block-group features, on Inferentia2",
@@ -61,32 +82,14 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
 
 
 def _build_openapi(app: FastAPI, max_instances: int) -> dict[str, Any]:
-    """FastAPI's schema plus the request body of /predict, which the route parses itself."""
+    """FastAPI's schema plus the hand-written entry of the bare ``/predict`` endpoint."""
     schema = get_openapi(
         title=app.title, version=app.version, summary=app.summary, routes=app.routes
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     body = request_adapter(max_instances).json_schema(ref_template=REF_TEMPLATE)
     components.update(body.pop("$defs", {}))
-    for model in RESPONSE_MODELS:
+    for model in (HouseValue, Predictions):
         components[model.__name__] = TypeAdapter(model).json_schema(ref_template=REF_TEMPLATE)
-    schema["paths"]["/predict"]["post"]["requestBody"] = {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": body,
-                "examples": {
-                    "one record": {"value": EXAMPLE_RECORD},
-                    "instances": {
-                        "value": {
-                            "instances": [
-                                EXAMPLE_RECORD,
-                                {**EXAMPLE_RECORD, "total_bedrooms": None},
-                            ]
-                        }
-                    },
-                },
-            }
-        },
-    }
+    schema["paths"]["/predict"] = openapi_path(body)
     return schema

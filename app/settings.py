@@ -35,6 +35,28 @@ class Settings(BaseSettings):
         description="torch intra-op threads; 1 keeps a batch-1 call at microseconds under load",
     )
     log_level: LogLevel = Field("info", description="Log level of the service and uvicorn")
+    access_log: bool = Field(False, description="Log one line per request (costs CPU per request)")
+    max_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Most rows in one device call (default: the largest compiled batch size); "
+        "1 turns batching off",
+    )
+    max_delay_ms: float = Field(
+        2.0, ge=0, le=1000, description="Longest a row waits for others to fill its batch"
+    )
+    queue_rows: int = Field(
+        4096, ge=1, description="Rows that may wait for the device; beyond, 503 at once"
+    )
+    device_thread: bool | None = Field(
+        None,
+        description="Run device calls on a dedicated thread (default: yes for neuron and xla, "
+        "no for cpu, where the call is this core's own work and a thread hop only adds "
+        "scheduling latency)",
+    )
+    request_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="Deadline of a request's rows; past it, 504"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -42,5 +64,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"HOUSING_ARTIFACTS={self.artifacts} is a file; it must be the folder that "
                 "holds manifest.json and model_neuron.pt"
+            )
+        if self.queue_rows < self.max_instances:
+            raise ValueError(
+                f"HOUSING_QUEUE_ROWS={self.queue_rows} is below HOUSING_MAX_INSTANCES="
+                f"{self.max_instances}: the largest allowed request could never be queued"
             )
         return self

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Literal, get_args
+from operator import itemgetter
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -167,33 +168,35 @@ def feature_hash() -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def encode(numeric: np.ndarray, ocean: Sequence[str], bedrooms_median: float) -> np.ndarray:
-    """Encode raw fields into the artifact's float32 input of shape ``(n, N_ENCODED)``.
+_BEDROOMS_AT = NUMERIC_COLUMNS.index(IMPUTED_COLUMN)
+_BEFORE_BEDROOMS = itemgetter(*NUMERIC_COLUMNS[:_BEDROOMS_AT])
+_AFTER_BEDROOMS = itemgetter(*NUMERIC_COLUMNS[_BEDROOMS_AT + 1 :])
+_ONE_HOT = {c: tuple(float(c == d) for d in OCEAN_CATEGORIES) for c in OCEAN_CATEGORIES}
 
-    ``numeric`` is ``(n, 8)`` in ``NUMERIC_COLUMNS`` order, with NaN where ``total_bedrooms`` is
-    missing. Training (from a data frame) and serving (from request records) both end here.
+
+def encode_records(records: Iterable[Mapping[str, Any]], bedrooms_median: float) -> np.ndarray:
+    """Encode raw records into the artifact's float32 input of shape ``(n, N_ENCODED)``.
+
+    Each record maps the raw field names to values; ``total_bedrooms`` may be absent, None or
+    NaN (imputed with ``bedrooms_median``). Training (data-frame rows) and serving (validated
+    request records) both encode here. Plain Python per record: a request has few rows, and
+    numpy's per-call overhead would dominate them.
     """
-    numeric = np.asarray(numeric, dtype=np.float64)
-    n = numeric.shape[0]
-    if numeric.shape != (n, len(NUMERIC_COLUMNS)):
-        raise ValueError(f"expected numeric shape (n, {len(NUMERIC_COLUMNS)}), got {numeric.shape}")
-    if len(ocean) != n:
-        raise ValueError(f"got {n} numeric rows but {len(ocean)} {CATEGORICAL_COLUMN} values")
-    out = np.zeros((n, N_ENCODED), dtype=np.float32)
-    out[:, : len(NUMERIC_COLUMNS)] = numeric
-    bedrooms = NUMERIC_COLUMNS.index(IMPUTED_COLUMN)
-    missing = np.isnan(numeric[:, bedrooms])
-    out[missing, bedrooms] = bedrooms_median
-    others = np.delete(numeric, bedrooms, axis=1)
-    if np.isnan(others).any():
-        row = int(np.argwhere(np.isnan(others))[0, 0])
+    rows = []
+    for r in records:
+        bedrooms = r.get(IMPUTED_COLUMN)
+        if bedrooms is None or bedrooms != bedrooms:  # absent, null or NaN
+            bedrooms = bedrooms_median
+        try:
+            hot = _ONE_HOT[r[CATEGORICAL_COLUMN]]
+        except KeyError:
+            raise ValueError(
+                f"unknown {CATEGORICAL_COLUMN} {r.get(CATEGORICAL_COLUMN)!r}; expected one of "
+                f"{OCEAN_CATEGORIES}"
+            ) from None
+        rows.append((*_BEFORE_BEDROOMS(r), bedrooms, *_AFTER_BEDROOMS(r), *hot))
+    out = np.array(rows, dtype=np.float32).reshape(-1, N_ENCODED)
+    if np.isnan(out.sum()):  # one reduction: cheaper than a mask for a request's few rows
+        row = int(np.argwhere(np.isnan(out))[0, 0])
         raise ValueError(f"row {row}: only {IMPUTED_COLUMN} may be missing")
-    index = {c: i for i, c in enumerate(OCEAN_CATEGORIES)}
-    try:
-        hot = np.fromiter((index[c] for c in ocean), dtype=np.int64, count=n)
-    except KeyError as exc:
-        raise ValueError(
-            f"unknown {CATEGORICAL_COLUMN} {exc.args[0]!r}; expected one of {OCEAN_CATEGORIES}"
-        ) from None
-    out[np.arange(n), len(NUMERIC_COLUMNS) + hot] = 1.0
     return out

@@ -35,35 +35,71 @@ class NetConfig:
 
 
 class DeriveFeatures(nn.Module):
-    """Applies ``DERIVED_FEATURES`` to an ``(n, N_ENCODED)`` batch; traces to plain tensor ops."""
+    """Applies ``DERIVED_FEATURES`` to an ``(n, N_ENCODED)`` batch.
+
+    Features are computed a group per op (one matmul for identities and linear combinations,
+    one gather per elementwise op), then put back in spec order with one index_select: about
+    ten graph ops instead of one per feature, which is most of a batch-1 call's cost.
+    """
+
+    lin_weight: Tensor
+    log_cols: Tensor
+    ratio_num: Tensor
+    ratio_den: Tensor
+    log_ratio_num: Tensor
+    log_ratio_den: Tensor
+    order: Tensor
 
     def __init__(self) -> None:
         super().__init__()
         col = {c: i for i, c in enumerate(ENCODED_COLUMNS)}
-        self._plan = [
-            (f.op, tuple(col[name] for name in f.inputs), f.weights) for f in DERIVED_FEATURES
-        ]
+        groups: dict[str, list[int]] = {op: [] for op in ("lin", "log", "ratio", "log_ratio")}
+        weight = torch.zeros(N_ENCODED, N_DERIVED)
+        logs, nums, dens, log_nums, log_dens = [], [], [], [], []
+        for k, f in enumerate(DERIVED_FEATURES):
+            idx = [col[name] for name in f.inputs]
+            if f.op in ("identity", "lincomb"):
+                weights = f.weights or (1.0,)
+                for i, w in zip(idx, weights, strict=True):
+                    weight[i, len(groups["lin"])] = w
+                groups["lin"].append(k)
+            elif f.op == "log1p":
+                logs.append(idx[0])
+                groups["log"].append(k)
+            elif f.op == "ratio":
+                nums.append(idx[0])
+                dens.append(idx[1])
+                groups["ratio"].append(k)
+            else:  # log1p_ratio
+                log_nums.append(idx[0])
+                log_dens.append(idx[1])
+                groups["log_ratio"].append(k)
+        computed = [k for g in groups.values() for k in g]  # feature index of each output
+        order = torch.tensor([computed.index(k) for k in range(N_DERIVED)])
+
+        def buffer(name: str, value: Tensor) -> None:
+            # Not persistent: derived from the spec, so not part of the trained state.
+            self.register_buffer(name, value, persistent=False)
+
+        buffer("lin_weight", weight[:, : len(groups["lin"])].contiguous())
+        buffer("log_cols", torch.tensor(logs, dtype=torch.long))
+        buffer("ratio_num", torch.tensor(nums, dtype=torch.long))
+        buffer("ratio_den", torch.tensor(dens, dtype=torch.long))
+        buffer("log_ratio_num", torch.tensor(log_nums, dtype=torch.long))
+        buffer("log_ratio_den", torch.tensor(log_dens, dtype=torch.long))
+        buffer("order", order)
 
     def forward(self, x: Tensor) -> Tensor:
-        cols = []
-        for op, idx, weights in self._plan:
-            a = x[:, idx[0]]
-            if op == "identity":
-                cols.append(a)
-            elif op == "log1p":
-                cols.append(torch.log1p(a))
-            elif op == "ratio":
-                cols.append(a / x[:, idx[1]].clamp(min=1.0))
-            elif op == "log1p_ratio":
-                cols.append(torch.log1p(a / x[:, idx[1]].clamp(min=1.0)))
-            elif op == "lincomb":
-                acc = weights[0] * a
-                for w, i in zip(weights[1:], idx[1:], strict=True):
-                    acc = acc + w * x[:, i]
-                cols.append(acc)
-            else:  # pragma: no cover - FeatureOp is a closed Literal
-                raise ValueError(f"unknown feature op {op!r}")
-        return torch.stack(cols, dim=1)
+        def ratio(num: Tensor, den: Tensor) -> Tensor:
+            return x.index_select(1, num) / x.index_select(1, den).clamp(min=1.0)
+
+        parts = [
+            x @ self.lin_weight,
+            torch.log1p(x.index_select(1, self.log_cols)),
+            ratio(self.ratio_num, self.ratio_den),
+            torch.log1p(ratio(self.log_ratio_num, self.log_ratio_den)),
+        ]
+        return torch.cat(parts, dim=1).index_select(1, self.order)
 
 
 class HousingNet(nn.Module):

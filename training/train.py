@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,11 +16,10 @@ from torch import Tensor
 from tqdm import tqdm
 
 from modelspec.features import (
-    CATEGORICAL_COLUMN,
     IMPUTED_COLUMN,
-    NUMERIC_COLUMNS,
+    RAW_COLUMNS,
     TARGET_COLUMN,
-    encode,
+    encode_records,
     feature_hash,
     spec_dict,
 )
@@ -58,11 +58,8 @@ class TrainResult:
 
 
 def encode_frame(frame: pd.DataFrame, bedrooms_median: float) -> np.ndarray:
-    return encode(
-        frame[list(NUMERIC_COLUMNS)].to_numpy(dtype=np.float64),
-        frame[CATEGORICAL_COLUMN].tolist(),
-        bedrooms_median,
-    )
+    records: list[dict[str, Any]] = frame[list(RAW_COLUMNS)].to_dict(orient="records")  # type: ignore[assignment]
+    return encode_records(records, bedrooms_median)
 
 
 def rmse(pred: Tensor, target: Tensor) -> float:

@@ -51,7 +51,16 @@ class XlaBackend:
         self._xla = torch_xla.device()
         scripted = torchscript.load(artifact, map_location="cpu")
         model = HousingNet(NetConfig.from_dict(network))
-        model.load_state_dict(scripted.state_dict())
+        # The traced module also holds the spec-derived (non-persistent) buffers; take only
+        # the trained state the eager network declares.
+        state = scripted.state_dict()
+        missing = [k for k in model.state_dict() if k not in state]
+        if missing:
+            raise StartupError(
+                f"{artifact} lacks {missing}: it was not compiled from this network. "
+                "Hint: re-run `python -m training` and `python -m compile --target cpu`."
+            )
+        model.load_state_dict({k: state[k] for k in model.state_dict()})
         self._model = model.eval().to(self._xla)
         logger.info("model on %s (PJRT_DEVICE=%s)", self._xla, os.environ["PJRT_DEVICE"])
 

@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from modelspec import features
@@ -10,11 +11,22 @@ from modelspec.features import (
     NUMERIC_COLUMNS,
     OCEAN_CATEGORIES,
     DerivedFeature,
-    encode,
+    encode_records,
     feature_hash,
 )
 
-ROW = [-122.23, 37.88, 41.0, 880.0, 129.0, 322.0, 126.0, 8.3252]
+RECORD = {
+    "longitude": -122.23,
+    "latitude": 37.88,
+    "housing_median_age": 41.0,
+    "total_rooms": 880.0,
+    "total_bedrooms": 129.0,
+    "population": 322.0,
+    "households": 126.0,
+    "median_income": 8.3252,
+    "ocean_proximity": "NEAR BAY",
+}
+ROW = [RECORD[c] for c in NUMERIC_COLUMNS]
 
 
 def test_encoded_columns_are_numeric_then_one_hot() -> None:
@@ -24,39 +36,48 @@ def test_encoded_columns_are_numeric_then_one_hot() -> None:
 
 
 def test_encode_copies_numbers_and_one_hot_encodes_the_category() -> None:
-    out = encode(np.array([ROW, ROW]), ["NEAR BAY", "<1H OCEAN"], bedrooms_median=435.0)
+    other = {**RECORD, "ocean_proximity": "<1H OCEAN"}
+    out = encode_records([RECORD, other], bedrooms_median=435.0)
     assert out.dtype == np.float32
     assert out.shape == (2, 13)
-    np.testing.assert_allclose(out[0, :8], np.float32(ROW))
+    np.testing.assert_array_equal(out[0, :8], np.float32(ROW))
     assert out[0, 8:].tolist() == [0, 0, 0, 1, 0]
     assert out[1, 8:].tolist() == [1, 0, 0, 0, 0]
 
 
-def test_missing_bedrooms_are_imputed_with_the_given_median() -> None:
-    row = [*ROW]
-    row[NUMERIC_COLUMNS.index("total_bedrooms")] = math.nan
-    out = encode(np.array([row, ROW]), ["INLAND", "INLAND"], bedrooms_median=435.0)
+@pytest.mark.parametrize("missing", ["absent", None, math.nan])
+def test_missing_bedrooms_are_imputed_with_the_given_median(missing: object) -> None:
+    record = {k: v for k, v in RECORD.items() if k != "total_bedrooms"}
+    if missing != "absent":
+        record["total_bedrooms"] = missing
+    out = encode_records([record, RECORD], bedrooms_median=435.0)
     assert out[0, 4] == 435.0
     assert out[1, 4] == 129.0
 
 
 def test_a_missing_value_elsewhere_is_refused() -> None:
-    row = [*ROW]
-    row[NUMERIC_COLUMNS.index("population")] = math.nan
-    with pytest.raises(ValueError, match="row 0: only total_bedrooms may be missing"):
-        encode(np.array([row]), ["INLAND"], bedrooms_median=435.0)
+    with pytest.raises(ValueError, match="row 1: only total_bedrooms may be missing"):
+        encode_records([RECORD, {**RECORD, "population": math.nan}], bedrooms_median=435.0)
 
 
 def test_an_unknown_category_is_refused_with_the_known_ones() -> None:
     with pytest.raises(ValueError, match="unknown ocean_proximity 'LAKE'.*INLAND"):
-        encode(np.array([ROW]), ["LAKE"], bedrooms_median=435.0)
+        encode_records([{**RECORD, "ocean_proximity": "LAKE"}], bedrooms_median=435.0)
 
 
-def test_shape_mismatches_are_refused() -> None:
-    with pytest.raises(ValueError, match="expected numeric shape"):
-        encode(np.array([ROW[:7]]), ["INLAND"], bedrooms_median=1.0)
-    with pytest.raises(ValueError, match="1 numeric rows but 2"):
-        encode(np.array([ROW]), ["INLAND", "INLAND"], bedrooms_median=1.0)
+def test_no_records_encode_to_an_empty_batch() -> None:
+    assert encode_records([], bedrooms_median=1.0).shape == (0, 13)
+
+
+def test_the_whole_data_set_encodes_like_a_column_wise_reference(
+    housing_frame: pd.DataFrame,
+) -> None:
+    out = encode_records(housing_frame.to_dict(orient="records"), bedrooms_median=435.0)
+    numeric = housing_frame[list(NUMERIC_COLUMNS)].to_numpy(dtype=np.float32)
+    numeric[:, 4] = np.where(np.isnan(numeric[:, 4]), np.float32(435.0), numeric[:, 4])
+    np.testing.assert_array_equal(out[:, :8], numeric)
+    hot = pd.get_dummies(housing_frame["ocean_proximity"])[list(OCEAN_CATEGORIES)]
+    np.testing.assert_array_equal(out[:, 8:], hot.to_numpy(dtype=np.float32))
 
 
 def test_feature_hash_is_pinned() -> None:

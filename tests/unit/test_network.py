@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from modelspec import torchscript
-from modelspec.features import N_DERIVED, N_ENCODED
+from modelspec.features import DERIVED_FEATURES, ENCODED_COLUMNS, N_DERIVED, N_ENCODED
 from modelspec.network import HousingNet, NetConfig
 
 
@@ -45,3 +45,22 @@ def test_trace_runs_at_other_batch_sizes() -> None:
     traced = torchscript.trace(model, torch.rand(1, N_ENCODED))
     x = torch.rand(7, N_ENCODED) * 10
     torch.testing.assert_close(traced(x), model(x))
+
+
+def test_derived_features_match_a_feature_by_feature_reference() -> None:
+    x = torch.rand(6, N_ENCODED) * 100
+    col = {c: i for i, c in enumerate(ENCODED_COLUMNS)}
+    expected = []
+    for f in DERIVED_FEATURES:
+        a = x[:, col[f.inputs[0]]]
+        if f.op == "identity":
+            expected.append(a)
+        elif f.op == "log1p":
+            expected.append(torch.log1p(a))
+        elif f.op == "ratio":
+            expected.append(a / x[:, col[f.inputs[1]]].clamp(min=1))
+        elif f.op == "log1p_ratio":
+            expected.append(torch.log1p(a / x[:, col[f.inputs[1]]].clamp(min=1)))
+        else:
+            expected.append(sum(w * x[:, col[n]] for w, n in zip(f.weights, f.inputs, strict=True)))
+    torch.testing.assert_close(_model().derive(x), torch.stack(expected, 1))
