@@ -61,7 +61,7 @@ class Server:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], probe: str) -> None:
         self.name, self.port = name, free_port()
         self.probe = probe
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [
                 "taskset",
@@ -183,7 +183,10 @@ def write_bodies(folder: Path) -> dict[str, tuple[Path, int]]:
 
 
 def print_table(results: list[Result]) -> None:
-    head = f"{'server':<28} {'body':<12} {'conc':>4} {'req/s':>9} {'rows/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+    head = (
+        f"{'server':<28} {'body':<12} {'conc':>4} {'req/s':>9} {'rows/s':>10} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+    )
     print(head)
     print("-" * len(head))
     for r in results:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -42,7 +43,11 @@ def rows(*values: float) -> np.ndarray:
     return np.array([[v, 0.0] for v in values])
 
 
-def make(device: Device, **kw: int | float) -> Batcher:
+# The device thread; tests that hold the device need it, or the gate would block the loop.
+DEVICE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-device")
+
+
+def make(device: Device, inline: bool = False, **kw: int | float) -> Batcher:
     options: dict[str, int | float] = {
         "max_batch_size": 8,
         "max_delay_s": 0.05,
@@ -50,7 +55,7 @@ def make(device: Device, **kw: int | float) -> Batcher:
         "max_chunk": 4,
     }
     options.update(kw)
-    batcher = Batcher(device, None, **options)  # type: ignore[arg-type]
+    batcher = Batcher(device, None if inline else DEVICE_THREAD, **options)  # type: ignore[arg-type]
     batcher.start()
     return batcher
 
@@ -70,6 +75,21 @@ async def test_a_lone_request_runs_at_once() -> None:
     result = await batcher.submit(rows(1, 2)).result()
     assert result.tolist() == [2, 4]
     assert device.calls == [2]
+    await batcher.stop()
+
+
+async def test_inline_calls_run_on_the_loop_thread() -> None:
+    device = Device()
+    seen: list[str] = []
+
+    def call(x: np.ndarray) -> np.ndarray:
+        seen.append(threading.current_thread().name)
+        return device(x)
+
+    batcher = Batcher(call, None, max_batch_size=8, max_delay_s=0.05, queue_rows=64, max_chunk=4)
+    batcher.start()
+    assert (await batcher.submit(rows(1)).result()).tolist() == [2]
+    assert seen == [threading.current_thread().name]
     await batcher.stop()
 
 
