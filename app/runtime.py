@@ -93,9 +93,6 @@ class ModelRuntime:
         device = resolve_device(self.settings.device, self._probes)
         logger.info("device %s (HOUSING_DEVICE=%s)", device, self.settings.device)
         torch.set_num_threads(self.settings.torch_threads)
-        # This is the device thread, where every forward runs: switch autograd off for it
-        # once (thread-local), instead of entering no_grad/inference_mode on every call.
-        torch.set_grad_enabled(False)
         backend = load_backend(device, artifact, manifest)
         assert manifest.compiled is not None
         warm_up(backend, manifest.compiled)
@@ -117,8 +114,6 @@ class ModelRuntime:
         threaded = self.settings.device_thread
         if threaded is None:
             threaded = self.device != "cpu"
-        if not threaded:
-            torch.set_grad_enabled(False)  # forwards now run on this (the loop's) thread
         logger.info("device calls run %s", "on the device thread" if threaded else "inline")
         self.batcher = Batcher(
             self._backend.predict,

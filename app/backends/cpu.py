@@ -22,9 +22,8 @@ class CpuBackend:
         self._module = torchscript.load(artifact, map_location="cpu").eval()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        # Autograd is off on the thread that calls this (the runtime sees to it): no
-        # inference_mode context here, whose enter/exit costs more than a small forward.
-        batch = torch.from_numpy(x)
-        if self._dynamic:
-            return to_numpy(self._module.forward(batch))
-        return to_numpy(run_bucketed(self._module.forward, batch, self.batch_sizes))
+        with torch.no_grad():
+            batch = torch.from_numpy(x)
+            if self._dynamic:
+                return to_numpy(self._module.forward(batch))
+            return to_numpy(run_bucketed(self._module.forward, batch, self.batch_sizes))

@@ -39,5 +39,5 @@ class NeuronBackend:
         self._module = torchscript.load(artifact)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        # Autograd is off on the device thread (the runtime sees to it).
-        return to_numpy(run_bucketed(self._module, torch.from_numpy(x), self.batch_sizes))
+        with torch.no_grad():
+            return to_numpy(run_bucketed(self._module, torch.from_numpy(x), self.batch_sizes))

@@ -1,0 +1,48 @@
+"""Settings from HOUSING_* variables, and the combinations they refuse."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from app.settings import Settings
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("HOUSING_")]:
+        monkeypatch.delenv(name)
+    s = Settings()
+    assert (s.device, s.host, s.port, s.max_instances) == ("auto", "0.0.0.0", 8080, 1024)
+    assert (s.max_batch_size, s.max_delay_ms, s.queue_rows, s.torch_threads) == (None, 2.0, 4096, 1)
+    assert s.device_thread is None
+    assert s.access_log is False
+
+
+def test_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOUSING_DEVICE", "xla")
+    monkeypatch.setenv("HOUSING_MAX_BATCH_SIZE", "1")
+    monkeypatch.setenv("HOUSING_MAX_DELAY_MS", "0.5")
+    s = Settings()
+    assert (s.device, s.max_batch_size, s.max_delay_ms) == ("xla", 1, 0.5)
+
+
+def test_a_queue_smaller_than_the_largest_request_is_refused() -> None:
+    with pytest.raises(
+        ValidationError, match="HOUSING_QUEUE_ROWS=100 is below HOUSING_MAX_INSTANCES"
+    ):
+        Settings(queue_rows=100, max_instances=1024)
+
+
+def test_an_artifacts_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "manifest.json"
+    f.write_text("{}")
+    with pytest.raises(ValidationError, match="is a file; it must be the folder"):
+        Settings(artifacts=f)
+
+
+def test_an_unknown_device_is_refused() -> None:
+    with pytest.raises(ValidationError, match="'auto', 'neuron', 'xla' or 'cpu'"):
+        Settings(device="gpu")  # type: ignore[arg-type]
