@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from operator import itemgetter
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -169,34 +169,51 @@ def feature_hash() -> str:
 
 
 _BEDROOMS_AT = NUMERIC_COLUMNS.index(IMPUTED_COLUMN)
-_BEFORE_BEDROOMS = itemgetter(*NUMERIC_COLUMNS[:_BEDROOMS_AT])
-_AFTER_BEDROOMS = itemgetter(*NUMERIC_COLUMNS[_BEDROOMS_AT + 1 :])
-_ONE_HOT = {c: tuple(float(c == d) for d in OCEAN_CATEGORIES) for c in OCEAN_CATEGORIES}
+_CATEGORY_INDEX = {c: i for i, c in enumerate(OCEAN_CATEGORIES)}
 
 
-def encode_records(records: Iterable[Mapping[str, Any]], bedrooms_median: float) -> np.ndarray:
-    """Encode raw records into the artifact's float32 input of shape ``(n, N_ENCODED)``.
+def encode(numeric: np.ndarray, ocean: Sequence[str], bedrooms_median: float) -> np.ndarray:
+    """Encode raw fields into the artifact's float32 input of shape ``(n, N_ENCODED)``.
 
-    Each record maps the raw field names to values; ``total_bedrooms`` may be absent, None or
-    NaN (imputed with ``bedrooms_median``). Training (data-frame rows) and serving (validated
-    request records) both encode here. Plain Python per record: a request has few rows, and
-    numpy's per-call overhead would dominate them.
+    ``numeric`` is ``(n, 8)`` in ``NUMERIC_COLUMNS`` order with NaN where ``total_bedrooms`` is
+    missing (imputed with ``bedrooms_median``); ``ocean`` holds the ``n`` categories. Every
+    path -- training, request records, the fast request check -- encodes here.
     """
-    rows = []
-    for r in records:
-        bedrooms = r.get(IMPUTED_COLUMN)
-        if bedrooms is None or bedrooms != bedrooms:  # absent, null or NaN
-            bedrooms = bedrooms_median
-        try:
-            hot = _ONE_HOT[r[CATEGORICAL_COLUMN]]
-        except KeyError:
-            raise ValueError(
-                f"unknown {CATEGORICAL_COLUMN} {r.get(CATEGORICAL_COLUMN)!r}; expected one of "
-                f"{OCEAN_CATEGORIES}"
-            ) from None
-        rows.append((*_BEFORE_BEDROOMS(r), bedrooms, *_AFTER_BEDROOMS(r), *hot))
-    out = np.array(rows, dtype=np.float32).reshape(-1, N_ENCODED)
+    numeric = np.asarray(numeric, dtype=np.float64)
+    n = numeric.shape[0]
+    if numeric.shape != (n, len(NUMERIC_COLUMNS)):
+        raise ValueError(f"expected numeric shape (n, {len(NUMERIC_COLUMNS)}), got {numeric.shape}")
+    if len(ocean) != n:
+        raise ValueError(f"got {n} numeric rows but {len(ocean)} {CATEGORICAL_COLUMN} values")
+    out = np.zeros((n, N_ENCODED), dtype=np.float32)
+    out[:, : len(NUMERIC_COLUMNS)] = numeric
+    bedrooms = out[:, _BEDROOMS_AT]
+    bedrooms[np.isnan(bedrooms)] = bedrooms_median
     if np.isnan(out.sum()):  # one reduction: cheaper than a mask for a request's few rows
         row = int(np.argwhere(np.isnan(out))[0, 0])
         raise ValueError(f"row {row}: only {IMPUTED_COLUMN} may be missing")
+    try:
+        hot = [_CATEGORY_INDEX[c] for c in ocean]
+    except (KeyError, TypeError):
+        bad = next(c for c in ocean if c not in _CATEGORY_INDEX)
+        raise ValueError(
+            f"unknown {CATEGORICAL_COLUMN} {bad!r}; expected one of {OCEAN_CATEGORIES}"
+        ) from None
+    out[np.arange(n), len(NUMERIC_COLUMNS) + np.asarray(hot, dtype=np.int64)] = 1.0
     return out
+
+
+def encode_records(records: Iterable[Mapping[str, Any]], bedrooms_median: float) -> np.ndarray:
+    """``encode`` for records mapping raw field names to values (``total_bedrooms`` may be
+    absent, None or NaN): data-frame rows in training, validated request records in serving."""
+    numeric = []
+    ocean: list[Any] = []
+    nan = math.nan
+    for r in records:
+        values = [r.get(c) for c in NUMERIC_COLUMNS]
+        if values[_BEDROOMS_AT] is None:
+            values[_BEDROOMS_AT] = nan
+        numeric.append(values)
+        ocean.append(r.get(CATEGORICAL_COLUMN))
+    array = np.array(numeric, dtype=np.float64).reshape(-1, len(NUMERIC_COLUMNS))
+    return encode(array, ocean, bedrooms_median)
