@@ -11,6 +11,7 @@ from modelspec.features import (
     NUMERIC_COLUMNS,
     OCEAN_CATEGORIES,
     DerivedFeature,
+    encode,
     encode_records,
     feature_hash,
 )
@@ -67,6 +68,23 @@ def test_an_unknown_category_is_refused_with_the_known_ones() -> None:
 
 def test_no_records_encode_to_an_empty_batch() -> None:
     assert encode_records([], bedrooms_median=1.0).shape == (0, 13)
+
+
+def test_both_encoders_agree_on_the_whole_data_set(housing_frame: pd.DataFrame) -> None:
+    records = housing_frame.to_dict(orient="records")
+    numeric = housing_frame[list(NUMERIC_COLUMNS)].to_numpy(dtype=np.float64)
+    by_record = encode_records(records, bedrooms_median=435.0)
+    by_column = encode(numeric, housing_frame["ocean_proximity"].tolist(), bedrooms_median=435.0)
+    np.testing.assert_array_equal(by_record, by_column)
+
+
+def test_encode_refuses_bad_shapes_and_categories() -> None:
+    with pytest.raises(ValueError, match="expected numeric shape"):
+        encode(np.zeros((1, 7)), ["INLAND"], bedrooms_median=1.0)
+    with pytest.raises(ValueError, match="1 numeric rows but 2"):
+        encode(np.zeros((1, 8)), ["INLAND", "INLAND"], bedrooms_median=1.0)
+    with pytest.raises(ValueError, match="unknown ocean_proximity 'LAKE'"):
+        encode(np.zeros((1, 8)), ["LAKE"], bedrooms_median=1.0)
 
 
 def test_the_whole_data_set_encodes_like_a_column_wise_reference(
