@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -81,11 +81,13 @@ class BatchStats:
     failed_calls: int = 0
 
 
-@dataclass
 class _Item:
-    rows: np.ndarray
-    future: asyncio.Future[np.ndarray]
-    enqueued: float = field(default_factory=time.monotonic)
+    __slots__ = ("enqueued", "future", "rows")
+
+    def __init__(self, rows: np.ndarray, future: asyncio.Future[np.ndarray]) -> None:
+        self.rows = rows
+        self.future = future
+        self.enqueued = time.monotonic()
 
 
 class Batcher:

@@ -81,14 +81,19 @@ async def result_unless_disconnected(ticket: Ticket, receive: Receive) -> np.nda
 
 
 async def send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
-    raw = [_JSON, (b"content-length", str(len(body)).encode())]
-    raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    raw = [_JSON, (b"content-length", b"%d" % len(body))]
+    if headers:
+        raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
 
 def _dollars(values: np.ndarray) -> list[float]:
-    dollars: list[float] = np.round(values, 2).tolist()
+    # Python's round for a few values (np.round has a fixed cost of several us), numpy's for many.
+    if values.shape[0] <= 8:
+        dollars = [round(v, 2) for v in values.tolist()]
+    else:
+        dollars = np.round(values, 2).tolist()
     if not all(map(math.isfinite, dollars)):
         raise RuntimeError("the model produced a non-finite value")
     return dollars
