@@ -1,8 +1,9 @@
 """Adaptive batching: rows of concurrent requests share device calls.
 
 Requests put their rows in a bounded queue with a future; one consumer task takes a batch and
-runs one device call for it on the device thread (the event loop never blocks on the device),
-then slices the results back to each future. A batch is taken when
+runs one device call for it -- on the device thread when given an executor (the event loop
+never blocks on the device), else inline -- then slices the results back to each future. A
+batch is taken when
 
 * it is full (``max_batch_size`` rows), or
 * its oldest rows have waited ``max_delay``, or

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from itertools import chain
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ from modelspec.features import (
     NUMERIC_COLUMNS,
     NUMERIC_FIELDS,
     OCEAN_CATEGORIES,
+    numeric_values,
 )
 
 _ALL_KEYS = frozenset((*NUMERIC_COLUMNS, CATEGORICAL_COLUMN))
@@ -32,8 +32,6 @@ _REQUIRED_KEYS = _ALL_KEYS - {IMPUTED_COLUMN}
 _CATEGORIES = frozenset(OCEAN_CATEGORIES)
 _NUMBER_TYPES = frozenset((int, float))
 _BEDROOMS = NUMERIC_COLUMNS.index(IMPUTED_COLUMN)
-_BEFORE = itemgetter(*NUMERIC_COLUMNS[:_BEDROOMS])
-_AFTER = itemgetter(*NUMERIC_COLUMNS[_BEDROOMS + 1 :])
 _LOW = np.array([-math.inf if f.ge is None else f.ge for f in NUMERIC_FIELDS])
 _HIGH = np.array([math.inf if f.le is None else f.le for f in NUMERIC_FIELDS])
 _ABOVE = np.array([-math.inf if f.gt is None else f.gt for f in NUMERIC_FIELDS])
@@ -75,8 +73,7 @@ def accept(body: bytes, max_instances: int) -> FastBody | None:
         keys = r.keys()
         if keys != _ALL_KEYS and keys != _REQUIRED_KEYS:
             return None
-        bedrooms = r.get(IMPUTED_COLUMN)
-        rows.append((*_BEFORE(r), math.nan if bedrooms is None else bedrooms, *_AFTER(r)))
+        rows.append(numeric_values(r, math.nan))
         ocean.append(r[CATEGORICAL_COLUMN])
     # Exact types: bool is an int subclass, and numpy would turn "1.5" or None into floats.
     if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:

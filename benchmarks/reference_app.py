@@ -3,12 +3,12 @@
 It reads the body, parses the JSON (orjson) and returns a constant -- no framework, no
 validation, no model. ``make bench`` measures the service against it in the same run.
 
-    python -m benchmarks.reference_app --port 8081
+    HOUSING_PORT=8081 python -m benchmarks.reference_app
 """
 
 from __future__ import annotations
 
-import argparse
+import os
 from typing import Any
 
 import orjson
@@ -33,11 +33,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8081)
-    args = parser.parse_args()
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
+    # The same variables as the service, so the benchmark starts both alike.
+    host = os.environ.get("HOUSING_HOST", "127.0.0.1")
+    port = int(os.environ.get("HOUSING_PORT", "8081"))
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -63,13 +63,7 @@ class Server:
         self.probe = probe
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [
-                "taskset",
-                "-c",
-                SERVER_CORE,
-                *argv,
-                *([] if "app" in argv else ["--port", str(self.port)]),
-            ],
+            ["taskset", "-c", SERVER_CORE, *argv],
             env={**os.environ, **env, "HOUSING_PORT": str(self.port), "HOUSING_HOST": "127.0.0.1"},
             cwd=ROOT,
             stdout=self.log,

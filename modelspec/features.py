@@ -169,7 +169,29 @@ def feature_hash() -> str:
 
 
 _BEDROOMS_AT = NUMERIC_COLUMNS.index(IMPUTED_COLUMN)
+_BEFORE_BEDROOMS = itemgetter(*NUMERIC_COLUMNS[:_BEDROOMS_AT])
+_AFTER_BEDROOMS = itemgetter(*NUMERIC_COLUMNS[_BEDROOMS_AT + 1 :])
 _CATEGORY_INDEX = {c: i for i, c in enumerate(OCEAN_CATEGORIES)}
+_ONE_HOT = {c: tuple(float(c == d) for d in OCEAN_CATEGORIES) for c in OCEAN_CATEGORIES}
+
+
+def numeric_values(record: Mapping[str, Any], missing: float) -> tuple[Any, ...]:
+    """The eight numbers of a raw record in ``NUMERIC_COLUMNS`` order, with ``missing`` where
+    ``total_bedrooms`` is absent, None or NaN. Raises KeyError for any other absent field."""
+    bedrooms = record.get(IMPUTED_COLUMN)
+    if bedrooms is None or bedrooms != bedrooms:  # absent, null or NaN
+        bedrooms = missing
+    return (*_BEFORE_BEDROOMS(record), bedrooms, *_AFTER_BEDROOMS(record))
+
+
+def _unknown_category(value: object) -> ValueError:
+    return ValueError(f"unknown {CATEGORICAL_COLUMN} {value!r}; expected one of {OCEAN_CATEGORIES}")
+
+
+def _refuse_missing(out: np.ndarray) -> None:
+    if np.isnan(out.sum()):  # one reduction: cheaper than a mask for a request's few rows
+        row = int(np.argwhere(np.isnan(out))[0, 0])
+        raise ValueError(f"row {row}: only {IMPUTED_COLUMN} may be missing")
 
 
 def encode(numeric: np.ndarray, ocean: Sequence[str], bedrooms_median: float) -> np.ndarray:
@@ -189,23 +211,14 @@ def encode(numeric: np.ndarray, ocean: Sequence[str], bedrooms_median: float) ->
     out[:, : len(NUMERIC_COLUMNS)] = numeric
     bedrooms = out[:, _BEDROOMS_AT]
     bedrooms[np.isnan(bedrooms)] = bedrooms_median
-    if np.isnan(out.sum()):  # one reduction: cheaper than a mask for a request's few rows
-        row = int(np.argwhere(np.isnan(out))[0, 0])
-        raise ValueError(f"row {row}: only {IMPUTED_COLUMN} may be missing")
-    try:
-        hot = [_CATEGORY_INDEX[c] for c in ocean]
-    except (KeyError, TypeError):
-        bad = next(c for c in ocean if c not in _CATEGORY_INDEX)
-        raise ValueError(
-            f"unknown {CATEGORICAL_COLUMN} {bad!r}; expected one of {OCEAN_CATEGORIES}"
-        ) from None
+    _refuse_missing(out)
+    hot = []
+    for c in ocean:
+        if c not in _CATEGORY_INDEX:
+            raise _unknown_category(c)
+        hot.append(_CATEGORY_INDEX[c])
     out[np.arange(n), len(NUMERIC_COLUMNS) + np.asarray(hot, dtype=np.int64)] = 1.0
     return out
-
-
-_BEFORE_BEDROOMS = itemgetter(*NUMERIC_COLUMNS[:_BEDROOMS_AT])
-_AFTER_BEDROOMS = itemgetter(*NUMERIC_COLUMNS[_BEDROOMS_AT + 1 :])
-_ONE_HOT = {c: tuple(float(c == d) for d in OCEAN_CATEGORIES) for c in OCEAN_CATEGORIES}
 
 
 def encode_records(records: Iterable[Mapping[str, Any]], bedrooms_median: float) -> np.ndarray:
@@ -218,19 +231,10 @@ def encode_records(records: Iterable[Mapping[str, Any]], bedrooms_median: float)
     """
     rows = []
     for r in records:
-        bedrooms = r.get(IMPUTED_COLUMN)
-        if bedrooms is None or bedrooms != bedrooms:  # absent, null or NaN
-            bedrooms = bedrooms_median
-        try:
-            hot = _ONE_HOT[r[CATEGORICAL_COLUMN]]
-        except (KeyError, TypeError):
-            raise ValueError(
-                f"unknown {CATEGORICAL_COLUMN} {r.get(CATEGORICAL_COLUMN)!r}; expected one of "
-                f"{OCEAN_CATEGORIES}"
-            ) from None
-        rows.append((*_BEFORE_BEDROOMS(r), bedrooms, *_AFTER_BEDROOMS(r), *hot))
+        category = r.get(CATEGORICAL_COLUMN)
+        if category not in _ONE_HOT:
+            raise _unknown_category(category)
+        rows.append((*numeric_values(r, bedrooms_median), *_ONE_HOT[category]))
     out = np.array(rows, dtype=np.float32).reshape(-1, N_ENCODED)
-    if np.isnan(out.sum()):  # one reduction: cheaper than a mask for a request's few rows
-        row = int(np.argwhere(np.isnan(out))[0, 0])
-        raise ValueError(f"row {row}: only {IMPUTED_COLUMN} may be missing")
+    _refuse_missing(out)
     return out

@@ -39,7 +39,8 @@ class DeriveFeatures(nn.Module):
 
     Features are computed a group per op (one matmul for identities and linear combinations,
     one gather per elementwise op), then put back in spec order with one index_select: about
-    ten graph ops instead of one per feature, which is most of a batch-1 call's cost.
+    ten graph ops instead of three or four per feature (measured: a batch-1 call of the CPU
+    artifact went from 68 to 58 us).
     """
 
     lin_weight: Tensor

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from app.batching import Batcher, DeadlineExceeded, Overloaded, ShuttingDown
+from app.batching import Batcher, DeadlineExceeded, Overloaded, ShuttingDown, Ticket
 
 pytestmark = pytest.mark.anyio
 
@@ -69,6 +69,15 @@ async def until(condition: Callable[[], bool]) -> None:
     raise AssertionError("condition never held")
 
 
+async def busy(device: Device, **kw: int | float) -> tuple[Batcher, Ticket]:
+    """A batcher whose device is held inside a first call (of one row, value 0)."""
+    device.gate.clear()
+    batcher = make(device, **kw)
+    first = batcher.submit(rows(0))
+    await until(lambda: batcher.queued_rows == 0)  # the first call has started
+    return batcher, first
+
+
 async def test_a_lone_request_runs_at_once() -> None:
     device = Device()
     batcher = make(device, max_delay_s=60)  # the timer would never fire within the test
@@ -125,10 +134,7 @@ async def test_flush_on_deadline_while_a_request_is_arriving() -> None:
 
 async def test_queued_requests_share_one_device_call() -> None:
     device = Device()
-    device.gate.clear()  # the device is busy with the first call
-    batcher = make(device)
-    first = batcher.submit(rows(0))
-    await until(lambda: batcher.queued_rows == 0)  # the first call has started
+    batcher, first = await busy(device)
     later = [batcher.submit(rows(i)) for i in range(1, 6)]
     device.gate.set()
     results = [await t.result() for t in [first, *later]]
@@ -150,10 +156,7 @@ async def test_a_large_request_is_split_and_reassembled_in_order() -> None:
 
 async def test_batch_size_one_turns_batching_off() -> None:
     device = Device()
-    device.gate.clear()
-    batcher = make(device, max_batch_size=1, max_chunk=4)
-    first = batcher.submit(rows(0))
-    await until(lambda: batcher.queued_rows == 0)
+    batcher, first = await busy(device, max_batch_size=1, max_chunk=4)
     small = [batcher.submit(rows(1)), batcher.submit(rows(2))]
     big = batcher.submit(rows(*range(6)))  # one request: chunks of max_chunk, not of 1
     device.gate.set()
@@ -165,10 +168,7 @@ async def test_batch_size_one_turns_batching_off() -> None:
 
 async def test_a_device_error_reaches_every_request_of_the_batch_only() -> None:
     device = Device()
-    device.gate.clear()
-    batcher = make(device)
-    first = batcher.submit(rows(0))
-    await until(lambda: batcher.queued_rows == 0)
+    batcher, first = await busy(device)
     device.fail = RuntimeError("device fault")
     doomed = [batcher.submit(rows(1)), batcher.submit(rows(2))]
     device.gate.set()  # the first call fails too: it reaches `fail` after the gate
@@ -192,10 +192,7 @@ async def test_a_wrong_result_count_fails_the_batch() -> None:
 
 async def test_a_full_queue_refuses_at_once() -> None:
     device = Device()
-    device.gate.clear()
-    batcher = make(device, queue_rows=4)
-    first = batcher.submit(rows(0))
-    await until(lambda: batcher.queued_rows == 0)
+    batcher, first = await busy(device, queue_rows=4)
     queued = batcher.submit(rows(1, 2, 3))
     with pytest.raises(Overloaded, match="3 rows are queued and the limit is 4"):
         batcher.submit(rows(4, 5))
@@ -207,10 +204,7 @@ async def test_a_full_queue_refuses_at_once() -> None:
 
 async def test_an_expired_request_is_dropped_before_the_device_call() -> None:
     device = Device()
-    device.gate.clear()
-    batcher = make(device)
-    first = batcher.submit(rows(0))
-    await until(lambda: batcher.queued_rows == 0)
+    batcher, first = await busy(device)
     expired = batcher.submit(rows(7, 8), timeout_s=0.01)
     with pytest.raises(DeadlineExceeded):
         await expired.result()
@@ -224,10 +218,7 @@ async def test_an_expired_request_is_dropped_before_the_device_call() -> None:
 
 async def test_an_abandoned_request_is_dropped() -> None:
     device = Device()
-    device.gate.clear()
-    batcher = make(device)
-    first = batcher.submit(rows(0))
-    await until(lambda: batcher.queued_rows == 0)
+    batcher, first = await busy(device)
     gone = batcher.submit(rows(9))
     gone.abandon(ConnectionResetError("client went away"))
     device.gate.set()
@@ -241,10 +232,7 @@ async def test_an_abandoned_request_is_dropped() -> None:
 
 async def test_stop_fails_the_running_and_the_queued_requests() -> None:
     device = Device()
-    device.gate.clear()
-    batcher = make(device)
-    running = batcher.submit(rows(0))
-    await until(lambda: batcher.queued_rows == 0)
+    batcher, running = await busy(device)
     stranded = batcher.submit(rows(1))
     await batcher.stop()
     device.gate.set()
