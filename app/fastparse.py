@@ -12,7 +12,7 @@ accepts a body the validator refuses.
 from __future__ import annotations
 
 import math
-from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -27,8 +27,10 @@ from modelspec.features import (
     numeric_values,
 )
 
-_ALL_KEYS = frozenset((*NUMERIC_COLUMNS, CATEGORICAL_COLUMN))
-_REQUIRED_KEYS = _ALL_KEYS - {IMPUTED_COLUMN}
+_ALL_FIELDS = itemgetter(*NUMERIC_COLUMNS, CATEGORICAL_COLUMN)
+_N_NUMERIC = len(NUMERIC_COLUMNS)
+_N_FIELDS = _N_NUMERIC + 1
+_REQUIRED_KEYS = frozenset((*NUMERIC_COLUMNS, CATEGORICAL_COLUMN)) - {IMPUTED_COLUMN}
 _CATEGORIES = frozenset(OCEAN_CATEGORIES)
 _NUMBER_TYPES = frozenset((int, float))
 _BEDROOMS = NUMERIC_COLUMNS.index(IMPUTED_COLUMN)
@@ -65,23 +67,34 @@ def accept(body: bytes, max_instances: int) -> FastBody | None:
             return None
         if not 1 <= len(records) <= max_instances:
             return None
-    rows = []
-    ocean = []
+    values: list[Any] = []  # nine per record: the eight numbers, then the category
     for r in records:
         if type(r) is not dict:
             return None
-        keys = r.keys()
-        if keys != _ALL_KEYS and keys != _REQUIRED_KEYS:
+        # Nine distinct keys that all resolve are exactly the nine fields: cheaper than
+        # comparing key sets (measured: ~0.4 us a record, a sixth of this check).
+        if len(r) == _N_FIELDS:
+            try:
+                values.extend(_ALL_FIELDS(r))
+            except KeyError:
+                return None
+        elif r.keys() == _REQUIRED_KEYS:
+            values.extend(numeric_values(r, math.nan))
+            values.append(r[CATEGORICAL_COLUMN])
+        else:
             return None
-        rows.append(numeric_values(r, math.nan))
-        ocean.append(r[CATEGORICAL_COLUMN])
+    ocean = values[_N_NUMERIC::_N_FIELDS]
+    del values[_N_NUMERIC::_N_FIELDS]
+    bedrooms = values[_BEDROOMS::_N_NUMERIC]
+    if None in bedrooms:  # null: missing, imputed like an absent field
+        values[_BEDROOMS::_N_NUMERIC] = [math.nan if b is None else b for b in bedrooms]
     # Exact types: bool is an int subclass, and numpy would turn "1.5" or None into floats.
-    if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
+    if not set(map(type, values)) <= _NUMBER_TYPES:
         return None
     if not set(ocean) <= _CATEGORIES:  # also refuses non-strings: they are not in the set
         return None
     try:
-        numeric = np.array(rows, dtype=np.float64)
+        numeric = np.array(values, dtype=np.float64).reshape(-1, _N_NUMERIC)
     except OverflowError:  # an integer beyond float64
         return None
     inside = (numeric >= _LOW) & (numeric <= _HIGH) & (numeric > _ABOVE)  # NaN/inf fail
