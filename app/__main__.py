@@ -1,72 +1,60 @@
-"""Serve the model over HTTP with uvicorn.
+"""Serve the model over HTTP.
 
     HOUSING_ARTIFACTS=artifacts HOUSING_DEVICE=auto python -m app
 
-One process serves one device: on Inferentia that is one NeuronCore group, so scale out with
-more processes each given its own ``NEURON_RT_VISIBLE_CORES``, never ``--workers`` sharing one.
+One process serves one device. With ``HOUSING_WORKERS`` > 1 (the default on an instance with
+several NeuronCores) this process becomes a supervisor: it binds the port once and starts one
+server process per NeuronCore, each with its own ``NEURON_RT_VISIBLE_CORES`` (``app.workers``).
 """
 
 from __future__ import annotations
 
-import logging
-import signal
+import os
 import sys
-from types import FrameType
 
-import uvicorn
 from pydantic import ValidationError
 
-from app.errors import StartupError
-from app.main import create_app
 from app.settings import Settings
+from app.workers import WORKER_FD_ENV, plan_workers, supervise
 
 
-class _HideStartupTraceback(logging.Filter):
-    """Drop the lifespan traceback of a StartupError: its message was already logged cleanly
-    by the app, with the hint that fixes it, and a stack trace only buries that line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.msg
-        if not (isinstance(msg, str) and msg.startswith("Traceback")):
-            return True
-        return f"{StartupError.__module__}.{StartupError.__name__}:" not in msg
-
-
-def _already_drained(signum: int, frame: FrameType | None) -> None:
-    """The server has shut down gracefully by the time uvicorn re-raises the signal."""
-
-
-def main() -> int:
+def load_settings() -> Settings | None:
     try:
-        settings = Settings()
+        return Settings()
     except ValidationError as exc:
         for err in exc.errors():
             name = "HOUSING_" + "_".join(str(p) for p in err["loc"]).upper()
             print(f"error: {name}: {err['msg']}", file=sys.stderr)
+        return None
+
+
+def main() -> int:
+    settings = load_settings()
+    if settings is None:
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        lifespan="on",
-    )
-    logging.getLogger("uvicorn.error").addFilter(_HideStartupTraceback())
-    server = uvicorn.Server(config)
-    # uvicorn drains on SIGTERM/SIGINT, then restores the handlers it found and raises the
-    # signal again. With these no-op handlers a drained shutdown exits 0 instead of dying by
-    # the signal (143), so a non-zero exit always means something went wrong.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _already_drained)
-    server.run()
-    # uvicorn returns without raising when the lifespan startup fails: make that an exit code.
-    return 0 if server.started else 1
+    fd = os.environ.get(WORKER_FD_ENV)
+    if fd is not None:  # a worker started by the supervisor below
+        from app.server import run_server
+
+        return run_server(settings, fd=int(fd))
+    plan = plan_workers(settings)
+    if plan.count == 1:
+        from app.server import run_server
+
+        if plan.visible_cores:
+            os.environ["NEURON_RT_VISIBLE_CORES"] = plan.visible_cores[0]
+        return run_server(settings)
+    return supervise(settings, plan)
+
+
+def serve() -> int:
+    """``serve``: the Amazon SageMaker container contract (port 8080, /opt/ml/model)."""
+    if "HOUSING_ARTIFACTS" not in os.environ and os.path.isdir("/opt/ml/model"):
+        os.environ["HOUSING_ARTIFACTS"] = "/opt/ml/model"
+    if "HOUSING_PORT" not in os.environ:
+        os.environ["HOUSING_PORT"] = os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080")
+    return main()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve() if sys.argv[1:] == ["serve"] else main())

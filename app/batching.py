@@ -30,10 +30,23 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 DeviceCall = Callable[[np.ndarray], np.ndarray]
+
+
+class BatchObserver(Protocol):
+    """Told of every device call (``app.observe.metrics.Metrics`` is one)."""
+
+    def observe_batch(
+        self, rows: int, device_seconds: float, waits: list[float], queued_rows: int
+    ) -> None: ...
+
+    def observe_dropped(self, rows: int) -> None: ...
+
+    def observe_failure(self) -> None: ...
 
 
 class Overloaded(Exception):
@@ -101,11 +114,13 @@ class Batcher:
         max_delay_s: float,
         queue_rows: int,
         max_chunk: int,
+        observer: BatchObserver | None = None,
     ) -> None:
         if max_batch_size < 1 or queue_rows < 1 or max_chunk < 1 or max_delay_s < 0:
             raise ValueError("batch size, queue rows and chunk must be positive, delay >= 0")
         self._call = call
         self._executor = executor
+        self._observer = observer
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self.queue_rows = queue_rows
@@ -159,6 +174,8 @@ class Batcher:
         After ``timeout_s`` the ticket fails with ``DeadlineExceeded`` and its rows that have
         not run yet are dropped. Raises ``Overloaded`` at once when the queue is full.
         """
+        if self._task is None:
+            raise ShuttingDown("the batcher is not running")
         n = rows.shape[0]
         if self._queued_rows + n > self.queue_rows:
             raise Overloaded(
@@ -210,6 +227,8 @@ class Batcher:
             self._queued_rows -= size
             if head.future.done():  # abandoned: deadline passed or the client went away
                 self.stats.dropped_rows += size
+                if self._observer is not None:
+                    self._observer.observe_dropped(size)
                 continue
             items.append(head)
             rows += size
@@ -225,6 +244,7 @@ class Batcher:
             batch = items[0].rows if len(items) == 1 else np.concatenate([i.rows for i in items])
             self.stats.device_calls += 1
             self.stats.rows += batch.shape[0]
+            started = time.monotonic()
             try:
                 if self._executor is None:
                     out = self._call(batch)
@@ -238,6 +258,10 @@ class Batcher:
             except Exception as exc:  # noqa: BLE001 - every waiting request must hear of it
                 self._fail(items, exc)
                 continue
+            if self._observer is not None:
+                waits = [started - item.enqueued for item in items]
+                device_s = time.monotonic() - started
+                self._observer.observe_batch(batch.shape[0], device_s, waits, self._queued_rows)
             if out.shape[0] != batch.shape[0]:
                 count = f"{out.shape[0]} results for {batch.shape[0]} rows"
                 self._fail(items, RuntimeError(f"the device returned {count}"))
@@ -251,6 +275,8 @@ class Batcher:
 
     def _fail(self, items: list[_Item], exc: Exception) -> None:
         self.stats.failed_calls += 1
+        if self._observer is not None:
+            self._observer.observe_failure()
         for item in items:
             if not item.future.done():
                 item.future.set_exception(exc)

@@ -37,6 +37,23 @@ class ClientDisconnected(Exception):
     """The client closed the connection before its answer was ready."""
 
 
+class RequestRefused(Exception):
+    """A request refused before any model work: the status, a message with a hint, headers."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
+class InvalidInput(Exception):
+    """A body that parsed but is wrong: 422 with ``[{"field", "message", "type"}]``."""
+
+    def __init__(self, details: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{d['field']}: {d['message']}" for d in details))
+        self.details = details
+
+
 def field_path(loc: Sequence[int | str]) -> str:
     parts = [str(p) for p in loc if p not in _UNION_TAGS and p != "body"]
     return ".".join(parts) or "body"
@@ -47,23 +64,35 @@ def validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
     return [{"field": field_path(e["loc"]), "message": e["msg"], "type": e["type"]} for e in errors]
 
 
-def error_answer(exc: Exception, where: str) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """(status, JSON body, headers) for any exception raised while answering ``where``."""
+def error_answer(
+    exc: Exception, where: str, request_id: str
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """(status, JSON body, headers) for any exception raised while answering ``where``.
+
+    A 500's ``error_id`` is the request id: the client, the ``X-Request-ID`` header and the
+    log line with the stack trace all carry the same value.
+    """
+    if isinstance(exc, RequestRefused):
+        return exc.status, {"detail": str(exc)}, exc.headers
     if isinstance(exc, ValidationError | RequestValidationError):
         return 422, {"detail": validation_details(exc.errors())}, {}
+    if isinstance(exc, InvalidInput):
+        return 422, {"detail": exc.details}, {}
     if isinstance(exc, NotReadyError | ShuttingDown):
         return 503, {"detail": str(exc)}, RETRY_AFTER
     if isinstance(exc, Overloaded):
         return 503, {"detail": f"overloaded, retry later: {exc}"}, RETRY_AFTER
     if isinstance(exc, DeadlineExceeded):
         return 504, {"detail": f"deadline exceeded: {exc}"}, {}
-    error_id = uuid.uuid4().hex
-    logger.error("error %s on %s", error_id, where, exc_info=exc)
-    return 500, {"detail": "internal error", "error_id": error_id}, {}
+    logger.error(
+        "error %s on %s", request_id, where, exc_info=exc, extra={"request_id": request_id}
+    )
+    return 500, {"detail": "internal error", "error_id": request_id}, {}
 
 
 async def _handle(request: Request, exc: Exception) -> JSONResponse:
-    status, body, headers = error_answer(exc, f"{request.method} {request.url.path}")
+    request_id = request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
+    status, body, headers = error_answer(exc, f"{request.method} {request.url.path}", request_id)
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -13,8 +13,12 @@ from pydantic import TypeAdapter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api import api_router
+from app.api.endpoint import Guard, PredictionEndpoint
+from app.api.oip import InferEndpoint
 from app.api.predict import PredictEndpoint, openapi_path
+from app.api.sagemaker import InvocationsEndpoint
 from app.errors import StartupError, install_error_handlers
+from app.observe.access import ObserveMiddleware, Observer
 from app.runtime import ModelRuntime
 from app.schemas import HouseValue, Predictions, request_adapter
 from app.settings import Settings
@@ -62,8 +66,18 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
         finally:
             await runtime.close()
 
+    guard = Guard(
+        max_body_bytes=settings.max_body_bytes,
+        api_key=settings.api_key.get_secret_value().encode() if settings.api_key else None,
+    )
+    observer = Observer(runtime.metrics, settings.access_log)
+    endpoints: list[PredictionEndpoint] = [
+        PredictEndpoint(runtime, guard, observer),
+        InvocationsEndpoint(runtime, guard, observer),
+        InferEndpoint(runtime, guard, observer),
+    ]
     app = HousingApp(
-        hot_paths={"/predict": PredictEndpoint(runtime)},
+        hot_paths={e.route: e for e in endpoints},
         title="housing-inference",
         version="0.1.0",
         summary="California house prices from census block-group features, on Inferentia2",
@@ -71,6 +85,7 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
     )
     install_error_handlers(app)
     app.include_router(api_router)
+    app.add_middleware(ObserveMiddleware, observer=observer)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

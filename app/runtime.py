@@ -22,6 +22,7 @@ from app.backends.base import Backend, warm_up
 from app.backends.select import DeviceProbes, load_backend, resolve_device
 from app.batching import Batcher, Ticket
 from app.errors import NotReadyError, StartupError
+from app.observe.metrics import Metrics
 from app.settings import Settings
 from modelspec.manifest import ArtifactError, Manifest, sha256_file
 
@@ -73,6 +74,7 @@ class ModelRuntime:
         self._bedrooms_median = 0.0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
         self.batcher: Batcher | None = None
+        self.metrics = Metrics()
 
     @property
     def ready(self) -> bool:
@@ -97,6 +99,10 @@ class ModelRuntime:
         assert manifest.compiled is not None
         warm_up(backend, manifest.compiled)
         self.manifest, self.device, self._backend = manifest, device, backend
+        compiled = manifest.compiled
+        self.metrics.model_info.labels(
+            manifest.model_version, compiled.sha256, device, compiled.target, manifest.feature_hash
+        ).set(1)
         self._bedrooms_median = manifest.preprocessing.total_bedrooms_median
         logger.info(
             "model %s ready on %s in %.2fs (batch sizes %s)",
@@ -122,6 +128,7 @@ class ModelRuntime:
             max_delay_s=self.settings.max_delay_ms / 1000,
             queue_rows=self.settings.queue_rows,
             max_chunk=largest,
+            observer=self.metrics,
         )
         self.batcher.start()
         # Everything loaded so far (torch, the model, the app) lives as long as the process.
@@ -152,6 +159,14 @@ class ModelRuntime:
     @property
     def bedrooms_median(self) -> float:
         return self._bedrooms_median
+
+    def accepting_batcher(self) -> Batcher:
+        """The batcher, while requests are taken: ready, or draining after SIGTERM (requests
+        already on their way still get answers); NotReadyError (503) otherwise."""
+        batcher = self.batcher
+        if batcher is None or self.status is Status.STARTING:
+            raise NotReadyError("the model is not ready")
+        return batcher
 
     def submit(self, encoded: np.ndarray) -> Ticket:
         """Queue an encoded batch for the device; ``await ticket.result()`` gives dollars."""

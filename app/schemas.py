@@ -69,8 +69,11 @@ def _body_kind(value: Any) -> str | None:
     return None
 
 
+RequestAdapter = TypeAdapter[Any]
+
+
 @lru_cache(maxsize=8)
-def request_adapter(max_instances: int) -> TypeAdapter[Any]:
+def request_adapter(max_instances: int) -> RequestAdapter:
     """The validator of ``POST /predict`` bodies: one record, or ``{"instances": [...]}``."""
     records: Any = list[House]  # type: ignore[valid-type]
     instances: Any = _typed_dict(

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Device = Literal["auto", "neuron", "xla", "cpu"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+LogFormat = Literal["json", "text"]
 
 
 class Settings(BaseSettings):
@@ -58,6 +59,36 @@ class Settings(BaseSettings):
         10.0, gt=0, le=3600, description="Deadline of a request's rows; past it, 504"
     )
 
+    log_format: LogFormat = Field("json", description="json: one JSON object per line; text")
+    graceful_timeout_s: float = Field(
+        25.0,
+        gt=0,
+        le=3600,
+        description="After SIGTERM, the longest the process takes to exit: requests already "
+        "accepted finish within it (keep it under the orchestrator's 30 s)",
+    )
+    drain_delay_s: float = Field(
+        0.0,
+        ge=0,
+        description="After SIGTERM, keep accepting for this long with readiness at 503, so a "
+        "load balancer sees the 503 and stops routing before connections are refused",
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body; beyond, 413 before reading it"
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="If set, prediction routes need 'Authorization: Bearer <key>' or "
+        "'X-API-Key: <key>' (401 otherwise); probes, metadata and /metrics stay open",
+    )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Server processes, one per NeuronCore (default: the visible NeuronCores on "
+        "neuron, else 1); each gets its own NEURON_RT_VISIBLE_CORES",
+    )
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.artifacts.exists() and not self.artifacts.is_dir():
@@ -69,5 +100,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"HOUSING_QUEUE_ROWS={self.queue_rows} is below HOUSING_MAX_INSTANCES="
                 f"{self.max_instances}: the largest allowed request could never be queued"
+            )
+        if self.drain_delay_s >= self.graceful_timeout_s:
+            raise ValueError(
+                f"HOUSING_DRAIN_DELAY_S={self.drain_delay_s} must be below "
+                f"HOUSING_GRACEFUL_TIMEOUT_S={self.graceful_timeout_s}: requests need time to "
+                "finish after the drain"
             )
         return self

@@ -2,7 +2,8 @@
 
 from fastapi import APIRouter
 
-from app.api import health
+from app.api import health, metrics, models, oip, sagemaker
 
 api_router = APIRouter()
-api_router.include_router(health.router)
+for module in (health, sagemaker, oip, models, metrics):
+    api_router.include_router(module.router)

@@ -16,31 +16,16 @@ from typing import Any
 
 import numpy as np
 import orjson
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Message, Receive
 
+from app.api.endpoint import Answer, Guard, PredictionEndpoint
 from app.batching import Ticket
-from app.errors import ClientDisconnected, NotReadyError, error_answer
+from app.errors import ClientDisconnected
 from app.fastparse import accept
+from app.observe.access import Observer
 from app.runtime import ModelRuntime
-from app.schemas import request_adapter
+from app.schemas import RequestAdapter, request_adapter
 from modelspec.features import EXAMPLE_RECORD, encode, encode_records
-
-_JSON = (b"content-type", b"application/json")
-
-
-async def read_body(receive: Receive) -> bytes:
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body  # the common case: the whole body in one message
-    chunks = [body]
-    while message.get("more_body", False):
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected()
-        chunks.append(message.get("body", b""))
-    return b"".join(chunks)
-
 
 # Bodies from this size (about 8 records) take the fast check first. Its numpy work has a
 # fixed cost that outweighs pydantic's ~2.4 us per record on small bodies (measured: with the
@@ -80,15 +65,7 @@ async def result_unless_disconnected(ticket: Ticket, receive: Receive) -> np.nda
             watch.cancel()
 
 
-async def send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
-    raw = [_JSON, (b"content-length", b"%d" % len(body))]
-    if headers:
-        raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _dollars(values: np.ndarray) -> list[float]:
+def dollars(values: np.ndarray) -> list[float]:
     # Python's round for a few values (np.round has a fixed cost of several us), numpy's for many.
     if values.shape[0] <= 8:
         dollars = [round(v, 2) for v in values.tolist()]
@@ -99,51 +76,53 @@ def _dollars(values: np.ndarray) -> list[float]:
     return dollars
 
 
-class PredictEndpoint:
-    """The ASGI app behind ``POST /predict``."""
+def decode_records(
+    body: bytes, adapter: RequestAdapter, max_instances: int, median: float
+) -> tuple[np.ndarray, bool]:
+    """A ``/predict`` JSON body -> (encoded rows, whether it was a single record).
 
-    def __init__(self, runtime: ModelRuntime) -> None:
-        self.runtime = runtime
+    Large bodies take the fast accept-only check first; pydantic decides (and explains) the rest.
+    """
+    fast = accept(body, max_instances) if len(body) >= FAST_CHECK_BYTES else None
+    if fast is not None:
+        return encode(fast.numeric, fast.ocean, median), fast.single
+    parsed = adapter.validate_json(body)
+    single = "instances" not in parsed
+    records = (parsed,) if single else parsed["instances"]
+    return encode_records(records, median), single
+
+
+async def predict_dollars(
+    runtime: ModelRuntime, encoded: np.ndarray, receive: Receive
+) -> list[float]:
+    """Queue encoded rows for the device and wait for their values in dollars, in order."""
+    ticket = runtime.submit(encoded)
+    return dollars(await result_unless_disconnected(ticket, receive))
+
+
+class PredictEndpoint(PredictionEndpoint):
+    """``POST /predict``."""
+
+    route = "/predict"
+
+    def __init__(self, runtime: ModelRuntime, guard: Guard, observer: Observer) -> None:
+        super().__init__(runtime, guard, observer)
         self.max_instances = runtime.settings.max_instances
         self.adapter = request_adapter(self.max_instances)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] != "POST":
-            body = b'{"detail":"Method Not Allowed"}'
-            await send_json(send, 405, body, {"Allow": "POST"})
-            return
-        try:
-            payload = await self._predict(receive)
-        except ClientDisconnected:
-            return  # nobody is left to answer
-        except Exception as exc:  # noqa: BLE001 - every failure gets a clean answer
-            status, answer, headers = error_answer(exc, "POST /predict")
-            await send_json(send, status, orjson.dumps(answer), headers)
-            return
-        await send_json(send, 200, orjson.dumps(payload), {})
-
-    async def _predict(self, receive: Receive) -> dict[str, Any]:
+    async def answer(self, body: bytes, headers: dict[bytes, bytes], receive: Receive) -> Answer:
         runtime = self.runtime
-        batcher = runtime.batcher
-        if not runtime.ready or batcher is None:
-            raise NotReadyError("the model is not ready")
+        batcher = runtime.accepting_batcher()
         batcher.arrive()
         try:
-            body = await read_body(receive)
-            fast = accept(body, self.max_instances) if len(body) >= FAST_CHECK_BYTES else None
-            if fast is not None:
-                single = fast.single
-                encoded = encode(fast.numeric, fast.ocean, runtime.bedrooms_median)
-            else:  # pydantic decides, and explains what is wrong
-                parsed = self.adapter.validate_json(body)
-                single = "instances" not in parsed
-                records = (parsed,) if single else parsed["instances"]
-                encoded = encode_records(records, runtime.bedrooms_median)
-            ticket = runtime.submit(encoded)
+            encoded, single = decode_records(
+                body, self.adapter, self.max_instances, runtime.bedrooms_median
+            )
         finally:
             batcher.arrived()
-        values = _dollars(await result_unless_disconnected(ticket, receive))
-        return {"house_value": values[0]} if single else {"predictions": values}
+        values = await predict_dollars(runtime, encoded, receive)
+        payload = {"house_value": values[0]} if single else {"predictions": values}
+        return Answer(orjson.dumps(payload))
 
 
 def openapi_path(body_schema: dict[str, Any]) -> dict[str, Any]:

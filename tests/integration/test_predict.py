@@ -90,20 +90,29 @@ def test_readiness_reports_device_and_model_version(client: TestClient, artifact
     assert client.get("/health/live").json() == {"status": "alive"}
 
 
-def test_readiness_and_predict_turn_503_when_stopping(artifacts: Path) -> None:
+def test_stopping_turns_readiness_503_while_requests_still_drain(artifacts: Path) -> None:
     settings = Settings(artifacts=artifacts, device="cpu")
     runtime = ModelRuntime(settings)
     with TestClient(create_app(settings, runtime)) as client:
         assert client.get("/health/ready").status_code == 200
         runtime.begin_stopping()
-        ready = client.get("/health/ready")
-        assert ready.status_code == 503
-        assert ready.json()["status"] == "stopping"
+        for probe in ("/health/ready", "/ping", "/v2/health/ready", "/v2/models/housing/ready"):
+            assert client.get(probe).status_code == 503, probe
+        assert client.get("/health/ready").json()["status"] == "stopping"
         assert client.get("/health/live").status_code == 200
+        # Requests already on their way (a load balancer has not seen the 503 yet) are answered.
+        assert client.post("/predict", json=EXAMPLE_RECORD).status_code == 200
+        assert client.portal is not None
+        client.portal.call(_stop_batcher, runtime)  # the lifespan shutdown's first step
         refused = client.post("/predict", json=EXAMPLE_RECORD)
         assert refused.status_code == 503
-        assert refused.json() == {"detail": "the model is not ready"}
+        assert refused.json() == {"detail": "the batcher is not running"}
         assert refused.headers["retry-after"] == "1"
+
+
+async def _stop_batcher(runtime: ModelRuntime) -> None:
+    assert runtime.batcher is not None
+    await runtime.batcher.stop()
 
 
 def test_a_bad_artifact_stops_startup_with_a_hint(artifacts: Path, tmp_path: Path) -> None:

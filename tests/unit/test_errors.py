@@ -40,16 +40,17 @@ from app.errors import NotReadyError, error_answer
     ],
 )
 def test_known_failures(exc: Exception, status: int, detail: str, headers: dict[str, str]) -> None:
-    assert error_answer(exc, "POST /predict") == (status, {"detail": detail}, headers)
+    assert error_answer(exc, "POST /predict", "r1") == (status, {"detail": detail}, headers)
 
 
 def test_an_unexpected_error_is_a_500_with_an_id_that_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.ERROR, logger="housing.errors"):
-        status, body, headers = error_answer(RuntimeError("secret detail"), "POST /predict")
+        status, body, headers = error_answer(RuntimeError("secret detail"), "POST /predict", "r7")
     assert status == 500
     assert set(body) == {"detail", "error_id"}
+    assert body["error_id"] == "r7"  # the request id: one value in the answer, header and log
     assert body["detail"] == "internal error"
     assert "secret detail" not in str(body)
     assert f"error {body['error_id']} on POST /predict" in caplog.text

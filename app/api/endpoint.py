@@ -1,0 +1,172 @@
+"""The base of the bare ASGI prediction endpoints (``/predict``, ``/invocations``, OIP infer).
+
+Prediction routes are the hot path, so they skip FastAPI's routing, dependency injection and
+Request/Response objects (several times the cost of the model call: see the README's
+benchmark). Every one of them does the same checks first, in this order, each refusing with a
+clear status: method (405), API key (401), content type (415), body size (413). Then the
+subclass's ``answer``; any exception becomes the subclass's ``refuse`` answer. The request id
+(``X-Request-ID``, taken or made) is on every answer and log line, and is the ``error_id`` of
+a 500.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from app.batching import DeadlineExceeded, Overloaded, ShuttingDown
+from app.errors import ClientDisconnected, NotReadyError, RequestRefused, error_answer
+from app.observe.access import Observer
+from app.observe.logs import request_id_from
+from app.runtime import ModelRuntime
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Answer:
+    body: bytes
+    content_type: str = JSON
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The checks every prediction route shares, from the settings."""
+
+    max_body_bytes: int
+    api_key: bytes | None
+
+    def check_key(self, headers: dict[bytes, bytes]) -> None:
+        if self.api_key is None:
+            return
+        given = headers.get(b"x-api-key")
+        if given is None:
+            auth = headers.get(b"authorization", b"")
+            scheme, _, token = auth.partition(b" ")
+            given = token.strip() if scheme.lower() == b"bearer" else None
+        # Constant time, so the key cannot be guessed byte by byte from response times.
+        if given is None or not hmac.compare_digest(given, self.api_key):
+            raise RequestRefused(
+                401,
+                "missing or wrong API key. Hint: send 'Authorization: Bearer <key>' or "
+                "'X-API-Key: <key>' with the value of HOUSING_API_KEY.",
+                {"WWW-Authenticate": "Bearer"},
+            )
+
+    async def read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            raise self._too_large()  # refused before a byte of the body is read
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > self.max_body_bytes:
+                raise self._too_large()
+            return body  # the common case: the whole body in one message
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body", False):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:  # chunked uploads have no content-length
+                raise self._too_large()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self) -> RequestRefused:
+        return RequestRefused(
+            413,
+            f"the body is larger than HOUSING_MAX_BODY_BYTES={self.max_body_bytes} bytes. "
+            "Hint: split the request, or raise the limit.",
+            {"Connection": "close"},  # the rest of the body is never read: drop the connection
+        )
+
+
+def media_type(value: bytes | None) -> str:
+    """``application/json; charset=utf-8`` -> ``application/json``; absent -> ``""``."""
+    if value is None:
+        return ""
+    return value.split(b";", 1)[0].strip().lower().decode("latin-1")
+
+
+class PredictionEndpoint:
+    """Subclasses set ``route`` and ``media_types`` and write ``answer`` (and maybe ``refuse``)."""
+
+    route = ""
+    # Accepted request media types; "" stands for a request without a Content-Type.
+    media_types: frozenset[str] = frozenset({JSON, ""})
+
+    def __init__(self, runtime: ModelRuntime, guard: Guard, observer: Observer) -> None:
+        self.runtime = runtime
+        self.guard = guard
+        self.observer = observer
+
+    async def answer(self, body: bytes, headers: dict[bytes, bytes], receive: Receive) -> Answer:
+        raise NotImplementedError
+
+    def refuse(self, exc: Exception, request_id: str) -> Answer:
+        """The answer for a failure; the default is /predict's ``{"detail": ...}`` format."""
+        status, payload, extra = error_answer(exc, f"{self.route}", request_id)
+        return Answer(orjson.dumps(payload), JSON, status, tuple(extra.items()))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        request_id = request_id_from(
+            None if (rid := headers.get(b"x-request-id")) is None else rid.decode("latin-1")
+        )
+        try:
+            reply = await self._run(scope, headers, receive)
+        except ClientDisconnected:
+            self.observer.finish(scope, self.route, 499, started, request_id)
+            return  # nobody is left to answer
+        except Exception as exc:  # noqa: BLE001 - every failure gets a clean answer
+            reply = self.refuse(exc, request_id)
+            self.observer.metrics.observe_refusal(refusal_reason(exc, reply.status))
+        raw: list[tuple[bytes, bytes]] = [
+            (b"content-type", reply.content_type.encode()),
+            (b"content-length", b"%d" % len(reply.body)),
+            (b"x-request-id", request_id.encode()),
+        ]
+        raw += [(k.lower().encode(), v.encode()) for k, v in reply.headers]
+        await send({"type": "http.response.start", "status": reply.status, "headers": raw})
+        await send({"type": "http.response.body", "body": reply.body})
+        self.observer.finish(scope, self.route, reply.status, started, request_id)
+
+    async def _run(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Answer:
+        if scope["method"] != "POST":
+            raise RequestRefused(405, "use POST", {"Allow": "POST"})
+        self.guard.check_key(headers)
+        kind = media_type(headers.get(b"content-type"))
+        if kind not in self.media_types:
+            accepted = ", ".join(sorted(t for t in self.media_types if t))
+            raise RequestRefused(
+                415, f"content type {kind!r} is not accepted here. Hint: send one of {accepted}."
+            )
+        body = await self.guard.read_body(headers, receive)
+        return await self.answer(body, headers, receive)
+
+
+_REASONS = {401: "unauthorized", 405: "method", 413: "too_large", 415: "media_type"}
+
+
+def refusal_reason(exc: Exception, status: int) -> str:
+    """The ``reason`` label of ``housing_rejected_requests`` for a failed request."""
+    if isinstance(exc, Overloaded):
+        return "overloaded"
+    if isinstance(exc, DeadlineExceeded):
+        return "expired"
+    if isinstance(exc, NotReadyError | ShuttingDown):
+        return "not_ready"
+    if status in _REASONS:
+        return _REASONS[status]
+    return "invalid" if status < 500 else "error"

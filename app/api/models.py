@@ -1,0 +1,59 @@
+"""``GET /v1/models/housing``: what is being served, for people and dashboards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app.deps import RuntimeDep
+from modelspec.features import RAW_COLUMNS
+
+MODEL_NAME = "housing"
+
+router = APIRouter(tags=["models"])
+
+
+@router.get(
+    f"/v1/models/{MODEL_NAME}",
+    summary="The served model: version, artifact hash, device, batch sizes, training metrics",
+    responses={503: {"description": "The model is not loaded yet"}},
+)
+async def read_model(runtime: RuntimeDep) -> JSONResponse:
+    manifest = runtime.manifest
+    if manifest is None or manifest.compiled is None:
+        return JSONResponse({"detail": "the model is not loaded yet"}, status_code=503)
+    compiled, training = manifest.compiled, manifest.training
+    body: dict[str, Any] = {
+        "name": MODEL_NAME,
+        "version": manifest.model_version,
+        "status": runtime.status.value,
+        "device": runtime.device,
+        "artifact": {
+            "file": compiled.artifact,
+            "sha256": compiled.sha256,
+            "target": compiled.target,
+            "batch_sizes": compiled.batch_sizes,
+            "dynamic_batch": compiled.dynamic_batch,
+            "compiler_args": compiled.compiler_args,
+            "compiled_at": compiled.compiled_at,
+            "torch_version": compiled.torch_version,
+            "max_abs_diff_dollars": compiled.max_abs_diff,
+        },
+        "features": {"hash": manifest.feature_hash, "inputs": list(RAW_COLUMNS)},
+        "training": {
+            "data": training.data,
+            "rows_train": training.rows_train,
+            "rows_val": training.rows_val,
+            "epochs": training.epochs,
+            "created_at": training.created_at,
+            "metrics": training.metrics.model_dump(),
+        },
+        "batching": {
+            "max_batch_size": runtime.batcher.max_batch_size if runtime.batcher else None,
+            "max_delay_ms": runtime.settings.max_delay_ms,
+            "queue_rows": runtime.settings.queue_rows,
+        },
+    }
+    return JSONResponse(body)

@@ -1,0 +1,87 @@
+"""Per-request bookkeeping: request id, metrics, access log -- for every route.
+
+The bare prediction endpoints call ``Observer.finish`` themselves (no wrapper around their
+``send``: the hot path stays lean); FastAPI's routes go through ``ObserveMiddleware``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.observe.logs import REQUEST_ID_HEADER, request_id_from
+from app.observe.metrics import UNMEASURED_PATHS, Metrics
+
+access_logger = logging.getLogger("housing.access")
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class Observer:
+    def __init__(self, metrics: Metrics, access_log: bool) -> None:
+        self.metrics = metrics
+        self.access_log = access_log
+
+    def finish(
+        self, scope: Scope, route: str, status: int, started: float, request_id: str
+    ) -> None:
+        """Count the answer and, if the access log is on, write its line."""
+        seconds = time.perf_counter() - started
+        if route not in UNMEASURED_PATHS:
+            self.metrics.observe_request(route, status, seconds)
+        if self.access_log:
+            client = scope.get("client")
+            access_logger.info(
+                "%s %s %d",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "client": f"{client[0]}:{client[1]}" if client else None,
+                },
+            )
+
+
+class ObserveMiddleware:
+    """Request id in and out, metrics and the access log for FastAPI's routes."""
+
+    def __init__(self, app: ASGIApp, observer: Observer) -> None:
+        self.app = app
+        self.observer = observer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = request_id_from(header(scope, REQUEST_ID_HEADER.encode()))
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500  # if the app dies before answering, that is what the client sees
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.observer.finish(scope, route, status, started, request_id)

@@ -1,0 +1,144 @@
+"""Prometheus metrics: requests, queue time and device time apart, batch sizes, refusals.
+
+Each app has its own registry (tests build many apps in one process). With several worker
+processes (``HOUSING_WORKERS`` > 1) the supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` before
+any worker starts, prometheus-client then keeps values in files there, and ``/metrics`` on any
+worker answers for all of them. Names follow Triton's split: queue time
+(``nv_inference_queue_duration_us``) is not compute time.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Seconds: from tens of microseconds (a CPU batch-1 call) to the 10 s request deadline.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+)  # fmt: skip
+ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+# Routes whose own traffic would drown the signal (probes every few seconds, scrapes).
+UNMEASURED_PATHS = frozenset(
+    {"/health/live", "/health/ready", "/ping", "/metrics", "/v2/health/live", "/v2/health/ready"}
+)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+class Metrics:
+    """The service's metrics, in one registry; ``render()`` is the ``/metrics`` body."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "housing_requests",
+            "HTTP requests answered, by route and status (probes and /metrics excluded)",
+            ["route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "housing_request_duration_seconds",
+            "Time from the request's arrival to its answer, by route and status",
+            ["route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_time = Histogram(
+            "housing_queue_duration_seconds",
+            "Time rows waited in the batch queue before their device call",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.device_time = Histogram(
+            "housing_device_duration_seconds",
+            "Time of one device call (a whole batch)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_rows = Histogram(
+            "housing_batch_rows",
+            "Rows in one device call, before padding to a compiled batch size",
+            buckets=ROW_BUCKETS,
+            registry=r,
+        )
+        self.queued_rows = Gauge(
+            "housing_queue_rows",
+            "Rows waiting for the device, sampled as each batch is taken",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.rejected = Counter(
+            "housing_rejected_requests",
+            "Requests refused before any device work, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.dropped_rows = Counter(
+            "housing_dropped_rows",
+            "Queued rows dropped unrun: their deadline passed or their client went away",
+            registry=r,
+        )
+        self.failed_calls = Counter(
+            "housing_failed_device_calls", "Device calls that raised", registry=r
+        )
+        self.model_info = Gauge(
+            "housing_model_info",
+            "The model being served (always 1; the labels carry the facts)",
+            ["version", "sha256", "device", "target", "feature_hash"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        # Label lookups cost a dict hit and a lock each; the hot routes cache their children.
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        key = (route, status)
+        children = self._children.get(key)
+        if children is None:
+            label = str(status)
+            children = (self.requests.labels(route, label), self.latency.labels(route, label))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_batch(
+        self, rows: int, device_seconds: float, waits: list[float], queued_rows: int
+    ) -> None:
+        self.batch_rows.observe(rows)
+        self.device_time.observe(device_seconds)
+        for w in waits:
+            self.queue_time.observe(w)
+        self.queued_rows.set(queued_rows)
+
+    def observe_dropped(self, rows: int) -> None:
+        self.dropped_rows.inc(rows)
+
+    def observe_failure(self) -> None:
+        self.failed_calls.inc()
+
+    def observe_refusal(self, reason: str) -> None:
+        self.rejected.labels(reason).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        if multiprocess_dir() is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        return generate_latest(merged), CONTENT_TYPE_LATEST

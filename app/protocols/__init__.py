@@ -1,0 +1,1 @@
+"""Request formats other than /predict's JSON: CSV rows (SageMaker) and OIP tensors."""

@@ -1,0 +1,78 @@
+"""``text/csv`` bodies (Amazon SageMaker's usual format): one record per line.
+
+Columns are the raw features in the data set's order (``RAW_COLUMNS``: eight numbers, then
+``ocean_proximity``); a header line with exactly those names may come first; an empty
+``total_bedrooms`` is missing (imputed). Cells become numbers here; bounds and categories are
+then checked by the same validator as ``/predict``, so the rules live in one place.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.errors import InvalidInput, validation_details
+from app.schemas import RequestAdapter
+from modelspec.features import CATEGORICAL_COLUMN, IMPUTED_COLUMN, RAW_COLUMNS
+
+_INSTANCE = re.compile(r"^instances\.(\d+)")
+
+
+def _problem(line: int, field: str, message: str) -> InvalidInput:
+    return InvalidInput([{"field": f"line {line}.{field}", "message": message, "type": "csv"}])
+
+
+def parse_csv(body: bytes, adapter: RequestAdapter) -> list[dict[str, Any]]:
+    """Validated records, or InvalidInput naming the line (1-based, as in the file) and field."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _problem(1, "body", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    records: list[dict[str, Any]] = []
+    lines: list[int] = []
+    try:
+        rows = list(csv.reader(io.StringIO(text), strict=True))
+    except csv.Error as exc:
+        raise _problem(1, "body", f"not CSV: {exc}") from None
+    for line, row in enumerate(rows, start=1):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if not records and tuple(c.strip() for c in row) == RAW_COLUMNS:
+            continue  # the header
+        records.append(_record(line, row))
+        lines.append(line)
+    if not records:
+        raise _problem(1, "body", f"no rows; expected lines of {','.join(RAW_COLUMNS)}")
+    try:
+        adapter.validate_python({"instances": records})
+    except ValidationError as exc:
+        details = validation_details(exc.errors())
+        for d in details:  # instances.4.latitude -> line 6.latitude
+            d["field"] = _INSTANCE.sub(lambda m: f"line {lines[int(m[1])]}", d["field"])
+        raise InvalidInput(details) from None
+    return records
+
+
+def _record(line: int, row: Sequence[str]) -> dict[str, Any]:
+    if len(row) != len(RAW_COLUMNS):
+        raise _problem(
+            line, "row", f"{len(row)} columns, expected {len(RAW_COLUMNS)}: {','.join(RAW_COLUMNS)}"
+        )
+    record: dict[str, Any] = {}
+    for name, cell in zip(RAW_COLUMNS, row, strict=True):
+        cell = cell.strip()
+        if name == CATEGORICAL_COLUMN:
+            record[name] = cell
+        elif name == IMPUTED_COLUMN and cell == "":
+            record[name] = None
+        else:
+            try:
+                record[name] = float(cell)
+            except ValueError:
+                raise _problem(line, name, f"{cell[:40]!r} is not a number") from None
+    return record

@@ -1,0 +1,129 @@
+"""One server process: uvicorn around the app, with the shutdown an orchestrator expects.
+
+On SIGTERM (or SIGINT):
+
+1. readiness turns 503 at once (``runtime.begin_stopping``), so probes take the instance out;
+2. for ``HOUSING_DRAIN_DELAY_S`` the server still accepts and answers (a load balancer that
+   polls every few seconds needs that long to notice; 0 skips this step);
+3. uvicorn stops accepting, lets requests in flight finish, and cancels what is left when the
+   grace period is over; the lifespan then stops the batcher and the device thread;
+4. a watchdog ends the process if all that overruns ``HOUSING_GRACEFUL_TIMEOUT_S`` (exit 1):
+   the orchestrator's SIGKILL comes soon after, and a clean exit code is worth having.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from types import FrameType
+
+import uvicorn
+
+from app.errors import StartupError
+from app.main import create_app
+from app.observe.logs import log_config
+from app.runtime import ModelRuntime
+from app.settings import Settings
+
+logger = logging.getLogger("housing.server")
+
+# Time kept for the lifespan shutdown (batcher, device thread) after connections are done.
+_SHUTDOWN_RESERVE_S = 1.0
+
+
+class _HideStartupTraceback(logging.Filter):
+    """Drop the lifespan traceback of a StartupError: its message was already logged cleanly
+    by the app, with the hint that fixes it, and a stack trace only buries that line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg
+        if not (isinstance(msg, str) and msg.startswith("Traceback")):
+            return True
+        return f"{StartupError.__module__}.{StartupError.__name__}:" not in msg
+
+
+class HousingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, runtime: ModelRuntime, settings: Settings) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+        self.settings = settings
+        self.stop_requested_at: float | None = None
+        self._stop_at: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.stop_requested_at is None:
+            self.stop_requested_at = time.monotonic()
+            self.runtime.begin_stopping()
+            grace = self.settings.graceful_timeout_s
+            logger.info(
+                "signal %d: readiness is now 503; stopping within %.1fs",
+                sig,
+                grace,
+                extra={"drain_delay_s": self.settings.drain_delay_s},
+            )
+            watchdog = threading.Timer(grace, self._overran)
+            watchdog.daemon = True
+            watchdog.start()
+            if self.settings.drain_delay_s > 0:
+                self._stop_at = self.stop_requested_at + self.settings.drain_delay_s
+                self._captured_signals.append(sig)
+                return
+        super().handle_exit(sig, frame)  # a second signal skips the rest of the drain delay
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._stop_at is not None and time.monotonic() >= self._stop_at:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+    def _overran(self) -> None:
+        logger.error(
+            "shutdown overran HOUSING_GRACEFUL_TIMEOUT_S=%.1fs; exiting now",
+            self.settings.graceful_timeout_s,
+        )
+        logging.shutdown()
+        os._exit(1)
+
+
+def _already_drained(signum: int, frame: FrameType | None) -> None:
+    """The server has shut down gracefully by the time uvicorn re-raises the signal."""
+
+
+def build_server(settings: Settings, bound: tuple[str, int] | None = None) -> HousingServer:
+    runtime = ModelRuntime(settings)
+    host, port = bound or (settings.host, settings.port)
+    connections_grace = settings.graceful_timeout_s - settings.drain_delay_s - _SHUTDOWN_RESERVE_S
+    config = uvicorn.Config(
+        create_app(settings, runtime),
+        host=host,
+        port=port,
+        log_config=log_config(settings.log_level, settings.log_format),
+        log_level=settings.log_level,
+        access_log=False,  # the app writes its own access lines, with the request id
+        lifespan="on",
+        timeout_graceful_shutdown=max(int(connections_grace), 1),
+        server_header=False,
+    )
+    return HousingServer(config, runtime, settings)
+
+
+def run_server(settings: Settings, fd: int | None = None) -> int:
+    """Serve until a signal; 0 after a clean drain, 1 if startup failed."""
+    sockets = None
+    bound = None
+    if fd is not None:  # the supervisor's listening socket (app.workers)
+        sock = socket.socket(fileno=fd)
+        sockets, bound = [sock], sock.getsockname()[:2]
+    server = build_server(settings, bound)
+    logging.getLogger("uvicorn.error").addFilter(_HideStartupTraceback())
+    # uvicorn drains on SIGTERM/SIGINT, then restores the handlers it found and raises the
+    # signal again. With these no-op handlers a drained shutdown exits 0 instead of dying by
+    # the signal (143), so a non-zero exit always means something went wrong.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _already_drained)
+    server.run(sockets=sockets)
+    # uvicorn returns without raising when the lifespan startup fails: make that an exit code.
+    return 0 if server.started else 1

@@ -1,0 +1,198 @@
+"""One server process per NeuronCore, under a small supervisor.
+
+A NeuronCore belongs to one process, and the Neuron runtime is not fork-safe, so workers are
+new processes (``python -m app``, not forks) that each get their own
+``NEURON_RT_VISIBLE_CORES`` in their environment before anything loads, and load the model
+themselves. The supervisor binds the port once and hands the socket to every worker (the kernel
+spreads connections between them), forwards SIGTERM, restarts a worker that dies while serving,
+and stops everything if workers keep failing at startup (a bad artifact fails them all alike).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import FrameType
+
+from app.observe.logs import log_config
+from app.observe.metrics import MULTIPROC_ENV
+from app.settings import Settings
+from modelspec.neuron import neuron_devices
+
+logger = logging.getLogger("housing.workers")
+
+WORKER_FD_ENV = "HOUSING_WORKER_FD"  # internal: set by the supervisor for its workers
+VISIBLE_CORES_ENV = "NEURON_RT_VISIBLE_CORES"
+# Inferentia2: each chip (one /dev/neuronN) has two NeuronCore-v2.
+CORES_PER_DEVICE = 2
+# A worker that exits within this long of its start failed to start, rather than crashed.
+STARTUP_WINDOW_S = 60.0
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    count: int
+    # NEURON_RT_VISIBLE_CORES of each worker; empty when not serving on NeuronCores.
+    visible_cores: tuple[str, ...] = ()
+
+
+def parse_cores(value: str) -> list[int]:
+    """``"0-3"``, ``"1,4"``, ``"2"`` -> core numbers (the Neuron runtime's syntax)."""
+    cores: list[int] = []
+    for part in value.split(","):
+        part = part.strip()
+        low, dash, high = part.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise ValueError(f"{VISIBLE_CORES_ENV}={value!r} is not like 0-3 or 0,2")
+        cores.extend(range(int(low), int(high) + 1) if dash else [int(low)])
+    return cores
+
+
+def format_cores(cores: Sequence[int]) -> str:
+    """The shortest runtime syntax for a group: ``2-3`` when contiguous, else ``1,4``."""
+    if list(cores) == list(range(cores[0], cores[-1] + 1)) and len(cores) > 1:
+        return f"{cores[0]}-{cores[-1]}"
+    return ",".join(map(str, cores))
+
+
+def visible_cores(env: Mapping[str, str], devices: Sequence[str]) -> list[int]:
+    """The NeuronCores this process may use: as the scheduler set them, else every core of
+    every Neuron device on the machine."""
+    given = env.get(VISIBLE_CORES_ENV)
+    if given:
+        return parse_cores(given)
+    return list(range(len(devices) * CORES_PER_DEVICE))
+
+
+def assign_cores(cores: Sequence[int], workers: int) -> tuple[str, ...]:
+    """Split ``cores`` into ``workers`` groups, in order, as evenly as possible."""
+    if workers > len(cores):
+        raise ValueError(
+            f"HOUSING_WORKERS={workers} but only {len(cores)} NeuronCore(s) are visible: a core "
+            "cannot be shared between processes. Hint: lower HOUSING_WORKERS, or leave it unset "
+            "for one worker per core."
+        )
+    base, extra = divmod(len(cores), workers)
+    groups, start = [], 0
+    for i in range(workers):
+        size = base + (1 if i < extra else 0)
+        groups.append(format_cores(cores[start : start + size]))
+        start += size
+    return tuple(groups)
+
+
+def plan_workers(
+    settings: Settings,
+    env: Mapping[str, str] | None = None,
+    devices: Sequence[str] | None = None,
+) -> WorkerPlan:
+    """How many workers, and which cores each gets. ``devices`` is a seam for tests: the
+    Neuron device files (default: this machine's ``/dev/neuron*``)."""
+    env = os.environ if env is None else env
+    devices = neuron_devices() if devices is None else devices
+    on_neuron = settings.device == "neuron" or (settings.device == "auto" and bool(devices))
+    if not on_neuron:
+        return WorkerPlan(settings.workers or 1)
+    cores = visible_cores(env, devices)
+    if not cores:
+        return WorkerPlan(settings.workers or 1)  # the backend explains the missing device
+    count = settings.workers or len(cores)
+    return WorkerPlan(count, assign_cores(cores, count))
+
+
+class _Worker:
+    def __init__(self, index: int, env: dict[str, str], fd: int) -> None:
+        self.index, self.env, self.fd = index, env, fd
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app"], env=self.env, pass_fds=(self.fd,)
+        )
+        cores = self.env.get(VISIBLE_CORES_ENV, "-")
+        logger.info("worker %d started (pid %d, cores %s)", self.index, self.proc.pid, cores)
+
+
+def supervise(settings: Settings, plan: WorkerPlan) -> int:
+    """Run ``plan.count`` workers on one socket until SIGTERM; 0 if they all drained cleanly."""
+    import logging.config
+
+    logging.config.dictConfig(log_config(settings.log_level, settings.log_format))
+    sock = socket.create_server((settings.host, settings.port), backlog=2048)
+    sock.set_inheritable(True)
+    host, port = sock.getsockname()[:2]
+    metrics_dir = tempfile.mkdtemp(prefix="housing-metrics-")
+    base_env = {**os.environ, WORKER_FD_ENV: str(sock.fileno()), MULTIPROC_ENV: metrics_dir}
+    workers = []
+    for i in range(plan.count):
+        env = {**base_env, "HOUSING_WORKER_INDEX": str(i)}
+        if plan.visible_cores:
+            env[VISIBLE_CORES_ENV] = plan.visible_cores[i]
+        workers.append(_Worker(i, env, sock.fileno()))
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    for w in workers:
+        w.start()
+    logger.info("supervisor listening on http://%s:%d with %d workers", host, port, plan.count)
+    failed = False
+    while not stop.is_set():
+        for w in workers:
+            assert w.proc is not None
+            code = w.proc.poll()
+            if code is None:
+                continue
+            _forget_metrics(w.proc.pid)
+            if time.monotonic() - w.started < STARTUP_WINDOW_S and code != 0:
+                logger.error("worker %d failed to start (exit %d); stopping", w.index, code)
+                failed = True
+                stop.set()
+                break
+            logger.warning("worker %d exited (%d); starting it again", w.index, code)
+            w.start()
+        stop.wait(0.5)  # also wakes at once on SIGTERM
+    code = _stop_all(workers, settings.graceful_timeout_s)
+    sock.close()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 1 if failed else code
+
+
+def _stop_all(workers: list[_Worker], grace: float) -> int:
+    running = [w.proc for w in workers if w.proc is not None and w.proc.poll() is None]
+    for p in running:
+        p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace + 2
+    worst = 0
+    for w in workers:
+        assert w.proc is not None
+        try:
+            code = w.proc.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+            code = w.proc.wait()
+        worst = worst or (0 if code == 0 else 1)
+    return worst
+
+
+def _forget_metrics(pid: int) -> None:
+    """Drop a dead worker's live gauges from the shared metrics (prometheus-client's rule)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)
