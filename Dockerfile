@@ -1,23 +1,29 @@
-# housing-inference image. Artifacts are mounted, not baked in: build once, deploy any model.
+# housing-inference image. Artifacts are mounted, not baked in: build once, serve any model.
 #
-#   CPU:  docker build -t housing-inference .
-#   inf2: docker build -t housing-inference:neuron \
-#           --build-arg BASE_IMAGE=<AWS Neuron PyTorch inference DLC> --build-arg INSTALL_TORCH=0 .
+#   inf2 (default): a Neuron PyTorch inference image already holds torch, torch-neuronx and the
+#   Neuron runtime, which the service uses as they are:
+#     docker build -t housing-inference:neuron .
+#   CPU variant (any machine): a plain Python base, torch's CPU wheel installed here:
+#     docker build -t housing-inference:cpu --build-arg VARIANT=cpu \
+#       --build-arg BASE_IMAGE=python:3.11-slim-bookworm .
 #
-# The Neuron DLC already has torch, torch-neuronx and the Neuron runtime; INSTALL_TORCH=0 keeps
-# them (a torch from PyPI would replace the Neuron build).
-ARG BASE_IMAGE=python:3.11-slim
+# Run: docker run -p 8080:8080 -v $PWD/artifacts:/opt/ml/model:ro [--device=/dev/neuron0] IMAGE
+# The command is `serve` (the SageMaker contract: port 8080, model files from /opt/ml/model).
+# An AWS Neuron PyTorch inference image (Python >= 3.10); pin the tag of your Neuron SDK release
+# from the Neuron DLC list. This tag was not pulled here (no registry access).
+ARG BASE_IMAGE=public.ecr.aws/neuron/pytorch-inference-neuronx:2.8.0-neuronx-py311-sdk2.26.0-ubuntu22.04
 FROM ${BASE_IMAGE}
 
-ARG INSTALL_TORCH=1
-ARG TORCH_SPEC="torch==2.13.0"
+# neuron: keep the base image's torch (a torch from PyPI would replace the Neuron build).
+# cpu: install torch's CPU wheel (an unpinned torch from PyPI is a multi-GB CUDA build).
+ARG VARIANT=neuron
+ARG TORCH_SPEC=torch==2.13.0
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    HOUSING_ARTIFACTS=/models \
-    HOUSING_HOST=0.0.0.0 \
-    HOUSING_PORT=8080
+    PIP_BREAK_SYSTEM_PACKAGES=1 \
+    HOUSING_HOST=0.0.0.0
 
 WORKDIR /srv/housing
 COPY pyproject.toml README.md ./
@@ -25,13 +31,23 @@ COPY modelspec ./modelspec
 COPY app ./app
 COPY compile ./compile
 COPY training ./training
-RUN if [ "$INSTALL_TORCH" = "1" ]; then pip install "$TORCH_SPEC"; fi \
-    && pip install . \
-    && useradd --system --uid 10001 --no-create-home housing
+# hadolint ignore=DL3013
+RUN set -eux; \
+    case "$VARIANT" in \
+      cpu) python3 -m pip install "$TORCH_SPEC" ;; \
+      neuron) python3 -c "import torch" ;; \
+      *) echo "VARIANT must be cpu or neuron" >&2; exit 1 ;; \
+    esac; \
+    python3 -m pip install . ; \
+    python3 -c "import app.main"; \
+    useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin housing; \
+    mkdir -p /opt/ml/model
 
-USER housing
+USER 10001
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os,sys,urllib.request as u; sys.exit(u.urlopen('http://127.0.0.1:%s/health/ready' % os.environ.get('HOUSING_PORT', '8080'), timeout=2).status != 200)"]
-# Exec form: SIGTERM reaches the server, which drains and exits 0.
-ENTRYPOINT ["python", "-m", "app"]
+# Readiness, not liveness: healthy only once the model is loaded, warmed up and answering.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
+    CMD ["python3", "-c", "import os,sys,urllib.request as u; u.urlopen('http://127.0.0.1:%s/ping' % os.environ.get('HOUSING_PORT', '8080'), timeout=2); sys.exit(0)"]
+# Exec form: SIGTERM reaches the server, which turns readiness 503, drains and exits 0.
+ENTRYPOINT ["python3", "-m", "app"]
+CMD ["serve"]

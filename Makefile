@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_QUIET) --upgrade pip
 	$(PY) -m pip install $(PIP_QUIET) torch==$(TORCH_VERSION)
-	$(PY) -m pip install $(PIP_QUIET) -e '.[dev]'
+	$(PY) -m pip install $(PIP_QUIET) -e '.[train,dev]'
 	touch $@
 
 install: $(VENV)/.installed ## create .venv with torch $(TORCH_VERSION) (CPU) and the project
@@ -69,7 +69,7 @@ $(XLA_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(XLA_VENV)
 	$(XLA_PY) -m pip install $(PIP_QUIET) --upgrade pip
 	$(XLA_PY) -m pip install $(PIP_QUIET) torch==$(XLA_TORCH_VERSION) torch-xla==$(XLA_VERSION)
-	$(XLA_PY) -m pip install $(PIP_QUIET) -e '.[dev]'
+	$(XLA_PY) -m pip install $(PIP_QUIET) -e '.[train,dev]'
 	touch $@
 
 test-xla: $(XLA_VENV)/.installed ## the XLA suite on torch-xla's CPU device, in .venv-xla

@@ -37,7 +37,11 @@ def main() -> int:
         from app.server import run_server
 
         return run_server(settings, fd=int(fd))
-    plan = plan_workers(settings)
+    try:
+        plan = plan_workers(settings)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if plan.count == 1:
         from app.server import run_server
 

@@ -119,7 +119,10 @@ class _Worker:
     def start(self) -> None:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app"], env=self.env, pass_fds=(self.fd,)
+            [sys.executable, "-m", "app"],
+            env=self.env,
+            pass_fds=(self.fd,),
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - the supervisor has no other threads
         )
         cores = self.env.get(VISIBLE_CORES_ENV, "-")
         logger.info("worker %d started (pid %d, cores %s)", self.index, self.proc.pid, cores)
@@ -189,6 +192,16 @@ def _stop_all(workers: list[_Worker], grace: float) -> int:
             code = w.proc.wait()
         worst = worst or (0 if code == 0 else 1)
     return worst
+
+
+def _die_with_parent() -> None:
+    """In the new worker, before exec: SIGTERM it if the supervisor dies (even by SIGKILL), so
+    no orphan keeps its NeuronCores."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _forget_metrics(pid: int) -> None:

