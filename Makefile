@@ -21,7 +21,7 @@ PY := $(VENV)/bin/python
 XLA_PY := $(XLA_VENV)/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: help install run train compile serve test lint format test-xla bench clean
+.PHONY: help install run train compile serve test lint format test-xla bench container-test clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ test-xla: $(XLA_VENV)/.installed ## the XLA suite on torch-xla's CPU device, in 
 bench: $(HOUSING_ARTIFACTS)/model_neuron.pt ## load benchmark vs a bare-ASGI reference (~5 min; xla needs make test-xla first)
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+container-test: $(HOUSING_ARTIFACTS)/model_neuron.pt ## build the CPU image with podman, run it, SIGTERM it (~3 min)
+	bash deploy/container-test.sh
 
 clean: ## remove virtualenvs, caches and artifacts
 	rm -rf $(VENV) $(XLA_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info $(HOUSING_ARTIFACTS)
