@@ -13,11 +13,9 @@ import orjson
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from starlette.types import Receive
 
-from app.api.endpoint import JSON, Answer, Guard, PredictionEndpoint
+from app.api.endpoint import JSON, Answer, Decoded, Guard, PredictionEndpoint
 from app.api.models import MODEL_NAME
-from app.api.predict import predict_dollars
 from app.deps import RuntimeDep
 from app.errors import InvalidInput, error_answer, validation_details
 from app.observe.access import Observer
@@ -90,24 +88,19 @@ class InferEndpoint(PredictionEndpoint):
         super().__init__(runtime, guard, observer)
         self.adapter = request_adapter(runtime.settings.max_instances)
 
-    async def answer(self, body: bytes, headers: dict[bytes, bytes], receive: Receive) -> Answer:
-        runtime = self.runtime
-        batcher = runtime.accepting_batcher()
-        batcher.arrive()
-        try:
-            request, tail = oip.split_body(body, headers.get(b"inference-header-content-length"))
-            for out in request.get("outputs") or []:
-                if type(out) is not dict or out.get("name") != oip.OUTPUT:
-                    raise oip.OipError(f"the only output is {oip.OUTPUT!r}")
-            records = oip.records_from(request, tail)
-            self.adapter.validate_python({"instances": records})
-            encoded = encode_records(records, runtime.bedrooms_median)
-        finally:
-            batcher.arrived()
-        values = await predict_dollars(runtime, encoded, receive)
-        assert runtime.manifest is not None
-        version = runtime.manifest.model_version
-        return Answer(oip.response(request, MODEL_NAME, version, values))
+    def decode(self, body: bytes, headers: dict[bytes, bytes]) -> Decoded:
+        request, tail = oip.split_body(body, headers.get(b"inference-header-content-length"))
+        for out in request.get("outputs") or []:
+            if type(out) is not dict or out.get("name") != oip.OUTPUT:
+                raise oip.OipError(f"the only output is {oip.OUTPUT!r}")
+        records = oip.records_from(request, tail)
+        self.adapter.validate_python({"instances": records})
+        return Decoded(encode_records(records, self.runtime.bedrooms_median), request)
+
+    def reply(self, values: list[float], decoded: Decoded, headers: dict[bytes, bytes]) -> Answer:
+        assert self.runtime.manifest is not None
+        version = self.runtime.manifest.model_version
+        return Answer(oip.response(decoded.context, MODEL_NAME, version, values))
 
     def refuse(self, exc: Exception, request_id: str) -> Answer:
         if isinstance(exc, oip.OipError):

@@ -8,19 +8,14 @@ per line; ``application/json``), else the request's own format. SageMaker's othe
 
 from __future__ import annotations
 
-import orjson
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from starlette.types import Receive
 
-from app.api.endpoint import JSON, Answer, Guard, PredictionEndpoint, media_type
+from app.api.endpoint import JSON, Answer, Decoded, media_type
 from app.api.health import readiness
-from app.api.predict import decode_records, predict_dollars
+from app.api.predict import PredictEndpoint
 from app.deps import RuntimeDep
-from app.observe.access import Observer
 from app.protocols.tabular import parse_csv
-from app.runtime import ModelRuntime
-from app.schemas import request_adapter
 from modelspec.features import encode_records
 
 CSV = "text/csv"
@@ -37,36 +32,24 @@ async def ping(runtime: RuntimeDep) -> JSONResponse:
     return readiness(runtime)
 
 
-class InvocationsEndpoint(PredictionEndpoint):
-    """``POST /invocations``."""
+class InvocationsEndpoint(PredictEndpoint):
+    """``POST /invocations``: ``/predict``'s JSON, or CSV rows."""
 
     route = "/invocations"
     media_types = frozenset({JSON, CSV, ""})
 
-    def __init__(self, runtime: ModelRuntime, guard: Guard, observer: Observer) -> None:
-        super().__init__(runtime, guard, observer)
-        self.max_instances = runtime.settings.max_instances
-        self.adapter = request_adapter(self.max_instances)
-
-    async def answer(self, body: bytes, headers: dict[bytes, bytes], receive: Receive) -> Answer:
-        runtime = self.runtime
-        batcher = runtime.accepting_batcher()
+    def decode(self, body: bytes, headers: dict[bytes, bytes]) -> Decoded:
         kind = media_type(headers.get(b"content-type")) or JSON
-        batcher.arrive()
-        try:
-            if kind == CSV:
-                encoded = encode_records(parse_csv(body, self.adapter), runtime.bedrooms_median)
-                single = False
-            else:
-                encoded, single = decode_records(
-                    body, self.adapter, self.max_instances, runtime.bedrooms_median
-                )
-        finally:
-            batcher.arrived()
-        values = await predict_dollars(runtime, encoded, receive)
+        if kind != CSV:
+            decoded = super().decode(body, headers)
+            return Decoded(decoded.encoded, (decoded.context, kind))
+        records = parse_csv(body, self.adapter)
+        return Decoded(encode_records(records, self.runtime.bedrooms_median), (False, kind))
+
+    def reply(self, values: list[float], decoded: Decoded, headers: dict[bytes, bytes]) -> Answer:
+        single, kind = decoded.context
         accept = headers.get(b"accept", b"").decode("latin-1")
         wants = CSV if CSV in accept else JSON if JSON in accept else kind
         if wants == CSV:
             return Answer("".join(f"{v}\n" for v in values).encode(), CSV)
-        payload = {"house_value": values[0]} if single else {"predictions": values}
-        return Answer(orjson.dumps(payload))
+        return super().reply(values, Decoded(decoded.encoded, single), headers)
