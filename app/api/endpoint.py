@@ -4,9 +4,9 @@ Prediction routes are the hot path, so they skip FastAPI's routing, dependency i
 Request/Response objects (several times the cost of the model call: see the README's
 benchmark). Every one of them does the same checks first, in this order, each refusing with a
 clear status: method (405), API key (401), content type (415), body size (413). Then the
-subclass's ``answer``; any exception becomes the subclass's ``refuse`` answer. The request id
-(``X-Request-ID``, taken or made) is on every answer and log line, and is the ``error_id`` of
-a 500.
+subclass's ``decode``, the batcher, and the subclass's ``reply``; any exception becomes the
+subclass's ``refuse`` answer. The request id (``X-Request-ID``, taken or made) is on every
+answer and log line, and is the ``error_id`` of a 500.
 """
 
 from __future__ import annotations
@@ -155,7 +155,8 @@ def media_type(value: bytes | None) -> str:
 
 
 class PredictionEndpoint:
-    """Subclasses set ``route`` and ``media_types`` and write ``answer`` (and maybe ``refuse``)."""
+    """Subclasses set ``route`` and ``media_types`` and write ``decode`` and ``reply`` (and
+    ``refuse`` for a protocol with its own error format)."""
 
     route = ""
     # Accepted request media types; "" stands for a request without a Content-Type.
@@ -189,7 +190,7 @@ class PredictionEndpoint:
 
     def refuse(self, exc: Exception, request_id: str) -> Answer:
         """The answer for a failure; the default is /predict's ``{"detail": ...}`` format."""
-        status, payload, extra = error_answer(exc, f"{self.route}", request_id)
+        status, payload, extra = error_answer(exc, self.route, request_id)
         return Answer(orjson.dumps(payload), JSON, status, tuple(extra.items()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

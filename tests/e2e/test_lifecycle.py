@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import re
 import signal
 import threading
 import time
@@ -158,8 +158,6 @@ def test_two_workers_share_the_port_and_the_metrics(artifacts: Path) -> None:
         supervisor = server.proc.pid
         assert server.terminate() == 0
     assert _requests_total(metrics, "/predict") == 40  # summed over both workers
-    assert server.output.count("worker 0 started") == 1
-    assert server.output.count("worker 1 started") == 1
-    assert server.output.count("Finished server process") == 2
-    assert str(supervisor) not in {line.split("pid ")[-1] for line in server.lines}
-    assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None  # the test's own env untouched
+    pids = {int(m) for m in re.findall(r"worker [01] started \(pid (\d+)", server.output)}
+    assert len(pids) == 2 and supervisor not in pids  # two new processes, not the supervisor
+    assert server.output.count("Finished server process") == 2  # both drained
