@@ -170,6 +170,4 @@ class ModelRuntime:
 
     def submit(self, encoded: np.ndarray) -> Ticket:
         """Queue an encoded batch for the device; ``await ticket.result()`` gives dollars."""
-        if self.batcher is None or self.status is Status.STARTING:
-            raise NotReadyError("the model is not loaded yet")
-        return self.batcher.submit(encoded, self.settings.request_timeout_s)
+        return self.accepting_batcher().submit(encoded, self.settings.request_timeout_s)

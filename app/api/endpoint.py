@@ -184,7 +184,7 @@ class PredictionEndpoint:
             decoded = self.decode(body, headers)
         finally:
             batcher.arrived()
-        ticket = runtime.submit(decoded.encoded)
+        ticket = batcher.submit(decoded.encoded, runtime.settings.request_timeout_s)
         values = dollars(await result_unless_disconnected(ticket, receive))
         return self.reply(values, decoded, headers)
 

@@ -8,7 +8,6 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.deps import RuntimeDep
-from app.runtime import ModelRuntime
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -25,12 +24,8 @@ async def read_liveness() -> dict[str, str]:
     responses={503: {"description": "Not ready: loading, or shutting down"}},
 )
 async def read_readiness(runtime: RuntimeDep) -> JSONResponse:
-    """200 only once the model is loaded on its device and has passed warm-up; 503 otherwise."""
-    return readiness(runtime)
-
-
-def readiness(runtime: ModelRuntime) -> JSONResponse:
-    """The readiness answer, shared by /health/ready, /ping and /v2/health/ready."""
+    """200 only once the model is loaded on its device and has passed warm-up; 503 otherwise.
+    Also serves SageMaker's ``/ping``."""
     manifest = runtime.manifest
     body: dict[str, Any] = {
         "status": runtime.status.value,

@@ -12,36 +12,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import orjson
 
 from app.api.endpoint import Answer, Decoded, Guard, PredictionEndpoint
 from app.fastparse import accept
 from app.observe.access import Observer
 from app.runtime import ModelRuntime
-from app.schemas import RequestAdapter, request_adapter
+from app.schemas import request_adapter
 from modelspec.features import EXAMPLE_RECORD, encode, encode_records
 
 # Bodies from this size (about 8 records) take the fast check first. Its numpy work has a
 # fixed cost that outweighs pydantic's ~2.4 us per record on small bodies (measured: with the
 # check on every body, single-record req/s at c=64 fell by about a quarter).
 FAST_CHECK_BYTES = 2048
-
-
-def decode_records(
-    body: bytes, adapter: RequestAdapter, max_instances: int, median: float
-) -> tuple[np.ndarray, bool]:
-    """A ``/predict`` JSON body -> (encoded rows, whether it was a single record).
-
-    Large bodies take the fast accept-only check first; pydantic decides (and explains) the rest.
-    """
-    fast = accept(body, max_instances) if len(body) >= FAST_CHECK_BYTES else None
-    if fast is not None:
-        return encode(fast.numeric, fast.ocean, median), fast.single
-    parsed = adapter.validate_json(body)
-    single = "instances" not in parsed
-    records = (parsed,) if single else parsed["instances"]
-    return encode_records(records, median), single
 
 
 class PredictEndpoint(PredictionEndpoint):
@@ -55,10 +38,16 @@ class PredictEndpoint(PredictionEndpoint):
         self.adapter = request_adapter(self.max_instances)
 
     def decode(self, body: bytes, headers: dict[bytes, bytes]) -> Decoded:
-        encoded, single = decode_records(
-            body, self.adapter, self.max_instances, self.runtime.bedrooms_median
-        )
-        return Decoded(encoded, single)
+        """Large bodies take the fast accept-only check first; pydantic decides (and explains)
+        the rest. The context is whether the body was a single record."""
+        median = self.runtime.bedrooms_median
+        fast = accept(body, self.max_instances) if len(body) >= FAST_CHECK_BYTES else None
+        if fast is not None:
+            return Decoded(encode(fast.numeric, fast.ocean, median), fast.single)
+        parsed = self.adapter.validate_json(body)
+        single = "instances" not in parsed
+        records = (parsed,) if single else parsed["instances"]
+        return Decoded(encode_records(records, median), single)
 
     def reply(self, values: list[float], decoded: Decoded, headers: dict[bytes, bytes]) -> Answer:
         single = decoded.context

@@ -9,12 +9,10 @@ per line; ``application/json``), else the request's own format. SageMaker's othe
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
 from app.api.endpoint import JSON, Answer, Decoded, media_type
-from app.api.health import readiness
+from app.api.health import read_readiness
 from app.api.predict import PredictEndpoint
-from app.deps import RuntimeDep
 from app.protocols.tabular import parse_csv
 from modelspec.features import encode_records
 
@@ -23,13 +21,12 @@ CSV = "text/csv"
 router = APIRouter(tags=["sagemaker"])
 
 
-@router.get(
+# SageMaker's health check is readiness: the same handler as /health/ready.
+router.get(
     "/ping",
     summary="SageMaker health check: 200 once the model can predict",
     responses={503: {"description": "Not ready: loading, or shutting down"}},
-)
-async def ping(runtime: RuntimeDep) -> JSONResponse:
-    return readiness(runtime)
+)(read_readiness)
 
 
 class InvocationsEndpoint(PredictEndpoint):
