@@ -46,7 +46,7 @@ class BatchObserver(Protocol):
 
     def observe_dropped(self, rows: int) -> None: ...
 
-    def observe_failure(self) -> None: ...
+    def observe_failure(self, exc: Exception) -> None: ...
 
 
 class Overloaded(Exception):
@@ -276,7 +276,7 @@ class Batcher:
     def _fail(self, items: list[_Item], exc: Exception) -> None:
         self.stats.failed_calls += 1
         if self._observer is not None:
-            self._observer.observe_failure()
+            self._observer.observe_failure(exc)
         for item in items:
             if not item.future.done():
                 item.future.set_exception(exc)

@@ -3,6 +3,11 @@
 All device work -- load, warm-up, every forward -- runs on one dedicated thread: the event loop
 never blocks on the device, calls stay serial, and device runtimes that care about the thread
 that loaded them (Neuron, XLA) always see the same one.
+
+The runtime also watches the device: after ``HOUSING_MAX_CONSECUTIVE_FAILURES`` failed calls
+in a row it turns readiness to 503 (status ``failing``) so the load balancer routes elsewhere,
+and re-runs the manifest's reference rows every ``HOUSING_RECHECK_INTERVAL_S`` -- nobody else
+may be sending traffic by then -- until one call succeeds and it is ready again.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import enum
 import gc
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +30,7 @@ from app.batching import Batcher, Ticket
 from app.errors import NotReadyError, StartupError
 from app.observe.metrics import Metrics
 from app.settings import Settings
-from modelspec.manifest import ArtifactError, Manifest, sha256_file
+from modelspec.manifest import MANIFEST_FILE, ArtifactError, Manifest, sha256_file
 
 logger = logging.getLogger("housing.runtime")
 
@@ -32,13 +38,19 @@ logger = logging.getLogger("housing.runtime")
 class Status(str, enum.Enum):
     STARTING = "starting"
     READY = "ready"
+    FAILING = "failing"  # device calls keep failing: readiness 503, requests still taken
     STOPPING = "stopping"
+
+
+# Test seam: wraps the loaded backend after warm-up, so tests can make device calls fail
+# (``tests/fakes/faulty_device.py``). Production code never passes one.
+BackendWrapper = Callable[[Backend], Backend]
 
 
 def verify_artifacts(folder: Path) -> tuple[Manifest, Path]:
     """The manifest and the compiled artifact it vouches for, or an ArtifactError with a fix."""
     manifest = Manifest.load(folder)
-    manifest.check_feature_hash()
+    manifest.check_feature_hash(folder / MANIFEST_FILE)
     compiled = manifest.compiled
     if compiled is None:
         raise ArtifactError(
@@ -64,12 +76,20 @@ def verify_artifacts(folder: Path) -> tuple[Manifest, Path]:
 
 
 class ModelRuntime:
-    def __init__(self, settings: Settings, probes: DeviceProbes | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        probes: DeviceProbes | None = None,
+        wrap_backend: BackendWrapper | None = None,
+    ) -> None:
         self.settings = settings
         self.status = Status.STARTING
         self.device: str | None = None
         self.manifest: Manifest | None = None
         self._probes = probes
+        self._wrap_backend = wrap_backend
+        self.consecutive_failures = 0
+        self._recheck: asyncio.Task[None] | None = None
         self._backend: Backend | None = None
         self._bedrooms_median = 0.0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
@@ -98,6 +118,8 @@ class ModelRuntime:
         backend = load_backend(device, artifact, manifest)
         assert manifest.compiled is not None
         warm_up(backend, manifest.compiled)
+        if self._wrap_backend is not None:
+            backend = self._wrap_backend(backend)
         self.manifest, self.device, self._backend = manifest, device, backend
         compiled = manifest.compiled
         self.metrics.model_info.labels(
@@ -128,7 +150,7 @@ class ModelRuntime:
             max_delay_s=self.settings.max_delay_ms / 1000,
             queue_rows=self.settings.queue_rows,
             max_chunk=largest,
-            observer=self.metrics,
+            observer=self,
         )
         self.batcher.start()
         # Everything loaded so far (torch, the model, the app) lives as long as the process.
@@ -144,6 +166,9 @@ class ModelRuntime:
 
     async def close(self) -> None:
         self.begin_stopping()
+        if self._recheck is not None:
+            self._recheck.cancel()
+            await asyncio.gather(self._recheck, return_exceptions=True)
         if self.batcher is not None:
             await self.batcher.stop()
             stats = self.batcher.stats
@@ -171,3 +196,53 @@ class ModelRuntime:
     def submit(self, encoded: np.ndarray) -> Ticket:
         """Queue an encoded batch for the device; ``await ticket.result()`` gives dollars."""
         return self.accepting_batcher().submit(encoded, self.settings.request_timeout_s)
+
+    # The batcher reports every device call here (``app.batching.BatchObserver``).
+
+    def observe_batch(
+        self, rows: int, device_seconds: float, waits: list[float], queued_rows: int
+    ) -> None:
+        self.metrics.observe_batch(rows, device_seconds, waits, queued_rows)
+        self.consecutive_failures = 0
+        if self.status is Status.FAILING:
+            self.status = Status.READY
+            logger.warning("the device answers again: readiness is 200 again")
+
+    def observe_dropped(self, rows: int) -> None:
+        self.metrics.observe_dropped(rows)
+
+    def observe_failure(self, exc: Exception) -> None:
+        self.metrics.observe_failure(exc)
+        self.consecutive_failures += 1
+        limit = self.settings.max_consecutive_failures
+        if limit and self.consecutive_failures >= limit and self.status is Status.READY:
+            self.status = Status.FAILING
+            logger.error(
+                "%d device calls failed in a row (last: %s: %s); readiness is 503 until a "
+                "call succeeds, retried every %.1fs",
+                self.consecutive_failures,
+                type(exc).__name__,
+                exc,
+                self.settings.recheck_interval_s,
+            )
+            self._recheck = asyncio.get_running_loop().create_task(
+                self._recheck_device(), name="recheck-device"
+            )
+
+    async def _recheck_device(self) -> None:
+        """Run the reference rows until a call succeeds (``observe_batch`` then sets READY).
+
+        Without this, a server that the load balancer has stopped sending requests to would
+        never see the success that makes it ready again.
+        """
+        assert self.manifest is not None and self.manifest.compiled is not None
+        reference = np.asarray(self.manifest.compiled.reference_inputs, dtype=np.float32)
+        while self.status is Status.FAILING and self.batcher is not None:
+            # A timer, not a synchronisation: the retry period is the point.
+            await asyncio.sleep(self.settings.recheck_interval_s)
+            if self.status is not Status.FAILING:
+                break
+            try:
+                await self.batcher.submit(reference, self.settings.request_timeout_s).result()
+            except Exception:  # noqa: BLE001 - counted by observe_failure; try again later
+                logger.debug("recheck: the device still fails", exc_info=True)

@@ -92,8 +92,10 @@ def _already_drained(signum: int, frame: FrameType | None) -> None:
     """The server has shut down gracefully by the time uvicorn re-raises the signal."""
 
 
-def build_server(settings: Settings, bound: tuple[str, int] | None = None) -> HousingServer:
-    runtime = ModelRuntime(settings)
+def build_server(
+    settings: Settings, bound: tuple[str, int] | None = None, runtime: ModelRuntime | None = None
+) -> HousingServer:
+    runtime = runtime or ModelRuntime(settings)
     host, port = bound or (settings.host, settings.port)
     connections_grace = settings.graceful_timeout_s - settings.drain_delay_s - _SHUTDOWN_RESERVE_S
     config = uvicorn.Config(
@@ -110,14 +112,17 @@ def build_server(settings: Settings, bound: tuple[str, int] | None = None) -> Ho
     return HousingServer(config, runtime, settings)
 
 
-def run_server(settings: Settings, fd: int | None = None) -> int:
-    """Serve until a signal; 0 after a clean drain, 1 if startup failed."""
+def run_server(
+    settings: Settings, fd: int | None = None, runtime: ModelRuntime | None = None
+) -> int:
+    """Serve until a signal; 0 after a clean drain, 1 if startup failed. ``runtime`` is a test
+    seam (``tests/fakes/faulty_device.py``); by default one is built from ``settings``."""
     sockets = None
     bound = None
     if fd is not None:  # the supervisor's listening socket (app.workers)
         sock = socket.socket(fileno=fd)
         sockets, bound = [sock], sock.getsockname()[:2]
-    server = build_server(settings, bound)
+    server = build_server(settings, bound, runtime)
     logging.getLogger("uvicorn.error").addFilter(_HideStartupTraceback())
     # uvicorn drains on SIGTERM/SIGINT, then restores the handlers it found and raises the
     # signal again. With these no-op handlers a drained shutdown exits 0 instead of dying by

@@ -58,6 +58,20 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         10.0, gt=0, le=3600, description="Deadline of a request's rows; past it, 504"
     )
+    max_consecutive_failures: int = Field(
+        5,
+        ge=0,
+        description="Readiness turns 503 after this many device calls fail in a row (the "
+        "requests in a failed call get 500s); the server keeps retrying the device and is "
+        "ready again after one call succeeds. 0: never",
+    )
+    recheck_interval_s: float = Field(
+        2.0,
+        gt=0,
+        le=600,
+        description="While readiness is 503 for device failures, how often the manifest's "
+        "reference rows are run to see whether the device answers again",
+    )
 
     log_format: LogFormat = Field("json", description="json: one JSON object per line; text")
     graceful_timeout_s: float = Field(

@@ -130,12 +130,12 @@ class Manifest(_Strict):
                 "`python -m compile` to write a fresh one.",
             ) from None
 
-    def check_feature_hash(self) -> None:
-        """Refuse a manifest built with another feature definition than this code's."""
+    def check_feature_hash(self, source: Path | str = MANIFEST_FILE) -> None:
+        """Refuse a manifest (read from ``source``) built with another feature definition."""
         expected = feature_hash()
         if self.feature_hash != expected:
             raise ArtifactError(
-                f"the artifacts were built with feature spec {self.feature_hash[:12]}, this code "
+                f"{source} was built with feature spec {self.feature_hash[:12]}, this code "
                 f"defines {expected[:12]} (modelspec/features.py changed since training)",
                 "retrain and recompile with this version (`python -m training && python -m "
                 "compile`), or deploy the code version that built these artifacts.",

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.deps import RuntimeDep
+from app.runtime import Status
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -21,7 +22,12 @@ async def read_liveness() -> dict[str, str]:
 @router.get(
     "/ready",
     summary="Readiness: the model is loaded, warmed up and answering",
-    responses={503: {"description": "Not ready: loading, or shutting down"}},
+    responses={
+        503: {
+            "description": "Not ready: loading, failing device calls (status `failing`), "
+            "or shutting down"
+        }
+    },
 )
 async def read_readiness(runtime: RuntimeDep) -> JSONResponse:
     """200 only once the model is loaded on its device and has passed warm-up; 503 otherwise.
@@ -32,6 +38,8 @@ async def read_readiness(runtime: RuntimeDep) -> JSONResponse:
         "device": runtime.device,
         "model_version": manifest.model_version if manifest else None,
     }
+    if runtime.status is Status.FAILING:
+        body["consecutive_failures"] = runtime.consecutive_failures
     if manifest is not None and manifest.compiled is not None:
         body["target"] = manifest.compiled.target
         body["batch_sizes"] = manifest.compiled.batch_sizes

@@ -130,7 +130,7 @@ class Metrics:
     def observe_dropped(self, rows: int) -> None:
         self.dropped_rows.inc(rows)
 
-    def observe_failure(self) -> None:
+    def observe_failure(self, exc: Exception) -> None:
         self.failed_calls.inc()
 
     def observe_refusal(self, reason: str) -> None:

@@ -26,7 +26,8 @@ _RUNNING = re.compile(r"(?:Uvicorn running on|supervisor listening on) http://[\
 
 
 class ServerProcess:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], module: str = "app") -> None:
+        self.module = module
         self.env = {
             **os.environ,
             "HOUSING_HOST": "127.0.0.1",
@@ -41,7 +42,7 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app"],
+            [sys.executable, "-m", self.module],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.PIPE,
@@ -109,5 +110,6 @@ class ServerProcess:
         self.proc.stdout.close()
 
 
-def serve(artifacts: Path, **env: str) -> ServerProcess:
-    return ServerProcess({"HOUSING_ARTIFACTS": str(artifacts), **env})
+def serve(artifacts: Path, module: str = "app", **env: str) -> ServerProcess:
+    """``python -m app`` (or a test seam's ``module``) serving ``artifacts``, not started yet."""
+    return ServerProcess({"HOUSING_ARTIFACTS": str(artifacts), **env}, module)
