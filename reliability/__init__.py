@@ -1,0 +1,1 @@
+"""Reliability scripts: correctness under load, fuzzing, overload, soak; each prints figures."""

@@ -1,0 +1,115 @@
+"""A real ``python -m app`` process on a free port, for end-to-end tests and reliability scripts.
+
+The server is started on port 0 and its real port is read from uvicorn's startup line, so
+there is no race for a port. Waiting is done on events and by polling readiness, never by
+sleeping a fixed time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_RUNNING = re.compile(r"(?:Uvicorn running on|supervisor listening on) http://[\d.]+:(\d+)")
+
+
+class ServerProcess:
+    def __init__(self, env: dict[str, str], module: str = "app") -> None:
+        self.module = module
+        self.env = {
+            **os.environ,
+            "HOUSING_HOST": "127.0.0.1",
+            "HOUSING_PORT": "0",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.lines: list[str] = []
+        self.port: int | None = None
+        self._started = threading.Event()  # the port line appeared, or the process ended
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> ServerProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group: cleanup reaches any workers too
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            match = _RUNNING.search(line)
+            if match:
+                self.port = int(match.group(1))
+                self._started.set()
+        self._started.set()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Block until /health/ready answers 200, or fail with the server's output."""
+        if not self._started.wait(timeout) or self.port is None:
+            raise AssertionError(f"server did not start:\n{self.output}")
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.url, timeout=5) as client:
+            while time.monotonic() < deadline:
+                if client.get("/health/ready").status_code == 200:
+                    return
+        raise AssertionError(f"server never became ready:\n{self.output}")
+
+    def terminate(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        code = self.proc.wait(timeout)
+        self._started.wait(5)  # the reader has seen the end of the output
+        return code
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self._reader.join(10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+def serve(artifacts: Path, module: str = "app", **env: str) -> ServerProcess:
+    """``python -m app`` (or a test seam's ``module``) serving ``artifacts``, not started yet."""
+    return ServerProcess({"HOUSING_ARTIFACTS": str(artifacts), **env}, module)
