@@ -21,7 +21,8 @@ PY := $(VENV)/bin/python
 XLA_PY := $(XLA_VENV)/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: help install run train compile serve test lint format test-xla bench container-test clean
+.PHONY: help install run train compile serve test lint format test-xla bench container-test clean \
+	loadcheck fuzz overload soak reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -78,6 +79,24 @@ test-xla: $(XLA_VENV)/.installed ## the XLA suite on torch-xla's CPU device, in 
 bench: $(HOUSING_ARTIFACTS)/model_neuron.pt ## load benchmark vs a bare-ASGI reference (~5 min; xla needs make test-xla first)
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+# Reliability scripts: each starts its own server on the artifacts, prints figures, exits 1 on
+# a failed check. Long runs, so not part of `make test` (which runs small versions).
+RELIABILITY_ENV = HOUSING_DATA=$${HOUSING_DATA:-$(TEST_DATA)}
+
+loadcheck: $(HOUSING_ARTIFACTS)/model_neuron.pt ## 20,000 mixed requests at c64, each checked against the offline model (~20 s)
+	$(RELIABILITY_ENV) $(PY) -m reliability.loadcheck $(RELIABILITY_ARGS)
+
+fuzz: $(HOUSING_ARTIFACTS)/model_neuron.pt ## schemathesis: thousands of generated requests from the OpenAPI schema (~2 min)
+	$(RELIABILITY_ENV) $(PY) -m reliability.fuzz $(RELIABILITY_ARGS)
+
+overload: $(HOUSING_ARTIFACTS)/model_neuron.pt ## c512 for 20 s: sheds with fast 503s, stays ready, recovers (~1 min)
+	$(RELIABILITY_ENV) $(PY) -m reliability.overload $(RELIABILITY_ARGS)
+
+soak: $(HOUSING_ARTIFACTS)/model_neuron.pt ## 200,000 requests: RSS flat, no fd growth, no error (~2 min)
+	$(RELIABILITY_ENV) $(PY) -m reliability.soak $(RELIABILITY_ARGS)
+
+reliability: loadcheck fuzz overload soak ## all four, one after the other
 
 container-test: $(HOUSING_ARTIFACTS)/model_neuron.pt ## build the CPU image with podman, run it, SIGTERM it (~3 min)
 	bash deploy/container-test.sh

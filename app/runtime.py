@@ -137,6 +137,11 @@ class ModelRuntime:
     async def start(self) -> None:
         """Verify, load and warm up; raises StartupError (with a hint) on any failure."""
         await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+        # Again on this thread, which makes the device calls when they run inline (cpu):
+        # OpenMP keeps its thread count per calling thread, and without this a 64-row call
+        # here used 2 threads whose barrier stalled for ~38 ms whenever the other core was
+        # busy (0.3 ms with 1 thread) -- found by `make overload`.
+        torch.set_num_threads(self.settings.torch_threads)
         assert self._backend is not None
         largest = max(self._backend.batch_sizes)
         threaded = self.settings.device_thread

@@ -166,6 +166,8 @@ class PredictionEndpoint:
         self.runtime = runtime
         self.guard = guard
         self.observer = observer
+        # Body bytes per row of this route's recent requests (a moving average; 0: none yet).
+        self.bytes_per_row = 0.0
 
     def decode(self, body: bytes, headers: dict[bytes, bytes]) -> Decoded:
         """Parse and validate the body into encoded rows (raise to refuse it)."""
@@ -184,6 +186,10 @@ class PredictionEndpoint:
             decoded = self.decode(body, headers)
         finally:
             batcher.arrived()
+        rows = decoded.encoded.shape[0]
+        if rows:
+            seen = len(body) / rows
+            self.bytes_per_row += (seen - self.bytes_per_row) * (0.1 if self.bytes_per_row else 1)
         ticket = batcher.submit(decoded.encoded, runtime.settings.request_timeout_s)
         values = dollars(await result_unless_disconnected(ticket, receive))
         return self.reply(values, decoded, headers)
@@ -227,8 +233,31 @@ class PredictionEndpoint:
             raise RequestRefused(
                 415, f"content type {kind!r} is not accepted here. Hint: send one of {accepted}."
             )
+        self.shed_early(headers)
         body = await self.guard.read_body(headers, receive)
         return await self.answer(body, headers, receive)
+
+    def shed_early(self, headers: dict[bytes, bytes]) -> None:
+        """Under load, refuse (503) a request whose rows will not fit in the queue before
+        reading its body, judging its rows from Content-Length and ``bytes_per_row``.
+
+        Far past capacity, parsing bodies only to refuse them took most of the CPU: at 512
+        connections of 100-row requests, goodput fell to a fifth of normal and refusals took
+        140 ms. The estimate can be off for a request unlike the recent ones; it only counts
+        while rows are queued, when the request would likely be refused anyway.
+        """
+        batcher = self.runtime.batcher
+        length = headers.get(b"content-length")
+        if batcher is None or not batcher.queued_rows or not self.bytes_per_row or not length:
+            return
+        if not length.isdigit():
+            return
+        rows = int(length) / self.bytes_per_row
+        if batcher.queued_rows + rows > batcher.queue_rows:
+            raise Overloaded(
+                f"{batcher.queued_rows} rows are queued and the limit is {batcher.queue_rows}; "
+                f"this request holds about {rows:.0f}"
+            )
 
 
 _REASONS = {401: "unauthorized", 405: "method", 413: "too_large", 415: "media_type"}
