@@ -9,18 +9,31 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api import api_router
 from app.api.endpoint import Guard, PredictionEndpoint
 from app.api.oip import InferEndpoint
-from app.api.predict import PredictEndpoint, openapi_path
+from app.api.oip import openapi_path as infer_openapi_path
+from app.api.predict import PredictEndpoint
+from app.api.predict import openapi_path as predict_openapi_path
 from app.api.sagemaker import InvocationsEndpoint
+from app.api.sagemaker import openapi_path as invocations_openapi_path
 from app.errors import StartupError, install_error_handlers
 from app.observe.access import ObserveMiddleware, Observer
 from app.runtime import ModelRuntime
-from app.schemas import HouseValue, Predictions, request_adapter
+from app.schemas import (
+    ErrorMessage,
+    HouseValue,
+    InferRequest,
+    InferResponse,
+    InternalError,
+    OipErrorBody,
+    Predictions,
+    ValidationErrors,
+    request_adapter,
+)
 from app.settings import Settings
 
 logger = logging.getLogger("housing.app")
@@ -96,15 +109,62 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
     return app
 
 
+# Bodies of the bare endpoints, which FastAPI does not see: put in the components by hand.
+HOT_PATH_MODELS: tuple[type[BaseModel], ...] = (
+    HouseValue,
+    Predictions,
+    ValidationErrors,
+    ErrorMessage,
+    InternalError,
+    OipErrorBody,
+    InferRequest,
+    InferResponse,
+)
+REQUEST_ID = "X-Request-ID"
+
+
 def _build_openapi(app: FastAPI, max_instances: int) -> dict[str, Any]:
-    """FastAPI's schema plus the hand-written entry of the bare ``/predict`` endpoint."""
+    """FastAPI's schema, plus the hand-written entries of the bare hot-path endpoints
+    (``/predict``, ``/invocations``, OIP infer) and the request id every route takes and
+    answers with."""
     schema = get_openapi(
         title=app.title, version=app.version, summary=app.summary, routes=app.routes
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     body = request_adapter(max_instances).json_schema(ref_template=REF_TEMPLATE)
     components.update(body.pop("$defs", {}))
-    for model in (HouseValue, Predictions):
-        components[model.__name__] = TypeAdapter(model).json_schema(ref_template=REF_TEMPLATE)
-    schema["paths"]["/predict"] = openapi_path(body)
+    for model in HOT_PATH_MODELS:
+        model_schema = TypeAdapter(model).json_schema(ref_template=REF_TEMPLATE)
+        components.update(model_schema.pop("$defs", {}))
+        components[model.__name__] = model_schema
+    paths = schema["paths"]
+    paths[PredictEndpoint.route] = predict_openapi_path(body)
+    paths[InvocationsEndpoint.route] = invocations_openapi_path(body)
+    paths[InferEndpoint.route] = infer_openapi_path()
+    for item in paths.values():
+        for operation in item.values():
+            _document_request_id(operation)
     return schema
+
+
+def _document_request_id(operation: dict[str, Any]) -> None:
+    """Every route takes any ``X-Request-ID`` and answers with one: the caller's if it is a
+    plain token (``app.observe.logs``), else a new one. Documented, so the fuzzer both sends
+    odd ids and checks that no answer ever carries an unsafe one."""
+    operation.setdefault("parameters", []).append(
+        {
+            "name": REQUEST_ID,
+            "in": "header",
+            "required": False,
+            "description": "Your id for this request (echoed if it is 1-128 of A-Z a-z 0-9 "
+            "._:-, else replaced by a new one); it is on the log lines and a 500's error_id",
+            "schema": {"type": "string"},
+        }
+    )
+    header = {
+        "description": "The request's id: the caller's, or a new one",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+    }
+    for answer in operation["responses"].values():
+        answer.setdefault("headers", {})[REQUEST_ID] = header

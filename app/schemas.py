@@ -9,9 +9,10 @@ the physical bounds of ``NUMERIC_FIELDS``; no unknown fields; a known ``ocean_pr
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import NotRequired, TypedDict
 
 from modelspec.features import (
@@ -19,6 +20,7 @@ from modelspec.features import (
     EXAMPLE_RECORD,
     NUMERIC_FIELDS,
     OCEAN_CATEGORIES,
+    RAW_COLUMNS,
     OceanProximity,
     RawField,
 )
@@ -92,3 +94,199 @@ def request_adapter(max_instances: int) -> RequestAdapter:
         ),
     ]
     return TypeAdapter(body)
+
+
+# Bodies below are documentation: the OpenAPI schema (GET /openapi.json) is built from them, and
+# `python -m reliability.fuzz` checks every answer against it. Errors and protocol bodies forbid
+# unknown properties, so an answer that grows a field (an echoed input, a stack trace) stops
+# conforming; informational bodies (readiness, model info) may grow fields.
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldError(_Closed):
+    field: str = Field(
+        description="Where: a field name, `instances.3.latitude`, `line 2.latitude` (CSV), "
+        "or `body`"
+    )
+    message: str = Field(description="What is wrong, never the value sent")
+    type: str = Field(description="Machine-readable reason, e.g. `greater_than`, `json_invalid`")
+
+
+class ValidationErrors(_Closed):
+    """422 of ``/predict`` and ``/invocations``: every problem of the body, each with its field."""
+
+    detail: list[FieldError] = Field(min_length=1)
+
+
+class ErrorMessage(_Closed):
+    """A refusal (401, 405, 413, 415, 503, 504): what happened and, where it helps, a hint."""
+
+    detail: str
+
+
+class InternalError(_Closed):
+    """500: never a stack trace; ``error_id`` is the request id, also on the logged trace."""
+
+    detail: Literal["internal error"]
+    error_id: str
+
+
+class OipErrorBody(_Closed):
+    """Open Inference Protocol errors: ``{"error": "..."}`` (and ``error_id`` on a 500)."""
+
+    error: str
+    error_id: str | SkipJsonSchema[None] = None
+
+
+class Readiness(BaseModel):
+    """Readiness, with what is loaded: the same body for 200 (ready) and 503 (not ready)."""
+
+    status: str = Field(description="`starting`, `ready`, `failing` or `stopping`")
+    device: str | None = Field(description="`neuron`, `xla` or `cpu`; null until loaded")
+    model_version: str | None = Field(description="First 12 hex digits of the artifact's sha256")
+    target: str | SkipJsonSchema[None] = Field(None, description="`neuron` or `cpu`")
+    batch_sizes: list[int] | SkipJsonSchema[None] = Field(None, description="Compiled sizes")
+    consecutive_failures: int | SkipJsonSchema[None] = Field(
+        None, description="While `failing`: device calls that failed in a row"
+    )
+
+
+class ArtifactInfo(BaseModel):
+    file: str
+    sha256: str
+    target: str
+    batch_sizes: list[int]
+    dynamic_batch: bool
+    compiler_args: list[str]
+    compiled_at: str
+    torch_version: str
+    max_abs_diff_dollars: float
+
+
+class FeaturesInfo(BaseModel):
+    hash: str = Field(description="sha256 of the feature definition (modelspec.features)")
+    inputs: list[str]
+
+
+class TrainingInfo(BaseModel):
+    data: str
+    rows_train: int
+    rows_val: int
+    epochs: int
+    created_at: str
+    metrics: dict[str, float]
+
+
+class BatchingInfo(BaseModel):
+    max_batch_size: int | None
+    max_delay_ms: float
+    queue_rows: int
+
+
+class ModelInfo(BaseModel):
+    """``GET /v1/models/housing``: what is served, where, and how it was made."""
+
+    name: str
+    version: str
+    status: str
+    device: str | None
+    artifact: ArtifactInfo
+    features: FeaturesInfo
+    training: TrainingInfo
+    batching: BatchingInfo
+
+
+# Open Inference Protocol (KServe v2) bodies, as this server takes and answers them.
+# The datatypes ``app.protocols.oip`` reads: its NUMERIC_TYPES, and BYTES (ocean_proximity).
+OipDatatype = Literal[
+    "FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64",
+    "UINT8", "UINT16", "UINT32", "UINT64", "BYTES",
+]  # fmt: skip
+OipScalar = float | str | None
+Rows = Annotated[int, Field(ge=1)]
+
+
+class TensorMetadata(_Closed):
+    name: str
+    datatype: OipDatatype
+    shape: list[int] = Field(description="-1: any size (the batch)")
+
+
+class ServerMetadata(_Closed):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class ModelMetadata(_Closed):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class ServerLive(_Closed):
+    live: bool
+
+
+class Ready(_Closed):
+    ready: bool
+
+
+class InferParameters(BaseModel):
+    binary_data_size: int | SkipJsonSchema[None] = Field(
+        None, ge=0, description="Binary tensor extension: this input's bytes after the JSON"
+    )
+
+
+class InferInput(_Closed):
+    name: str = Field(
+        description="A raw feature; total_bedrooms may be left out",
+        json_schema_extra={"enum": list(RAW_COLUMNS)},
+    )
+    shape: tuple[Rows] | tuple[Rows, Literal[1]] = Field(
+        description="`[N]` or `[N, 1]`; the same N for every input"
+    )
+    datatype: OipDatatype = Field(
+        description="BYTES for ocean_proximity; a numeric type (e.g. FP32) for the others"
+    )
+    data: list[OipScalar | list[OipScalar]] | SkipJsonSchema[None] = Field(
+        None,
+        description="N values, flat or as `[N, 1]`; null for a missing total_bedrooms. "
+        "Absent when the data is binary (parameters.binary_data_size)",
+    )
+    parameters: InferParameters | SkipJsonSchema[None] = None
+
+
+class InferRequestedOutput(_Closed):
+    name: Literal["house_value"]
+    parameters: dict[str, Any] | SkipJsonSchema[None] = None
+
+
+class InferRequest(_Closed):
+    """The raw features, one tensor each (``total_bedrooms`` may be left out)."""
+
+    id: str | SkipJsonSchema[None] = Field(None, description="Echoed in the answer")
+    inputs: list[InferInput] = Field(
+        min_length=len(RAW_COLUMNS) - 1, max_length=len(RAW_COLUMNS), description="Each name once"
+    )
+    outputs: list[InferRequestedOutput] | SkipJsonSchema[None] = None
+    parameters: dict[str, Any] | SkipJsonSchema[None] = None
+
+
+class InferOutput(_Closed):
+    name: Literal["house_value"]
+    datatype: Literal["FP32"]
+    shape: list[int]
+    data: list[float] = Field(description="House values in dollars, in row order")
+
+
+class InferResponse(_Closed):
+    model_name: str
+    model_version: str
+    id: str | SkipJsonSchema[None] = None
+    outputs: list[InferOutput]

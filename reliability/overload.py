@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 import threading
 import time
@@ -38,7 +39,7 @@ from reliability.server import serve
 from reliability.workload import data_path
 
 # What "bounded" means here, with reasons.
-MAX_503_P99_MS = 100.0  # a refusal must be quick, or clients wait to be told no
+MAX_503_P99_MS = 50.0  # server-side: a refusal must be quick, or clients wait to be told no
 MAX_200_P99_MS = 2000.0  # the 4,096-row queue drains in ~40 ms; 2 s leaves room for 2 cores
 MAX_RSS_GROWTH_MIB = 300.0  # the queue is bounded, so memory must be too
 RECOVERY_SHARE = 0.9
@@ -68,6 +69,32 @@ def probe(url: str, pid: int, stop: threading.Event, out: Probes) -> None:
             out.fds.append(open_fds(pid))
 
 
+_BUCKET = re.compile(
+    r'^housing_request_duration_seconds_bucket\{(?=[^}]*route="/predict")(?=[^}]*status="(\d+)")'
+    r'[^}]*le="([^"]+)"[^}]*\} ([\d.e+]+)$',
+    re.M,
+)
+
+
+def server_histograms(url: str) -> dict[int, dict[float, float]]:
+    """``/predict``'s server-side latency histogram by status: {status: {le: count}}."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    out: dict[int, dict[float, float]] = {}
+    for status, le, count in _BUCKET.findall(text):
+        out.setdefault(int(status), {})[float(le)] = float(count)
+    return out
+
+
+def server_p99_ms(before: dict[float, float], after: dict[float, float]) -> float:
+    """The upper bound of the bucket holding the 99th percentile of the requests in between."""
+    counts = {le: n - before.get(le, 0) for le, n in after.items()}
+    total = counts.get(float("inf"), 0)
+    for le in sorted(counts):
+        if total and counts[le] >= 0.99 * total:
+            return le * 1000
+    return 0.0
+
+
 def bodies(frame: pd.DataFrame, rows: int = 100, count: int = 20) -> list[Body]:
     records = frame[list(RAW_COLUMNS)].sample(rows * count, random_state=1)
     data = records.astype(object).where(records.notna(), None).to_dict(orient="records")
@@ -91,23 +118,34 @@ def overload(url: str, pid: int, body: list[Body], concurrency: int, seconds: fl
     rss_before, fds_before = rss_mib(pid), open_fds(pid)
     print(f"baseline   c16 5s: {base.summary(200)}; rss {rss_before:.0f} MiB, fds {fds_before}")
 
+    histograms = server_histograms(url)
     stop, seen = threading.Event(), Probes()
     thread = threading.Thread(target=probe, args=(url, pid, stop, seen), daemon=True)
     thread.start()
     burst = asyncio.run(drive(url, body, concurrency, seconds=seconds))
     stop.set()
     thread.join()
+    burst_histograms = server_histograms(url)
     after = asyncio.run(drive(url, body, 16, seconds=10))
     rss_after, fds_after = rss_mib(pid), open_fds(pid)
 
     statuses = burst.statuses()
     others = {s: n for s, n in statuses.items() if s not in (200, 503)}
-    p99 = {s: float(np.percentile(burst.latencies_ms(s), 99)) for s in (200, 503) if statuses[s]}
+    # Client-side latency includes the wait for a turn among 512 connections (Little's law:
+    # 512 / throughput), so "503s are fast" is judged by the server's own histogram: the time
+    # from a request's arrival to its answer.
+    p99 = {s: server_p99_ms(histograms.get(s, {}), burst_histograms.get(s, {})) for s in (200, 503)}
     recovered = recovery_seconds(after, rate)
     print(f"burst      c{concurrency} {burst.seconds:.0f}s: {burst.count:,} requests")
     print(f"  {burst.summary(200)}")
     print(f"  {burst.summary(503)}")
     print(f"  other statuses / errors (0): {others or 'none'}")
+    print(
+        f"  server-side p99 (arrival to answer, histogram bucket): 200 <= {p99[200]:g} ms, "
+        f"503 <= {p99[503]:g} ms; client-side waits include the turn among {concurrency} "
+        f"connections ({concurrency} / {burst.count / burst.seconds:,.0f} req/s = "
+        f"{concurrency / (burst.count / burst.seconds) * 1000:.0f} ms)"
+    )
     not_ready = sum(1 for s in seen.ready if s != 200)
     print(
         f"  readiness {len(seen.ready) - not_ready}/{len(seen.ready)} probes 200, slowest "
@@ -119,11 +157,12 @@ def overload(url: str, pid: int, body: list[Body], concurrency: int, seconds: fl
         f"{RECOVERY_SHARE:.0%} of baseline after {recovered} s"
     )
     print(f"after      rss {rss_after:.0f} MiB, fds {fds_after}")
+    client_p99_200 = float(np.percentile(burst.latencies_ms(200), 99)) if statuses[200] else 0
     checks = {
         "only 200 and 503 during the burst": not others,
         "some requests were shed with 503": statuses[503] > 0,
-        f"503 p99 <= {MAX_503_P99_MS:.0f} ms": p99.get(503, 0) <= MAX_503_P99_MS,
-        f"200 p99 <= {MAX_200_P99_MS:.0f} ms": p99.get(200, 0) <= MAX_200_P99_MS,
+        f"503 p99 <= {MAX_503_P99_MS:.0f} ms (server-side)": p99[503] <= MAX_503_P99_MS,
+        f"200 p99 <= {MAX_200_P99_MS:.0f} ms (client-side)": client_p99_200 <= MAX_200_P99_MS,
         "ready throughout": not_ready == 0 and bool(seen.ready),
         f"rss grew <= {MAX_RSS_GROWTH_MIB:.0f} MiB": max(seen.rss, default=0) - rss_before
         <= MAX_RSS_GROWTH_MIB,

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from app.deps import RuntimeDep
 from app.runtime import Status
+from app.schemas import Readiness
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -22,10 +23,12 @@ async def read_liveness() -> dict[str, str]:
 @router.get(
     "/ready",
     summary="Readiness: the model is loaded, warmed up and answering",
+    response_model=Readiness,
     responses={
         503: {
+            "model": Readiness,
             "description": "Not ready: loading, failing device calls (status `failing`), "
-            "or shutting down"
+            "or shutting down",
         }
     },
 )

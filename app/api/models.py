@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.deps import RuntimeDep
+from app.schemas import ErrorMessage, ModelInfo
 from modelspec.features import RAW_COLUMNS
 
 MODEL_NAME = "housing"
@@ -18,7 +19,8 @@ router = APIRouter(tags=["models"])
 @router.get(
     f"/v1/models/{MODEL_NAME}",
     summary="The served model: version, artifact hash, device, batch sizes, training metrics",
-    responses={503: {"description": "The model is not loaded yet"}},
+    response_model=ModelInfo,
+    responses={503: {"model": ErrorMessage, "description": "The model is not loaded yet"}},
 )
 async def read_model(runtime: RuntimeDep) -> JSONResponse:
     manifest = runtime.manifest

@@ -16,18 +16,31 @@ from pydantic import ValidationError
 
 from app.api.endpoint import JSON, Answer, Decoded, Guard, PredictionEndpoint
 from app.api.models import MODEL_NAME
+from app.api.predict import json_body, ref, refusals
 from app.deps import RuntimeDep
 from app.errors import InvalidInput, error_answer, validation_details
 from app.observe.access import Observer
 from app.protocols import oip
 from app.runtime import ModelRuntime
-from app.schemas import request_adapter
+from app.schemas import (
+    InferRequest,
+    InferResponse,
+    ModelMetadata,
+    OipErrorBody,
+    Ready,
+    ServerLive,
+    ServerMetadata,
+    request_adapter,
+)
 from modelspec.features import encode_records
 
 SERVER_NAME = "housing-inference"
 MODEL_PATH = f"/v2/models/{MODEL_NAME}"
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {"model": Ready, "description": "Not ready: loading, failing, or shutting down"}
+}
 
 
 def _server_version() -> str:
@@ -37,12 +50,12 @@ def _server_version() -> str:
         return "0+unknown"
 
 
-@router.get("", summary="Server metadata")
+@router.get("", summary="Server metadata", response_model=ServerMetadata)
 async def server_metadata() -> dict[str, Any]:
     return {"name": SERVER_NAME, "version": _server_version(), "extensions": ["binary_tensor_data"]}
 
 
-@router.get("/health/live", summary="Server live")
+@router.get("/health/live", summary="Server live", response_model=ServerLive)
 async def server_live() -> dict[str, bool]:
     return {"live": True}
 
@@ -51,17 +64,29 @@ def _ready(runtime: ModelRuntime) -> JSONResponse:
     return JSONResponse({"ready": runtime.ready}, status_code=200 if runtime.ready else 503)
 
 
-@router.get("/health/ready", summary="Server ready (503 until the model can predict)")
+@router.get(
+    "/health/ready",
+    summary="Server ready (503 until the model can predict)",
+    response_model=Ready,
+    responses=NOT_READY,
+)
 async def server_ready(runtime: RuntimeDep) -> JSONResponse:
     return _ready(runtime)
 
 
-@router.get(f"/models/{MODEL_NAME}/ready", summary="Model ready")
+@router.get(
+    f"/models/{MODEL_NAME}/ready", summary="Model ready", response_model=Ready, responses=NOT_READY
+)
 async def model_ready(runtime: RuntimeDep) -> JSONResponse:
     return _ready(runtime)
 
 
-@router.get(f"/models/{MODEL_NAME}", summary="Model metadata: inputs and outputs")
+@router.get(
+    f"/models/{MODEL_NAME}",
+    summary="Model metadata: inputs and outputs",
+    response_model=ModelMetadata,
+    responses={503: {"model": OipErrorBody, "description": "The model is not loaded yet"}},
+)
 async def model_metadata(runtime: RuntimeDep) -> JSONResponse:
     manifest = runtime.manifest
     if manifest is None or manifest.compiled is None:
@@ -78,6 +103,44 @@ async def model_metadata(runtime: RuntimeDep) -> JSONResponse:
     )
 
 
+def check_envelope(request: dict[str, Any]) -> None:
+    """Refuse (400) the wrong types that ``oip.records_from`` would trip over with a 500, and
+    an ``id`` that is not a string (it is echoed, and the protocol's answer has a string id).
+    Each was a 500 found fuzzing this route (``python -m reliability.fuzz``): ``"outputs": 5``,
+    ``"parameters": 5``, a list as ``datatype``, ``data``, ``shape`` or ``id`` nested a
+    thousand deep (RecursionError in flattening, in a message's repr, in the answer's JSON)."""
+    if "id" in request and type(request["id"]) is not str:
+        raise oip.OipError('"id" must be a string')
+    outputs = request.get("outputs")
+    if outputs is not None and type(outputs) is not list:
+        raise oip.OipError('"outputs" must be a list')
+    for out in outputs or []:
+        if type(out) is not dict or out.get("name") != oip.OUTPUT:
+            raise oip.OipError(f"the only output is {oip.OUTPUT!r}")
+    for tensor in request["inputs"]:
+        # An input without a string name: records_from says so.
+        if type(tensor) is dict and type(tensor.get("name")) is str:
+            _check_tensor(tensor["name"], tensor)
+
+
+def _check_tensor(name: str, tensor: dict[str, Any]) -> None:
+    # Never the value itself in a message: the repr of a deeply nested one is a RecursionError.
+    parameters = tensor.get("parameters")
+    if parameters is not None and type(parameters) is not dict:
+        raise oip.OipError(f"input {name!r}: parameters must be an object")
+    if "datatype" in tensor and type(tensor["datatype"]) is not str:
+        raise oip.OipError(f"input {name!r}: datatype must be a string")
+    shape = tensor.get("shape")
+    if type(shape) is not list or not all(type(d) is int for d in shape):
+        raise oip.OipError(f"input {name!r}: shape must be a list of integers, [N] or [N, 1]")
+    data = tensor.get("data")
+    # Shapes are [N] or [N, 1]: values, or one-value lists; deeper is never right.
+    if type(data) is list and any(
+        type(v) is list and any(type(w) is list for w in v) for v in data
+    ):
+        raise oip.OipError(f"input {name!r}: data is nested deeper than [N, 1]")
+
+
 class InferEndpoint(PredictionEndpoint):
     """``POST /v2/models/housing/infer``."""
 
@@ -90,9 +153,7 @@ class InferEndpoint(PredictionEndpoint):
 
     def decode(self, body: bytes, headers: dict[bytes, bytes]) -> Decoded:
         request, tail = oip.split_body(body, headers.get(b"inference-header-content-length"))
-        for out in request.get("outputs") or []:
-            if type(out) is not dict or out.get("name") != oip.OUTPUT:
-                raise oip.OipError(f"the only output is {oip.OUTPUT!r}")
+        check_envelope(request)
         records = oip.records_from(request, tail)
         self.adapter.validate_python({"instances": records})
         return Decoded(encode_records(records, self.runtime.bedrooms_median), request)
@@ -119,3 +180,41 @@ class InferEndpoint(PredictionEndpoint):
         if "error_id" in payload:
             body["error_id"] = payload["error_id"]
         return Answer(orjson.dumps(body), JSON, status, tuple(extra.items()))
+
+
+def openapi_path() -> dict[str, Any]:
+    """The OpenAPI path item of ``POST /v2/models/housing/infer``."""
+    binary = {"type": "string", "format": "binary"}
+    length = {
+        "name": "Inference-Header-Content-Length",
+        "in": "header",
+        "required": False,
+        "description": "Binary tensor extension: the length of the JSON part of the body",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+    return {
+        "post": {
+            "tags": ["open inference protocol"],
+            "summary": "Infer: house values from the raw features, one tensor each",
+            "operationId": "oip_model_infer",
+            "parameters": [length],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    **json_body(ref(InferRequest)),
+                    "application/octet-stream": {"schema": binary},
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "house_value, FP32 [N]",
+                    "content": json_body(ref(InferResponse)),
+                },
+                "400": {
+                    "description": "A request the protocol or the feature rules refuse",
+                    "content": json_body(ref(OipErrorBody)),
+                },
+                **refusals(ref(OipErrorBody), ref(OipErrorBody)),
+            },
+        }
+    }

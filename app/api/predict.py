@@ -13,12 +13,20 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from app.api.endpoint import Answer, Decoded, Guard, PredictionEndpoint
 from app.fastparse import accept
 from app.observe.access import Observer
 from app.runtime import ModelRuntime
-from app.schemas import request_adapter
+from app.schemas import (
+    ErrorMessage,
+    HouseValue,
+    InternalError,
+    Predictions,
+    ValidationErrors,
+    request_adapter,
+)
 from modelspec.features import EXAMPLE_RECORD, encode, encode_records
 
 # Bodies from this size (about 8 records) take the fast check first. Its numpy work has a
@@ -56,6 +64,58 @@ class PredictEndpoint(PredictionEndpoint):
         )
 
 
+def ref(model: type[BaseModel]) -> dict[str, str]:
+    """A reference to ``model``'s schema (``app.main`` puts it in the components)."""
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _header(description: str) -> dict[str, Any]:
+    return {"description": description, "required": True, "schema": {"type": "string"}}
+
+
+def refusals(error: dict[str, Any], internal: dict[str, Any]) -> dict[str, Any]:
+    """The answers every prediction route shares besides its own 200 and invalid-body answer:
+    ``app.api.endpoint``'s checks (401, 405, 413, 415), the batcher (503, 504) and a bug (500),
+    each with ``error`` (``internal`` for the 500) as the schema of its body."""
+
+    def answer(description: str, **headers: str) -> dict[str, Any]:
+        doc: dict[str, Any] = {"description": description, "content": json_body(error)}
+        if headers:
+            doc["headers"] = {name: _header(text) for name, text in headers.items()}
+        return doc
+
+    return {
+        "401": answer(
+            "HOUSING_API_KEY is set and the request has no or the wrong key",
+            **{"WWW-Authenticate": "Bearer"},
+        ),
+        "405": answer("Another method than POST", Allow="POST"),
+        "413": answer("The body is larger than HOUSING_MAX_BODY_BYTES (the connection closes)"),
+        "415": answer("A Content-Type this route does not take"),
+        "500": {
+            "description": "A bug or a device fault; error_id is in the log with the trace",
+            "content": json_body(internal),
+        },
+        "503": answer(
+            "Not ready (starting, stopping) or overloaded: retry", **{"Retry-After": "Seconds"}
+        ),
+        "504": answer("The deadline (HOUSING_REQUEST_TIMEOUT_S) passed"),
+    }
+
+
+def invalid_body() -> dict[str, Any]:
+    return {
+        "422": {
+            "description": "Invalid body: each error names the field and the reason",
+            "content": json_body(ref(ValidationErrors)),
+        }
+    }
+
+
 def openapi_path(body_schema: dict[str, Any]) -> dict[str, Any]:
     """The OpenAPI path item of ``POST /predict``."""
     second = {**EXAMPLE_RECORD, "total_bedrooms": None, "median_income": 3.5}
@@ -81,20 +141,10 @@ def openapi_path(body_schema: dict[str, Any]) -> dict[str, Any]:
             "responses": {
                 "200": {
                     "description": "One value for one record, a list in order for instances",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "oneOf": [
-                                    {"$ref": "#/components/schemas/HouseValue"},
-                                    {"$ref": "#/components/schemas/Predictions"},
-                                ]
-                            }
-                        }
-                    },
+                    "content": json_body({"oneOf": [ref(HouseValue), ref(Predictions)]}),
                 },
-                "422": {"description": "Invalid body: each error names the field and reason"},
-                "503": {"description": "Not ready (starting, stopping) or overloaded: retry"},
-                "504": {"description": "The deadline (HOUSING_REQUEST_TIMEOUT_S) passed"},
+                **invalid_body(),
+                **refusals(ref(ErrorMessage), ref(InternalError)),
             },
         }
     }

@@ -8,13 +8,17 @@ per line; ``application/json``), else the request's own format. SageMaker's othe
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from app.api.endpoint import JSON, Answer, Decoded, media_type
 from app.api.health import read_readiness
 from app.api.predict import PredictEndpoint
+from app.api.predict import openapi_path as predict_openapi_path
 from app.protocols.tabular import parse_csv
-from modelspec.features import encode_records
+from app.schemas import Readiness
+from modelspec.features import EXAMPLE_RECORD, RAW_COLUMNS, encode_records
 
 CSV = "text/csv"
 
@@ -25,7 +29,8 @@ router = APIRouter(tags=["sagemaker"])
 router.get(
     "/ping",
     summary="SageMaker health check: 200 once the model can predict",
-    responses={503: {"description": "Not ready: loading, or shutting down"}},
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready: loading, or shutting down"}},
 )(read_readiness)
 
 
@@ -50,3 +55,25 @@ class InvocationsEndpoint(PredictEndpoint):
         if wants == CSV:
             return Answer("".join(f"{v}\n" for v in values).encode(), CSV)
         return super().reply(values, Decoded(decoded.encoded, single), headers)
+
+
+def openapi_path(body_schema: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI path item of ``POST /invocations``: ``/predict``'s, plus CSV both ways."""
+    item = predict_openapi_path(body_schema)["post"]
+    header = ",".join(RAW_COLUMNS)
+    csv_text = {"type": "string", "description": f"Rows of {header}; a header line may come first"}
+    example_row = ",".join(str(EXAMPLE_RECORD[c]) for c in RAW_COLUMNS)
+    item["requestBody"]["content"][CSV] = {"schema": csv_text, "example": f"{example_row}\n"}
+    ok = item["responses"]["200"]
+    ok["description"] = "Values in dollars, in the format of Accept, else of the request"
+    ok["content"][CSV] = {"schema": {"type": "string", "description": "One value per line"}}
+    item["responses"]["422"]["description"] += " (CSV: `line N.field`)"
+    return {
+        "post": {
+            **item,
+            "tags": ["sagemaker"],
+            "summary": "SageMaker inference: /predict's JSON, or CSV rows",
+            "description": "The Amazon SageMaker container's inference route.",
+            "operationId": "sagemaker_invocations",
+        }
+    }
