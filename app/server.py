@@ -13,6 +13,7 @@ On SIGTERM (or SIGINT):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from app.main import create_app
 from app.observe.logs import log_config
 from app.runtime import ModelRuntime
 from app.settings import Settings
+from app.workers import WORKER_READY_FD_ENV
 
 logger = logging.getLogger("housing.server")
 
@@ -73,6 +75,15 @@ class HousingServer(uvicorn.Server):
                 self._captured_signals.append(sig)
                 return
         super().handle_exit(sig, frame)  # a second signal skips the rest of the drain delay
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        ready_fd = os.environ.get(WORKER_READY_FD_ENV)
+        if ready_fd is not None:  # a supervisor's worker: tell it startup completed
+            with contextlib.suppress(OSError, ValueError):
+                if self.started:
+                    os.write(int(ready_fd), b"1")
+                os.close(int(ready_fd))  # a failed startup: EOF tells the supervisor
 
     async def on_tick(self, counter: int) -> bool:
         if self._stop_at is not None and time.monotonic() >= self._stop_at:

@@ -32,11 +32,11 @@ from modelspec.neuron import neuron_devices
 logger = logging.getLogger("housing.workers")
 
 WORKER_FD_ENV = "HOUSING_WORKER_FD"  # internal: set by the supervisor for its workers
+# Internal: a pipe the worker writes one byte to once it serves (``app.server``).
+WORKER_READY_FD_ENV = "HOUSING_WORKER_READY_FD"
 VISIBLE_CORES_ENV = "NEURON_RT_VISIBLE_CORES"
 # Inferentia2: each chip (one /dev/neuronN) has two NeuronCore-v2.
 CORES_PER_DEVICE = 2
-# A worker that exits within this long of its start failed to start, rather than crashed.
-STARTUP_WINDOW_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -111,21 +111,44 @@ def plan_workers(
 
 
 class _Worker:
+    """One worker process. ``serving`` turns true when it reports, through a pipe, that its
+    startup completed: a worker that dies before that failed to start (a bad artifact fails
+    every worker alike, so the supervisor stops), one that dies after it crashed (restarted)."""
+
     def __init__(self, index: int, env: dict[str, str], fd: int) -> None:
         self.index, self.env, self.fd = index, env, fd
         self.proc: subprocess.Popen[bytes] | None = None
-        self.started = 0.0
+        self.serving = False
+        self._ready_r: int | None = None
 
     def start(self) -> None:
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app"],
-            env=self.env,
-            pass_fds=(self.fd,),
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - the supervisor has no other threads
-        )
+        self.serving = False
+        read_end, write_end = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app"],
+                env={**self.env, WORKER_READY_FD_ENV: str(write_end)},
+                pass_fds=(self.fd, write_end),
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - the supervisor has no threads
+            )
+        finally:
+            os.close(write_end)  # the worker holds the only write end: EOF when it dies
+        os.set_blocking(read_end, False)
+        self._ready_r = read_end
         cores = self.env.get(VISIBLE_CORES_ENV, "-")
         logger.info("worker %d started (pid %d, cores %s)", self.index, self.proc.pid, cores)
+
+    def check_serving(self) -> bool:
+        """Read the worker's ready byte if it has come (never blocks)."""
+        if self._ready_r is not None:
+            try:
+                ready = os.read(self._ready_r, 1)
+            except BlockingIOError:
+                return self.serving
+            self.serving = ready == b"1"
+            os.close(self._ready_r)
+            self._ready_r = None
+        return self.serving
 
 
 def supervise(settings: Settings, plan: WorkerPlan) -> int:
@@ -161,9 +184,10 @@ def supervise(settings: Settings, plan: WorkerPlan) -> int:
             assert w.proc is not None
             code = w.proc.poll()
             if code is None:
+                w.check_serving()
                 continue
-            _forget_metrics(w.proc.pid)
-            if time.monotonic() - w.started < STARTUP_WINDOW_S and code != 0:
+            _forget_metrics(w.proc.pid, metrics_dir)
+            if not w.check_serving():
                 logger.error("worker %d failed to start (exit %d); stopping", w.index, code)
                 failed = True
                 stop.set()
@@ -204,8 +228,11 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _forget_metrics(pid: int) -> None:
-    """Drop a dead worker's live gauges from the shared metrics (prometheus-client's rule)."""
+def _forget_metrics(pid: int, metrics_dir: str) -> None:
+    """Drop a dead worker's live gauges from the shared metrics (prometheus-client's rule).
+
+    The folder is passed: only the workers have it in their environment, and without it the
+    supervisor crashed on the first worker death instead of restarting it."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(pid)
+    multiprocess.mark_process_dead(pid, metrics_dir)

@@ -38,6 +38,7 @@ class ServerProcess:
         self.lines: list[str] = []
         self.port: int | None = None
         self._started = threading.Event()  # the port line appeared, or the process ended
+        self._new_line = threading.Condition()
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> ServerProcess:
@@ -57,7 +58,9 @@ class ServerProcess:
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
         for line in self.proc.stdout:
-            self.lines.append(line)
+            with self._new_line:
+                self.lines.append(line)
+                self._new_line.notify_all()
             match = _RUNNING.search(line)
             if match:
                 self.port = int(match.group(1))
@@ -82,6 +85,15 @@ class ServerProcess:
                 if client.get("/health/ready").status_code == 200:
                     return
         raise AssertionError(f"server never became ready:\n{self.output}")
+
+    def wait_for_output(self, text: str, count: int = 1, timeout: float = 60) -> None:
+        """Block until ``text`` has appeared in ``count`` lines of the server's output."""
+        with self._new_line:
+            done = self._new_line.wait_for(
+                lambda: sum(text in line for line in self.lines) >= count, timeout
+            )
+        if not done:
+            raise AssertionError(f"{text!r} never appeared {count} times:\n{self.output}")
 
     def terminate(self, timeout: float = 30) -> int:
         assert self.proc is not None

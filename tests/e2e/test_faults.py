@@ -187,3 +187,33 @@ def test_a_killed_server_is_ready_again_within_seconds(artifacts: Path) -> None:
         elapsed = time.monotonic() - started
         assert second.terminate() == 0
     print(f"\nready {elapsed:.2f}s after a restart following SIGKILL")
+
+
+def test_a_killed_worker_is_started_again_by_the_supervisor(artifacts: Path) -> None:
+    with serve(artifacts, HOUSING_DEVICE="cpu", HOUSING_WORKERS="2") as server:
+        server.wait_ready()
+        server.wait_for_output("Application startup complete", count=2)
+        worker = int(re.findall(r"worker 0 started \(pid (\d+)", server.output)[0])
+        killed = time.monotonic()
+        os.kill(worker, signal.SIGKILL)
+        server.wait_for_output("worker 0 exited (-9); starting it again")
+        server.wait_for_output("Application startup complete", count=3)
+        elapsed = time.monotonic() - killed
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for _ in range(10):  # new connections reach both workers
+                assert client.get("/health/ready").status_code == 200
+        assert server.terminate() == 0
+    assert server.output.count("Finished server process") == 2  # the new worker drained too
+    print(f"\nworker serving again {elapsed:.2f}s after SIGKILL")
+
+
+def test_workers_that_cannot_start_stop_the_supervisor(artifacts: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "artifacts"
+    shutil.copytree(artifacts, folder)
+    _truncate(folder)
+    with serve(folder, HOUSING_DEVICE="cpu", HOUSING_WORKERS="2") as server:
+        code = server.wait_exit()
+    assert code != 0
+    assert "failed to start" in server.output
+    assert "starting it again" not in server.output  # not a restart loop
+    assert "Hint: copy model_neuron.pt and manifest.json together" in server.output

@@ -145,10 +145,7 @@ def test_two_workers_share_the_port_and_the_metrics(artifacts: Path) -> None:
     with serve(artifacts, HOUSING_DEVICE="cpu", HOUSING_WORKERS="2") as server:
         server.wait_ready()
         # Both workers must be up before the count below means anything.
-        deadline = time.monotonic() + 60
-        while server.output.count("Application startup complete") < 2:
-            assert time.monotonic() < deadline, server.output
-            time.sleep(0.05)
+        server.wait_for_output("Application startup complete", count=2)
         for _ in range(40):  # new connections: the kernel spreads them between the workers
             with httpx.Client(base_url=server.url, timeout=10) as client:
                 assert client.post("/predict", json=EXAMPLE_RECORD).status_code == 200
