@@ -35,7 +35,7 @@ import pandas as pd
 
 from modelspec.features import RAW_COLUMNS
 from reliability.loadgen import Body, Run, drive, open_fds, rss_mib
-from reliability.server import serve
+from reliability.server import run_on_cpu_server, verdict
 from reliability.workload import data_path
 
 # What "bounded" means here, with reasons.
@@ -169,9 +169,7 @@ def overload(url: str, pid: int, body: list[Body], concurrency: int, seconds: fl
         f"recovered within {MAX_RECOVERY_S} s": recovered is not None
         and recovered <= MAX_RECOVERY_S,
     }
-    for name, ok in checks.items():
-        print(f"  {'ok  ' if ok else 'FAIL'} {name}")
-    return all(checks.values())
+    return verdict(checks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,14 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     artifacts = Path(os.environ.get("HOUSING_ARTIFACTS", "artifacts"))
     body = bodies(pd.read_csv(data_path()))
-    with serve(artifacts, HOUSING_DEVICE="cpu") as server:
-        server.wait_ready()
-        assert server.proc is not None
-        ok = overload(server.url, server.proc.pid, body, args.concurrency, args.seconds)
-        code = server.terminate()
-        print(f"server exit code after SIGTERM: {code}")
-    print("PASS" if ok and code == 0 else "FAIL")
-    return 0 if ok and code == 0 else 1
+    return run_on_cpu_server(
+        artifacts, lambda url, pid: overload(url, pid, body, args.concurrency, args.seconds)
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -125,3 +126,23 @@ class ServerProcess:
 def serve(artifacts: Path, module: str = "app", **env: str) -> ServerProcess:
     """``python -m app`` (or a test seam's ``module``) serving ``artifacts``, not started yet."""
     return ServerProcess({"HOUSING_ARTIFACTS": str(artifacts), **env}, module)
+
+
+def verdict(checks: dict[str, bool]) -> bool:
+    """Print each named check as ok or FAIL; true when all passed."""
+    for name, ok in checks.items():
+        print(f"  {'ok  ' if ok else 'FAIL'} {name}")
+    return all(checks.values())
+
+
+def run_on_cpu_server(artifacts: Path, script: Callable[[str, int], bool]) -> int:
+    """A reliability script's main: ``script(url, pid)`` against a new cpu server on
+    ``artifacts``, which must then drain on SIGTERM; 0 when both passed."""
+    with serve(artifacts, HOUSING_DEVICE="cpu") as server:
+        server.wait_ready()
+        assert server.proc is not None
+        ok = script(server.url, server.proc.pid)
+        code = server.terminate()
+        print(f"server exit code after SIGTERM: {code}")
+    print("PASS" if ok and code == 0 else "FAIL")
+    return 0 if ok and code == 0 else 1

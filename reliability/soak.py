@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from reliability.loadgen import Body, drive, open_fds, rss_mib
-from reliability.server import serve
+from reliability.server import run_on_cpu_server, verdict
 from reliability.workload import CSV, data_path, make_requests, offline_rows
 
 MAX_RSS_GROWTH_MIB = 16.0  # allocator noise is a few MiB; a leak of 100 B/request is 20 MiB
@@ -60,9 +60,7 @@ def soak(url: str, pid: int, bodies: list[Body], total: int, rounds: int, conc: 
         f"rss growth <= {MAX_RSS_GROWTH_MIB:.0f} MiB": growth <= MAX_RSS_GROWTH_MIB,
         "no descriptor growth": fds[-1] <= fds[0],
     }
-    for name, ok in checks.items():
-        print(f"  {'ok  ' if ok else 'FAIL'} {name}")
-    return all(checks.values())
+    return verdict(checks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,14 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     artifacts = Path(os.environ.get("HOUSING_ARTIFACTS", "artifacts"))
     bodies = soak_bodies(artifacts, pd.read_csv(data_path()))
-    with serve(artifacts, HOUSING_DEVICE="cpu") as server:
-        server.wait_ready()
-        assert server.proc is not None
-        ok = soak(server.url, server.proc.pid, bodies, args.requests, args.rounds, args.concurrency)
-        code = server.terminate()
-        print(f"server exit code after SIGTERM: {code}")
-    print("PASS" if ok and code == 0 else "FAIL")
-    return 0 if ok and code == 0 else 1
+    return run_on_cpu_server(
+        artifacts,
+        lambda url, pid: soak(url, pid, bodies, args.requests, args.rounds, args.concurrency),
+    )
 
 
 if __name__ == "__main__":
