@@ -44,6 +44,9 @@ class Preprocessing(_Strict):
     feature_std: list[float]
     target_mean: float
     target_std: float
+    # Each numeric input's 0.5th and 99.5th percentile over the training split: serving warns
+    # about values outside (empty in manifests written before warnings existed).
+    input_ranges: dict[str, tuple[float, float]] = {}
 
 
 class Metrics(_Strict):

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from modelspec.features import (
     IMPUTED_COLUMN,
+    NUMERIC_COLUMNS,
     RAW_COLUMNS,
     TARGET_COLUMN,
     encode_records,
@@ -60,6 +61,19 @@ class TrainResult:
 def encode_frame(frame: pd.DataFrame, bedrooms_median: float) -> np.ndarray:
     records: list[dict[str, Any]] = frame[list(RAW_COLUMNS)].to_dict(orient="records")  # type: ignore[assignment]
     return encode_records(records, bedrooms_median)
+
+
+# The share of training values a warning treats as unusual: half a percent on each side.
+RANGE_PERCENTILES = (0.5, 99.5)
+
+
+def input_ranges(frame: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Each numeric input's ``RANGE_PERCENTILES`` over ``frame`` (missing values skipped)."""
+    out = {}
+    for column in NUMERIC_COLUMNS:
+        low, high = np.nanpercentile(frame[column].to_numpy(dtype=np.float64), RANGE_PERCENTILES)
+        out[column] = (float(low), float(high))
+    return out
 
 
 def rmse(pred: Tensor, target: Tensor) -> float:
@@ -135,6 +149,7 @@ def train(
             feature_std=model.feature_std.tolist(),
             target_mean=float(model.target_mean),
             target_std=float(model.target_std),
+            input_ranges=input_ranges(train_df),
         ),
         training=TrainingInfo(
             data=data_name,
