@@ -28,6 +28,7 @@ from app.backends.base import Backend, warm_up
 from app.backends.select import DeviceProbes, load_backend, resolve_device
 from app.batching import Batcher, Ticket
 from app.errors import NotReadyError, StartupError
+from app.flags import Flagger
 from app.observe.metrics import Metrics
 from app.settings import Settings
 from modelspec.manifest import MANIFEST_FILE, ArtifactError, Manifest, sha256_file
@@ -94,6 +95,7 @@ class ModelRuntime:
         self._bedrooms_median = 0.0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
         self.batcher: Batcher | None = None
+        self.flagger = Flagger({})  # replaced by the manifest's ranges at load
         self.metrics = Metrics()
 
     @property
@@ -126,6 +128,7 @@ class ModelRuntime:
             manifest.model_version, compiled.sha256, device, compiled.target, manifest.feature_hash
         ).set(1)
         self._bedrooms_median = manifest.preprocessing.total_bedrooms_median
+        self.flagger = Flagger(manifest.preprocessing.input_ranges, self.metrics.observe_flag)
         logger.info(
             "model %s ready on %s in %.2fs (batch sizes %s)",
             manifest.model_version,

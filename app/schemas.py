@@ -57,12 +57,32 @@ def _house_type() -> Any:
 House = _house_type()
 
 
+class Warning(BaseModel):
+    """A row outside what training covered; the prediction is made all the same."""
+
+    row: int = Field(description="Index of the record (0 for a single record)")
+    field: str = Field(description="A numeric input, `location` or `house_value`")
+    code: Literal["out_of_range", "outside_california", "above_cap"] = Field(
+        description="`out_of_range`: below the 0.5th or above the 99.5th percentile of the "
+        "training data; `outside_california`: latitude/longitude outside the state; "
+        "`above_cap`: a prediction above $500,001, where the data set was capped"
+    )
+    message: str
+
+
+_WARNINGS = Field(
+    None, description="Present only when some row is flagged (`app/flags.py`); never blocks"
+)
+
+
 class HouseValue(BaseModel):
     house_value: float = Field(description="Predicted median house value, US dollars")
+    warnings: list[Warning] | SkipJsonSchema[None] = _WARNINGS
 
 
 class Predictions(BaseModel):
     predictions: list[float] = Field(description="House values in dollars, in request order")
+    warnings: list[Warning] | SkipJsonSchema[None] = _WARNINGS
 
 
 def _body_kind(value: Any) -> str | None:

@@ -24,6 +24,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app.batching import DeadlineExceeded, Overloaded, ShuttingDown, Ticket
 from app.errors import ClientDisconnected, NotReadyError, RequestRefused, error_answer
+from app.flags import Flag
 from app.observe.access import Observer
 from app.observe.logs import request_id_from
 from app.runtime import ModelRuntime
@@ -173,8 +174,11 @@ class PredictionEndpoint:
         """Parse and validate the body into encoded rows (raise to refuse it)."""
         raise NotImplementedError
 
-    def reply(self, values: list[float], decoded: Decoded, headers: dict[bytes, bytes]) -> Answer:
-        """The answer for the rows' values in dollars, in order."""
+    def reply(
+        self, values: list[float], decoded: Decoded, headers: dict[bytes, bytes], flags: list[Flag]
+    ) -> Answer:
+        """The answer for the rows' values in dollars, in order, and their flags
+        (``app.flags``; already counted in the metrics)."""
         raise NotImplementedError
 
     async def answer(self, body: bytes, headers: dict[bytes, bytes], receive: Receive) -> Answer:
@@ -191,8 +195,9 @@ class PredictionEndpoint:
             seen = len(body) / rows
             self.bytes_per_row += (seen - self.bytes_per_row) * (0.1 if self.bytes_per_row else 1)
         ticket = batcher.submit(decoded.encoded, runtime.settings.request_timeout_s)
-        values = dollars(await result_unless_disconnected(ticket, receive))
-        return self.reply(values, decoded, headers)
+        out = await result_unless_disconnected(ticket, receive)
+        values = dollars(out)
+        return self.reply(values, decoded, headers, runtime.flagger.flags(decoded.encoded, out))
 
     def refuse(self, exc: Exception, request_id: str) -> Answer:
         """The answer for a failure; the default is /predict's ``{"detail": ...}`` format."""

@@ -19,6 +19,7 @@ from app.api.models import MODEL_NAME
 from app.api.predict import json_body, ref, refusals
 from app.deps import RuntimeDep
 from app.errors import InvalidInput, error_answer, validation_details
+from app.flags import Flag
 from app.observe.access import Observer
 from app.protocols import oip
 from app.runtime import ModelRuntime
@@ -158,7 +159,11 @@ class InferEndpoint(PredictionEndpoint):
         self.adapter.validate_python({"instances": records})
         return Decoded(encode_records(records, self.runtime.bedrooms_median), request)
 
-    def reply(self, values: list[float], decoded: Decoded, headers: dict[bytes, bytes]) -> Answer:
+    def reply(
+        self, values: list[float], decoded: Decoded, headers: dict[bytes, bytes], flags: list[Flag]
+    ) -> Answer:
+        """The protocol's outputs; flags are counted in the metrics but not sent (its answer
+        has no place for structured per-row notes)."""
         assert self.runtime.manifest is not None
         version = self.runtime.manifest.model_version
         return Answer(oip.response(decoded.context, MODEL_NAME, version, values))

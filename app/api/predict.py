@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from app.api.endpoint import Answer, Decoded, Guard, PredictionEndpoint
 from app.fastparse import accept
+from app.flags import Flag
 from app.observe.access import Observer
 from app.runtime import ModelRuntime
 from app.schemas import (
@@ -57,11 +58,15 @@ class PredictEndpoint(PredictionEndpoint):
         records = (parsed,) if single else parsed["instances"]
         return Decoded(encode_records(records, median), single)
 
-    def reply(self, values: list[float], decoded: Decoded, headers: dict[bytes, bytes]) -> Answer:
-        single = decoded.context
-        return Answer(
-            orjson.dumps({"house_value": values[0]} if single else {"predictions": values})
+    def reply(
+        self, values: list[float], decoded: Decoded, headers: dict[bytes, bytes], flags: list[Flag]
+    ) -> Answer:
+        body: dict[str, Any] = (
+            {"house_value": values[0]} if decoded.context else {"predictions": values}
         )
+        if flags:
+            body["warnings"] = flags
+        return Answer(orjson.dumps(body))
 
 
 def ref(model: type[BaseModel]) -> dict[str, str]:

@@ -16,6 +16,7 @@ from app.api.endpoint import JSON, Answer, Decoded, media_type
 from app.api.health import read_readiness
 from app.api.predict import PredictEndpoint
 from app.api.predict import openapi_path as predict_openapi_path
+from app.flags import Flag
 from app.protocols.tabular import parse_csv
 from app.schemas import Readiness
 from modelspec.features import EXAMPLE_RECORD, RAW_COLUMNS, encode_records
@@ -48,13 +49,15 @@ class InvocationsEndpoint(PredictEndpoint):
         records = parse_csv(body, self.adapter)
         return Decoded(encode_records(records, self.runtime.bedrooms_median), (False, kind))
 
-    def reply(self, values: list[float], decoded: Decoded, headers: dict[bytes, bytes]) -> Answer:
+    def reply(
+        self, values: list[float], decoded: Decoded, headers: dict[bytes, bytes], flags: list[Flag]
+    ) -> Answer:
         single, kind = decoded.context
         accept = headers.get(b"accept", b"").decode("latin-1")
         wants = CSV if CSV in accept else JSON if JSON in accept else kind
         if wants == CSV:
             return Answer("".join(f"{v}\n" for v in values).encode(), CSV)
-        return super().reply(values, Decoded(decoded.encoded, single), headers)
+        return super().reply(values, Decoded(decoded.encoded, single), headers, flags)
 
 
 def openapi_path(body_schema: dict[str, Any]) -> dict[str, Any]:

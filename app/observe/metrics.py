@@ -98,6 +98,12 @@ class Metrics:
         self.failed_calls = Counter(
             "housing_failed_device_calls", "Device calls that raised", registry=r
         )
+        self.input_warnings = Counter(
+            "housing_input_warnings",
+            "Warnings on served rows (app/flags.py), by field and code: drift shows here",
+            ["field", "code"],
+            registry=r,
+        )
         self.model_info = Gauge(
             "housing_model_info",
             "The model being served (always 1; the labels carry the facts)",
@@ -132,6 +138,9 @@ class Metrics:
 
     def observe_failure(self, exc: Exception) -> None:
         self.failed_calls.inc()
+
+    def observe_flag(self, field: str, code: str) -> None:
+        self.input_warnings.labels(field, code).inc()
 
     def observe_refusal(self, reason: str) -> None:
         self.rejected.labels(reason).inc()

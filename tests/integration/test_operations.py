@@ -206,3 +206,21 @@ def test_the_model_summary(client: TestClient, artifacts: Path) -> None:
     assert body["features"]["hash"] == manifest.feature_hash
     assert body["training"]["metrics"]["val_rmse"] == manifest.training.metrics.val_rmse
     assert body["batching"]["max_batch_size"] == max(manifest.compiled.batch_sizes)
+
+
+def test_an_unusual_record_is_answered_with_warnings_and_counted(client: TestClient) -> None:
+    before = samples(client)
+    usual = client.post("/predict", json=EXAMPLE_RECORD)
+    assert usual.status_code == 200 and "warnings" not in usual.json()
+    rich = {**EXAMPLE_RECORD, "median_income": 14.99, "housing_median_age": 52.0}
+    odd = client.post("/predict", json={"instances": [EXAMPLE_RECORD, rich]})
+    assert odd.status_code == 200
+    body = odd.json()
+    assert len(body["predictions"]) == 2  # a warning never blocks a prediction
+    flagged = {(w["row"], w["field"], w["code"]) for w in body["warnings"]}
+    assert (1, "median_income", "out_of_range") in flagged
+    assert all(w["row"] == 1 for w in body["warnings"])
+    after = samples(client)
+    name = "housing_input_warnings_total"
+    labels = {"field": "median_income", "code": "out_of_range"}
+    assert value(after, name, **labels) - value(before, name, **labels) == 1
