@@ -76,6 +76,32 @@ def verify_artifacts(folder: Path) -> tuple[Manifest, Path]:
     return manifest, artifact
 
 
+def load_model(
+    settings: Settings, probes: DeviceProbes | None = None
+) -> tuple[Manifest, str, Backend]:
+    """Verify the artifacts, load the model on its device and warm it up (on the calling
+    thread, which then owns the device); StartupError with a hint on any failure. Shared by
+    the server and ``python -m app.score``."""
+    try:
+        manifest, artifact = verify_artifacts(settings.artifacts)
+    except ArtifactError as exc:
+        raise StartupError(str(exc)) from None
+    compiled = manifest.compiled
+    assert compiled is not None
+    if compiled.torch_version != torch.__version__:
+        logger.warning(
+            "artifact compiled with torch %s, serving with torch %s",
+            compiled.torch_version,
+            torch.__version__,
+        )
+    device = resolve_device(settings.device, probes)
+    logger.info("device %s (HOUSING_DEVICE=%s)", device, settings.device)
+    torch.set_num_threads(settings.torch_threads)
+    backend = load_backend(device, artifact, manifest)
+    warm_up(backend, compiled)
+    return manifest, device, backend
+
+
 class ModelRuntime:
     def __init__(
         self,
@@ -104,26 +130,12 @@ class ModelRuntime:
 
     def _load(self) -> None:
         started = time.perf_counter()
-        try:
-            manifest, artifact = verify_artifacts(self.settings.artifacts)
-        except ArtifactError as exc:
-            raise StartupError(str(exc)) from None
-        if manifest.compiled and manifest.compiled.torch_version != torch.__version__:
-            logger.warning(
-                "artifact compiled with torch %s, serving with torch %s",
-                manifest.compiled.torch_version,
-                torch.__version__,
-            )
-        device = resolve_device(self.settings.device, self._probes)
-        logger.info("device %s (HOUSING_DEVICE=%s)", device, self.settings.device)
-        torch.set_num_threads(self.settings.torch_threads)
-        backend = load_backend(device, artifact, manifest)
-        assert manifest.compiled is not None
-        warm_up(backend, manifest.compiled)
+        manifest, device, backend = load_model(self.settings, self._probes)
         if self._wrap_backend is not None:
             backend = self._wrap_backend(backend)
         self.manifest, self.device, self._backend = manifest, device, backend
         compiled = manifest.compiled
+        assert compiled is not None
         self.metrics.model_info.labels(
             manifest.model_version, compiled.sha256, device, compiled.target, manifest.feature_hash
         ).set(1)
