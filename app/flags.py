@@ -40,11 +40,20 @@ class Flagger:
         self.low = np.array([b[0] for b in bounds], dtype=np.float64)
         self.high = np.array([b[1] for b in bounds], dtype=np.float64)
         self._count = count
+        # The tighter of both bounds for latitude/longitude: one pass answers "nothing to flag".
+        self._any_low, self._any_high = self.low.copy(), self.high.copy()
+        for col, (lo, hi) in ((_LAT, LATITUDE), (_LON, LONGITUDE)):
+            self._any_low[col] = max(self._any_low[col], lo)
+            self._any_high[col] = min(self._any_high[col], hi)
 
     def flags(self, encoded: np.ndarray, dollars: np.ndarray) -> list[Flag]:
         """Flags of every row of ``encoded`` (the model's input) and its ``dollars``, in row
-        order; empty (the usual case) after four comparisons."""
+        order."""
+        if not len(dollars):
+            return []
         x = encoded[:, : len(NUMERIC_COLUMNS)]
+        if not ((x < self._any_low) | (x > self._any_high)).any() and dollars.max() <= VALUE_CAP:
+            return []  # the usual case, in five numpy calls (~5 us a request)
         low, high = x < self.low, x > self.high
         lat, lon = x[:, _LAT], x[:, _LON]
         away = (

@@ -43,3 +43,7 @@ def test_a_low_value_is_flagged_below() -> None:
 def test_without_recorded_ranges_only_location_and_cap_are_flagged() -> None:
     flags = Flagger({}).flags(row(median_income=99.0, longitude=-100.0), np.array([1.0]))
     assert [f["code"] for f in flags] == ["outside_california"]
+
+
+def test_no_rows_no_flags() -> None:
+    assert Flagger(RANGES).flags(np.zeros((0, 13), np.float32), np.zeros(0)) == []
