@@ -7,7 +7,8 @@ Two layers, kept apart on purpose:
   a one-hot of ``ocean_proximity``. This is the artifact's input, and what the Open Inference
   Protocol's FP32 tensor carries.
 * **Derivation** (inside the compiled graph, torch): ``DERIVED_FEATURES`` turns encoded columns
-  into the network's features (logs of skewed counts, per-household ratios, rotated coordinates).
+  into the network's features (logs of skewed counts, per-household ratios, rotated coordinates,
+  and sines and cosines of the location along several directions at several periods).
   It is declarative so that the hash below covers the real definition, not just names.
 
 Change anything here and ``feature_hash()`` changes; the server then refuses artifacts built
@@ -25,7 +26,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 
 OceanProximity = Literal["<1H OCEAN", "INLAND", "ISLAND", "NEAR BAY", "NEAR OCEAN"]
 OCEAN_CATEGORIES: tuple[str, ...] = get_args(OceanProximity)
@@ -105,7 +106,7 @@ ENCODED_COLUMNS: tuple[str, ...] = (
 )
 N_ENCODED = len(ENCODED_COLUMNS)
 
-FeatureOp = Literal["identity", "log1p", "ratio", "log1p_ratio", "lincomb"]
+FeatureOp = Literal["identity", "log1p", "ratio", "log1p_ratio", "lincomb", "sin", "cos"]
 
 
 @dataclass(frozen=True)
@@ -114,17 +115,60 @@ class DerivedFeature:
 
     ``ratio`` divides by ``max(denominator, 1)`` so that a zero count in a request cannot make
     an infinity; on the data set every denominator is already at least 1.
+
+    ``sin`` and ``cos`` are periodic features of a phase counted in cycles,
+    ``t = sum(w * (x - origin))`` over the inputs (``origin`` empty: zeros): the feature is
+    ``sin(2 pi t)`` or ``cos(2 pi t)``. The graph measures inputs from ``origin`` (so the
+    phase stays small and exact in float32) and keeps only the phase's fraction of a cycle
+    before calling sin (so every backend evaluates it on one period).
     """
 
     name: str
     op: FeatureOp
     inputs: tuple[str, ...]
     weights: tuple[float, ...] = ()
+    origin: tuple[float, ...] = ()
 
 
 def _ident(col: str) -> DerivedFeature:
     return DerivedFeature(col, "identity", (col,))
 
+
+# Location features richer than latitude and longitude: a sine and a cosine of the position
+# along 8 directions (dx degrees of longitude plus dy of latitude) at periods from 8 degrees
+# (the state) down to a quarter of a degree (about 25 km: a city's districts). Every weight is
+# a power of two and the origin is exact in binary, so the definition, and its hash, are the
+# same on every machine and the graph's products are exact.
+GEO_ORIGIN = (-119.5, 37.0)  # longitude, latitude: near the middle of California
+GEO_DIRECTIONS: tuple[tuple[int, int], ...] = (
+    (1, 0),
+    (0, 1),
+    (1, 1),
+    (1, -1),
+    (2, 1),
+    (1, 2),
+    (2, -1),
+    (1, -2),
+)
+GEO_PERIODS: tuple[float, ...] = (8.0, 4.0, 2.0, 1.0, 0.5, 0.25)
+
+
+def _periodic(op: Literal["sin", "cos"], dx: int, dy: int, period: float) -> DerivedFeature:
+    return DerivedFeature(
+        f"geo_{op}_{dx}_{dy}_p{period:g}",
+        op,
+        ("longitude", "latitude"),
+        (dx / period, dy / period),
+        GEO_ORIGIN,
+    )
+
+
+GEO_FEATURES: tuple[DerivedFeature, ...] = tuple(
+    _periodic(op, dx, dy, period)
+    for dx, dy in GEO_DIRECTIONS
+    for period in GEO_PERIODS
+    for op in ("sin", "cos")
+)
 
 DERIVED_FEATURES: tuple[DerivedFeature, ...] = (
     _ident("longitude"),
@@ -143,6 +187,7 @@ DERIVED_FEATURES: tuple[DerivedFeature, ...] = (
     DerivedFeature("log_people_per_household", "log1p_ratio", ("population", "households")),
     DerivedFeature("bedrooms_per_room", "ratio", ("total_bedrooms", "total_rooms")),
     *(_ident(f"{CATEGORICAL_COLUMN}={c}") for c in OCEAN_CATEGORIES),
+    *GEO_FEATURES,
 )
 N_DERIVED = len(DERIVED_FEATURES)
 

@@ -50,9 +50,15 @@ class Preprocessing(_Strict):
 
 
 class Metrics(_Strict):
+    """Dollars (R²: share of the variance explained) of the kept epoch. ``train_rmse`` is on
+    the rows trained on, ``holdout_rmse`` on the early-stopping slice of the training split,
+    ``val_*`` on the blog's 20% validation split."""
+
     train_rmse: float
     val_rmse: float
     val_mae: float
+    val_r2: float
+    holdout_rmse: float
 
 
 class TrainingInfo(_Strict):
@@ -68,6 +74,12 @@ class TrainingInfo(_Strict):
     torch_version: str
     created_at: str
     metrics: Metrics
+    # Early stopping (absent in manifests written before it): rows held out of the training
+    # split to choose the epoch, epochs run, the epoch kept, and the patience.
+    rows_holdout: int | None = None
+    epochs_run: int | None = None
+    best_epoch: int | None = None
+    patience: int | None = None
 
 
 class CompiledInfo(_Strict):

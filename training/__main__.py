@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from training.data import DataError, data_source, load_frame
+from training.report import REPORT_MD
 from training.train import TrainConfig, train
 
 
@@ -33,34 +34,70 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--hidden",
         default=",".join(map(str, defaults.hidden)),
-        help="hidden layer widths, comma separated",
+        help="hidden layer widths, comma separated (width and depth of the MLP)",
     )
+    p.add_argument("--dropout", type=float, default=defaults.dropout)
+    p.add_argument(
+        "--holdout",
+        type=float,
+        default=defaults.holdout,
+        help="share of the training split held out to pick the epoch (early stopping)",
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=defaults.patience,
+        help="stop after this many epochs without a better holdout RMSE (0: never)",
+    )
+    p.add_argument("--threads", type=int, default=defaults.threads, help="torch threads")
+    p.add_argument("--no-report", action="store_true", help="no baselines, report.md/json or plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-        hidden=tuple(int(h) for h in args.hidden.split(",")),
-    )
+    try:
+        config = TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            weight_decay=args.weight_decay,
+            seed=args.seed,
+            hidden=tuple(int(h) for h in args.hidden.split(",")),
+            dropout=args.dropout,
+            holdout=args.holdout,
+            patience=args.patience,
+            threads=args.threads,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         frame = load_frame(args.data)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"loaded {len(frame):,} rows from {args.data}")
-    result = train(frame, config, args.data, args.artifacts, progress=not args.no_progress)
+    result = train(
+        frame,
+        config,
+        args.data,
+        args.artifacts,
+        progress=not args.no_progress,
+        report=not args.no_report,
+    )
     m = result.manifest.training
     print(
-        f"validation RMSE ${m.metrics.val_rmse:,.0f} (MAE ${m.metrics.val_mae:,.0f}) after "
-        f"{m.epochs} epochs in {m.seconds:.1f}s; wrote {args.artifacts}/"
+        f"validation RMSE ${m.metrics.val_rmse:,.0f} (MAE ${m.metrics.val_mae:,.0f}, "
+        f"R² {m.metrics.val_r2:.3f}) with epoch {result.best_epoch} of {len(result.history)} "
+        f"in {m.seconds:.1f}s; wrote {args.artifacts}/"
     )
+    if result.report is not None:
+        for model in result.report["models"].values():
+            v = model["val"]
+            print(f"  {model['name']:<42} RMSE ${v['rmse']:>9,.0f}  MAE ${v['mae']:>9,.0f}")
+        print(f"report: {args.artifacts / REPORT_MD}")
     return 0
 
 

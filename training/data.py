@@ -1,4 +1,5 @@
-"""Loading the California housing table with the ``datasets`` library, and the blog's split."""
+"""Loading the California housing table with the ``datasets`` library, the blog's split, and the
+early-stopping slice of its training part."""
 
 from __future__ import annotations
 
@@ -63,3 +64,14 @@ def split_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The blog's 80/20 split, so validation figures compare with its $68k."""
     train, val = train_test_split(frame, test_size=0.2, random_state=42)
     return train, val
+
+
+def holdout_split(
+    train: pd.DataFrame, fraction: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A seeded slice of the *training* split for early stopping and tuning: ``(fit, holdout)``.
+
+    The validation split is never looked at while training; it is only reported.
+    """
+    fit, holdout = train_test_split(train, test_size=fraction, random_state=seed)
+    return fit, holdout

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from training.data import DataError, load_frame, split_frame
+from training.data import DataError, holdout_split, load_frame, split_frame
 
 
 def test_a_local_csv_loads_in_file_order(housing_csv: Path, housing_frame: pd.DataFrame) -> None:
@@ -57,3 +57,17 @@ def test_a_table_without_the_columns_is_refused(tmp_path: Path) -> None:
     path.write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="lacks the columns"):
         load_frame(str(path))
+
+
+def test_the_early_stopping_holdout_is_a_seeded_slice_of_the_training_split(
+    housing_frame: pd.DataFrame,
+) -> None:
+    train, val = split_frame(housing_frame)
+    fit, holdout = holdout_split(train, 0.1, seed=42)
+    assert (len(fit), len(holdout)) == (14_860, 1_652)
+    assert set(fit.index).isdisjoint(holdout.index)
+    assert set(fit.index) | set(holdout.index) == set(train.index)
+    assert set(holdout.index).isdisjoint(val.index)
+    again = holdout_split(train, 0.1, seed=42)[1]
+    assert holdout.index.equals(again.index)
+    assert not holdout.index.equals(holdout_split(train, 0.1, seed=7)[1].index)

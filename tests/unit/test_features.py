@@ -6,7 +6,9 @@ import pytest
 
 from modelspec import features
 from modelspec.features import (
+    DERIVED_FEATURES,
     ENCODED_COLUMNS,
+    GEO_FEATURES,
     N_ENCODED,
     NUMERIC_COLUMNS,
     OCEAN_CATEGORIES,
@@ -101,7 +103,7 @@ def test_the_whole_data_set_encodes_like_a_column_wise_reference(
 def test_feature_hash_is_pinned() -> None:
     # Changing the feature definition must be deliberate: update this value together with
     # SPEC_VERSION, and retrain -- servers refuse artifacts built with another hash.
-    assert feature_hash() == "1582f3f827b4b6e61d65b68d1122b0d9744c8eefad94ea56dc587e8fdaec8b17"
+    assert feature_hash() == "1d4b18e2e3217435cd87985eb8efe21a14437bb12511a414d616f56f484e1985"
 
 
 def test_feature_hash_covers_the_derived_feature_definitions(
@@ -111,3 +113,29 @@ def test_feature_hash_covers_the_derived_feature_definitions(
     changed = (*features.DERIVED_FEATURES[:-1], DerivedFeature("x", "log1p", ("households",)))
     monkeypatch.setattr(features, "DERIVED_FEATURES", changed)
     assert feature_hash() != before
+
+
+def test_derived_feature_names_are_unique() -> None:
+    names = [f.name for f in DERIVED_FEATURES]
+    assert len(names) == len(set(names)) == 116
+
+
+def test_periodic_location_features_pair_a_sine_with_a_cosine() -> None:
+    assert len(GEO_FEATURES) == 8 * 6 * 2
+    sines = {(f.weights, f.origin) for f in GEO_FEATURES if f.op == "sin"}
+    cosines = {(f.weights, f.origin) for f in GEO_FEATURES if f.op == "cos"}
+    assert sines == cosines
+    assert len(sines) == 48
+    for f in GEO_FEATURES:
+        assert f.inputs == ("longitude", "latitude")
+        assert len(f.weights) == len(f.origin) == 2
+
+
+def test_periodic_weights_are_exact_powers_of_two() -> None:
+    # Exact in binary: the spec (and its hash) is the same on every machine, and the graph's
+    # products (x - origin) * weight are exact in float32.
+    for f in GEO_FEATURES:
+        for w in f.weights:
+            assert w == 0 or math.frexp(abs(w))[0] == 0.5, (f.name, w)
+        for o in f.origin:
+            assert float(np.float32(o)) == o

@@ -1,8 +1,18 @@
+import math
+
+import pandas as pd
 import pytest
 import torch
 
 from modelspec import torchscript
-from modelspec.features import DERIVED_FEATURES, ENCODED_COLUMNS, N_DERIVED, N_ENCODED
+from modelspec.features import (
+    DERIVED_FEATURES,
+    ENCODED_COLUMNS,
+    N_DERIVED,
+    N_ENCODED,
+    DerivedFeature,
+    encode_records,
+)
 from modelspec.network import HousingNet, NetConfig
 
 
@@ -47,13 +57,34 @@ def test_trace_runs_at_other_batch_sizes() -> None:
     torch.testing.assert_close(traced(x), model(x))
 
 
+def _californian(n: int) -> torch.Tensor:
+    """Random encoded rows: counts up to 100, coordinates inside California."""
+    x = torch.rand(n, N_ENCODED) * 100
+    x[:, 0] = -124.5 + 10.5 * torch.rand(n)
+    x[:, 1] = 32.5 + 9.5 * torch.rand(n)
+    return x
+
+
+def _periodic_reference(x: torch.Tensor, f: DerivedFeature) -> torch.Tensor:
+    """sin or cos of 2 pi sum(w * (x - origin)), in float64 from the float32 inputs."""
+    col = {c: i for i, c in enumerate(ENCODED_COLUMNS)}
+    cycles = sum(
+        w * (x[:, col[name]].double() - o)
+        for name, w, o in zip(f.inputs, f.weights, f.origin, strict=True)
+    )
+    assert isinstance(cycles, torch.Tensor)
+    return getattr(torch, f.op)(2 * math.pi * cycles).float()
+
+
 def test_derived_features_match_a_feature_by_feature_reference() -> None:
-    x = torch.rand(6, N_ENCODED) * 100
+    x = _californian(6)
     col = {c: i for i, c in enumerate(ENCODED_COLUMNS)}
     expected = []
     for f in DERIVED_FEATURES:
         a = x[:, col[f.inputs[0]]]
-        if f.op == "identity":
+        if f.op in ("sin", "cos"):
+            expected.append(_periodic_reference(x, f))
+        elif f.op == "identity":
             expected.append(a)
         elif f.op == "log1p":
             expected.append(torch.log1p(a))
@@ -63,4 +94,41 @@ def test_derived_features_match_a_feature_by_feature_reference() -> None:
             expected.append(torch.log1p(a / x[:, col[f.inputs[1]]].clamp(min=1)))
         else:
             expected.append(sum(w * x[:, col[n]] for w, n in zip(f.weights, f.inputs, strict=True)))
-    torch.testing.assert_close(_model().derive(x), torch.stack(expected, 1))
+    # The periodic features' phase is rounded once in float32 (to ~2e-6 of a cycle).
+    torch.testing.assert_close(_model().derive(x), torch.stack(expected, 1), rtol=1e-5, atol=5e-5)
+
+
+def test_periodic_features_match_the_reference_on_the_whole_data_set(
+    housing_frame: pd.DataFrame,
+) -> None:
+    x = torch.from_numpy(encode_records(housing_frame.to_dict(orient="records"), 435.0))
+    derived = _model().derive(x)
+    for k, f in enumerate(DERIVED_FEATURES):
+        if f.op in ("sin", "cos"):
+            torch.testing.assert_close(derived[:, k], _periodic_reference(x, f), rtol=0, atol=5e-5)
+
+
+def test_traced_equals_eager_exactly_at_every_batch_size(housing_frame: pd.DataFrame) -> None:
+    # The traced graph (what compile ships) computes the same numbers as the eager network,
+    # and a row's features do not depend on the batch it is in (the MLP's matmuls may round
+    # differently at batch 1, the features must not).
+    model = _model()
+    x = torch.from_numpy(encode_records(housing_frame.head(500).to_dict(orient="records"), 435.0))
+    traced = torchscript.trace(model, x[:1])
+    with torch.no_grad():
+        features = model.derive(x)
+        for size in (1, 2, 7, 64, 500):
+            assert torch.equal(traced(x[:size]), model(x[:size])), size
+            assert torch.equal(model.derive(x[:size]), features[:size]), size
+
+
+def test_periodic_features_stay_bounded_for_any_accepted_location() -> None:
+    # The service accepts any longitude/latitude; far from California the phase is large,
+    # but only its fraction of a cycle reaches sin.
+    x = torch.zeros(4, N_ENCODED)
+    x[:, 0] = torch.tensor([-180.0, 180.0, 0.0, -122.0])
+    x[:, 1] = torch.tensor([-90.0, 90.0, 0.0, 37.5])
+    derived = _model().derive(x)
+    periodic = [k for k, f in enumerate(DERIVED_FEATURES) if f.op in ("sin", "cos")]
+    assert derived[:, periodic].abs().max() <= 1.0
+    assert torch.isfinite(_model()(x)).all()
