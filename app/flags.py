@@ -15,6 +15,7 @@ The check is a few vectorised comparisons per batch; lists are built only for fl
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TypedDict
 
 import numpy as np
 
@@ -27,7 +28,14 @@ LONGITUDE = (-124.5, -114.1)
 _LAT = NUMERIC_COLUMNS.index("latitude")
 _LON = NUMERIC_COLUMNS.index("longitude")
 
-Flag = dict[str, object]  # {"row", "field", "code", "message"}
+
+class Flag(TypedDict):
+    row: int
+    field: str
+    code: str
+    message: str
+
+
 Count = Callable[[str, str], None]  # (field, code): one flag seen
 
 

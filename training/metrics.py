@@ -21,6 +21,11 @@ class Scores:
         return {"rmse": self.rmse, "mae": self.mae, "r2": self.r2}
 
 
+def rmse(predicted: ArrayLike, actual: ArrayLike) -> float:
+    """Root mean squared error, in float64."""
+    return scores(predicted, actual).rmse
+
+
 def scores(predicted: ArrayLike, actual: ArrayLike) -> Scores:
     p = np.asarray(predicted, dtype=np.float64).ravel()
     a = np.asarray(actual, dtype=np.float64).ravel()

@@ -41,7 +41,7 @@ from modelspec.manifest import (
 from modelspec.network import HousingNet, NetConfig
 from training.baselines import fit_baselines
 from training.data import holdout_split, split_frame
-from training.metrics import EpochRecord, scores
+from training.metrics import EpochRecord, rmse, scores
 from training.report import RunSummary, remove_report, write_report
 
 # Rows of the validation split kept beside the checkpoint, so compile can check its output
@@ -111,10 +111,6 @@ def input_ranges(frame: pd.DataFrame) -> dict[str, tuple[float, float]]:
         low, high = np.nanpercentile(frame[column].to_numpy(dtype=np.float64), RANGE_PERCENTILES)
         out[column] = (float(low), float(high))
     return out
-
-
-def rmse(pred: Tensor, target: Tensor) -> float:
-    return math.sqrt(float(torch.mean((pred.double() - target.double()) ** 2)))
 
 
 @torch.no_grad()

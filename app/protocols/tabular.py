@@ -65,14 +65,24 @@ def _record(line: int, row: Sequence[str]) -> dict[str, Any]:
         )
     record: dict[str, Any] = {}
     for name, cell in zip(RAW_COLUMNS, row, strict=True):
-        cell = cell.strip()
-        if name == CATEGORICAL_COLUMN:
-            record[name] = cell
-        elif name == IMPUTED_COLUMN and cell == "":
-            record[name] = None
-        else:
-            try:
-                record[name] = float(cell)
-            except ValueError:
-                raise _problem(line, name, f"{cell[:40]!r} is not a number") from None
+        try:
+            record[name] = cell_value(name, cell)
+        except ValueError as exc:
+            raise _problem(line, name, str(exc)) from None
     return record
+
+
+def cell_value(name: str, cell: str) -> float | str | None:
+    """One CSV cell as the validator takes it (also ``python -m app.score``'s): the category as
+    text, numbers parsed, an empty ``total_bedrooms`` missing; ValueError with the reason."""
+    cell = cell.strip()
+    if name == CATEGORICAL_COLUMN:
+        return cell
+    if cell == "":
+        if name == IMPUTED_COLUMN:
+            return None
+        raise ValueError(f"missing (only {IMPUTED_COLUMN} may be empty)")
+    try:
+        return float(cell)
+    except ValueError:
+        raise ValueError(f"{cell[:40]!r} is not a number") from None

@@ -105,7 +105,7 @@ class Scorer:
         )
         notes: list[list[str]] = [[] for _ in records]
         for flag in self.flagger.flags(encoded, out):
-            notes[int(str(flag["row"]))].append(f"{flag['field']}:{flag['code']}")
+            notes[flag["row"]].append(f"{flag['field']}:{flag['code']}")
         return np.round(out, 2), [";".join(n) for n in notes]
 
 

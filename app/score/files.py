@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.errors import StartupError
-from modelspec.features import CATEGORICAL_COLUMN, IMPUTED_COLUMN, NUMERIC_COLUMNS, RAW_COLUMNS
+from app.protocols.tabular import cell_value
+from modelspec.features import IMPUTED_COLUMN, RAW_COLUMNS
 
 OUTPUT_COLUMNS = ("house_value", "warnings")
 
@@ -128,23 +129,20 @@ def reader_for(path: Path, chunk_rows: int) -> Reader:
 
 def to_record(row: dict[str, Any]) -> dict[str, Any]:
     """The raw fields of a row, as the service's validator takes them; ValueError names the
-    field. CSV cells are text: numbers are parsed here, and an empty total_bedrooms is missing."""
+    field. CSV cells are text, parsed as ``/invocations`` parses them; Parquet's are typed."""
     record: dict[str, Any] = {}
-    for name in NUMERIC_COLUMNS:
+    for name in RAW_COLUMNS:
         value = row.get(name)
         if isinstance(value, str):
-            text = value.strip()
             try:
-                value = float(text) if text else None
-            except ValueError:
-                raise ValueError(f"{name}: {text[:40]!r} is not a number") from None
+                value = cell_value(name, value)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
         if isinstance(value, float) and math.isnan(value):
             value = None
         if value is None and name != IMPUTED_COLUMN:
             raise ValueError(f"{name}: missing (only {IMPUTED_COLUMN} may be empty)")
         record[name] = value
-    category = row.get(CATEGORICAL_COLUMN)
-    record[CATEGORICAL_COLUMN] = category.strip() if isinstance(category, str) else category
     return record
 
 
