@@ -2,6 +2,10 @@
 
     python -m compile                    # neuron where torch-neuronx imports, else cpu
     python -m compile --target neuron    # on an inf2 instance (Neuron SDK installed)
+    python -m compile --target neuron --features device   # the whole graph on the NeuronCore
+
+By default only the network body (Linear, ReLU) is compiled for the NeuronCore; the derived
+features run on the host as CPU TorchScript inside the same artifact (modelspec/placement.py).
 
 Reads and writes ``--artifacts`` or ``HOUSING_ARTIFACTS`` (default ``artifacts/``). Batch sizes
 to compile: ``--batch-sizes`` or ``HOUSING_BATCH_BUCKETS`` (default 1,2,4,8,16,32,64).
@@ -15,7 +19,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from compile.targets import DEFAULT_TOLERANCE, CompileError, compile_artifacts, default_target
+from compile.errors import CompileError
+from compile.neuron import default_target
+from compile.targets import DEFAULT_TOLERANCE, compile_artifacts
 from modelspec.buckets import default_buckets, parse_buckets
 from modelspec.manifest import ArtifactError
 
@@ -23,6 +29,13 @@ from modelspec.manifest import ArtifactError
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m compile", description=__doc__.splitlines()[0])
     p.add_argument("--target", choices=["cpu", "neuron"], default=None)
+    p.add_argument(
+        "--features",
+        choices=["host", "device"],
+        default="host",
+        help="where the derived features run on neuron: host (default: the NeuronCore gets "
+        "Linear and ReLU only) or device (the whole graph; needs sin, floor, log1p, ...)",
+    )
     p.add_argument(
         "--artifacts", type=Path, default=Path(os.environ.get("HOUSING_ARTIFACTS", "artifacts"))
     )
@@ -44,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             tolerance=args.tolerance,
             compiler_args=shlex.split(args.compiler_args) if args.compiler_args else None,
             workdir=args.workdir,
+            features_on=args.features,
         )
     except (CompileError, ArtifactError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -51,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     c = manifest.compiled
     assert c is not None
     print(
-        f"wrote {args.artifacts / c.artifact} (target {c.target}, batch sizes {c.batch_sizes}, "
-        f"sha256 {c.sha256[:12]})"
+        f"wrote {args.artifacts / c.artifact} (target {c.target}, features on the "
+        f"{c.features_on}, batch sizes {c.batch_sizes}, sha256 {c.sha256[:12]})"
     )
     return 0
 

@@ -1,8 +1,13 @@
-"""One TorchScript module that holds a compiled graph per batch size ("bucket").
+"""The TorchScript modules that make up ``model_neuron.pt``.
 
-Neuron graphs have static shapes, so compile traces the model once per batch size and this
-wrapper picks the graph whose size equals the input's first dimension. The server pads every
-batch to one of ``sizes`` (recorded in the manifest), so the lookup never misses in service.
+* ``BucketDispatch`` holds one compiled graph per batch size ("bucket"): Neuron graphs have
+  static shapes, so compile traces the device graph once per size and this picks the graph whose
+  size equals the input's first dimension. The server pads every batch to one of ``sizes``
+  (recorded in the manifest), so the lookup never misses in service.
+* ``Artifact`` is the file's top module: ``preamble`` (CPU TorchScript, or an identity when the
+  features run on the device) and then ``body`` (the device graph). Its ``forward`` is the
+  whole model, so the server needs no setting to follow the placement; both parts stay
+  reachable by name for timing and for the XLA backend.
 """
 
 import torch
@@ -29,5 +34,19 @@ class BucketDispatch(nn.Module):
         raise RuntimeError("no compiled graph for this batch size; pad to a bucket first")
 
 
+class Artifact(nn.Module):
+    def __init__(self, preamble: nn.Module, body: nn.Module) -> None:
+        super().__init__()
+        self.preamble = preamble
+        self.body = body
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(self.preamble(x))
+
+
 def script_buckets(graphs: list[nn.Module], sizes: list[int]) -> torch.jit.ScriptModule:
     return torchscript.script(BucketDispatch(graphs, sizes))
+
+
+def script_artifact(preamble: nn.Module, body: nn.Module) -> torch.jit.ScriptModule:
+    return torchscript.script(Artifact(preamble, body))

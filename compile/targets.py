@@ -1,18 +1,27 @@
-"""Tracing the eager model for a target, checking it, and recording it in the manifest."""
+"""Tracing the eager model for a target, checking it, and recording it in the manifest.
+
+Every target compiles the same split (``modelspec/placement.py``): a host preamble (derived
+features, normalisation) and a device body (Linear and ReLU). The cpu artifact runs both parts
+as TorchScript on the CPU, so ``make test`` checks, on every run, the very arithmetic a
+NeuronCore is handed; only the Neuron compiler itself is out of reach here.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from compile.buckets import script_buckets
+from compile.buckets import script_artifact
+from compile.errors import CompileError, ParityError
+from compile.neuron import DEFAULT_NEURON_ARGS, device_graph, neuron_compiler, trace_neuron
 from modelspec import torchscript
 from modelspec.buckets import run_bucketed
 from modelspec.features import N_ENCODED
@@ -22,45 +31,19 @@ from modelspec.manifest import (
     VALIDATION_FILE,
     ArtifactError,
     CompiledInfo,
+    FeaturesOn,
     Manifest,
     Target,
     sha256_file,
 )
 from modelspec.network import HousingNet
-from modelspec.neuron import INSTALL_HINT, NeuronUnavailable, import_torch_neuronx
+from modelspec.placement import Body, Preamble, split
 
-# Keep float32 end to end: neuronx-cc casts matmuls to bf16 by default, which would move
-# predictions by hundreds of dollars and fail the parity check against the eager model.
-DEFAULT_NEURON_ARGS = ("--auto-cast", "none")
 # Largest |compiled - eager| allowed on the validation sample, in dollars (on values around
 # $200k this is a relative difference of about 5e-6).
 DEFAULT_TOLERANCE = 1.0
 # Validation rows recorded in the manifest for the server's warm-up check.
 REFERENCE_ROWS = 8
-
-
-class CompileError(Exception):
-    """Compilation cannot proceed; the message says how to fix it."""
-
-
-def neuron_compiler() -> ModuleType:
-    """The real torch_neuronx module, or a CompileError that says how to install it."""
-    try:
-        return import_torch_neuronx()
-    except NeuronUnavailable as exc:
-        raise CompileError(
-            f"--target neuron needs torch-neuronx and neuronx-cc: {exc}. Hint: {INSTALL_HINT}; "
-            "or compile a portable artifact with --target cpu."
-        ) from exc
-
-
-def default_target() -> Target:
-    """``neuron`` where torch-neuronx imports, else ``cpu``."""
-    try:
-        import_torch_neuronx()
-    except NeuronUnavailable:
-        return "cpu"
-    return "neuron"
 
 
 def load_eager(folder: Path) -> tuple[HousingNet, Manifest]:
@@ -73,51 +56,28 @@ def load_eager(folder: Path) -> tuple[HousingNet, Manifest]:
     return HousingNet.from_checkpoint(checkpoint), manifest
 
 
-def trace_cpu(model: HousingNet, example: Tensor) -> torch.jit.ScriptModule:
-    """Portable TorchScript; the traced MLP accepts any batch size."""
+def trace_cpu(preamble: Preamble, body: Body, example: Tensor) -> torch.jit.ScriptModule:
+    """Portable TorchScript: both parts traced once, and both accept any batch size."""
     with torch.no_grad():
-        return torchscript.trace(model, example)
-
-
-def trace_neuron(
-    model: HousingNet,
-    batch_sizes: tuple[int, ...],
-    compiler_args: list[str],
-    workdir: Path,
-    neuronx: Any,
-) -> torch.jit.ScriptModule:
-    """One ``torch_neuronx.trace`` per batch size, bundled in a dispatching ScriptModule.
-
-    ``neuronx`` is the torch_neuronx module; tests pass a named fake (the test seam) because
-    this machine has no Inferentia.
-    """
-    graphs = []
-    for size in batch_sizes:
-        example = torch.zeros(size, N_ENCODED)
-        graphs.append(
-            neuronx.trace(
-                model,
-                example,
-                compiler_workdir=str(workdir / f"batch{size}"),
-                compiler_args=compiler_args,
-            )
-        )
-    return script_buckets(graphs, list(batch_sizes))
+        host = torchscript.trace(preamble, example)
+        device = torchscript.trace(body, preamble(example))
+    return script_artifact(host, device)
 
 
 @torch.no_grad()
-def max_abs_diff(
-    compiled: torch.jit.ScriptModule,
+def parity_by_bucket(
+    compiled: Callable[[Tensor], Tensor],
     model: HousingNet,
     rows: Tensor,
     batch_sizes: tuple[int, ...],
-) -> float:
-    """Largest |compiled - eager| in dollars, running every bucket over the sample."""
-    expected = model(rows)
-    worst = 0.0
+) -> dict[int, float]:
+    """Largest |compiled - eager| in dollars at each batch size, over all of ``rows`` (cut
+    into calls of that size, the last one padded)."""
+    expected = model(rows).double()
+    worst = {}
     for size in batch_sizes:
         got = run_bucketed(compiled, rows, (size,))
-        worst = max(worst, float((got.double() - expected.double()).abs().max()))
+        worst[size] = float((got.double() - expected).abs().max())
     return worst
 
 
@@ -129,25 +89,47 @@ def compile_artifacts(
     compiler_args: list[str] | None = None,
     workdir: Path | None = None,
     neuronx: Any = None,
+    features_on: FeaturesOn = "host",
 ) -> Manifest:
     """Trace, check against the eager model, write ``model_neuron.pt``, update the manifest."""
     model, manifest = load_eager(folder)
     rows = torch.load(folder / VALIDATION_FILE, map_location="cpu", weights_only=True)
+    preamble, body = split(model)
+    graph = device_graph(preamble, body, features_on)
     args: list[str] = []
     if target == "neuron":
         args = list(compiler_args if compiler_args is not None else DEFAULT_NEURON_ARGS)
         neuronx = neuronx if neuronx is not None else neuron_compiler()
+        if graph.undocumented and features_on == "host":
+            raise CompileError(
+                f"the NeuronCore graph uses {', '.join(graph.undocumented)}, which AWS's "
+                "operator list does not name; nothing was compiled. Hint: this is a bug in "
+                "modelspec/placement.py (the body must be Linear and ReLU only): please report it."
+            )
+        if graph.undocumented:
+            print(
+                f"warning: --features device hands the NeuronCore {', '.join(graph.undocumented)}"
+                ", which AWS's operator list does not name; if neuronx-cc refuses one, compile "
+                "with --features host (the default)",
+                file=sys.stderr,
+            )
         workdir = workdir or folder / "neuron-work"
-        compiled = trace_neuron(model, batch_sizes, args, workdir, neuronx)
+        compiled = trace_neuron(graph, preamble, batch_sizes, args, workdir, neuronx)
         input_shapes = [[b, N_ENCODED] for b in batch_sizes]
     else:
-        compiled = trace_cpu(model, rows[:1])
+        if features_on != "host":
+            raise CompileError(
+                "--features device chooses what the NeuronCore compiles; it applies to --target "
+                "neuron only (the cpu artifact runs every part on the CPU). Hint: drop --features."
+            )
+        compiled = trace_cpu(preamble, body, rows[:1])
         input_shapes = [[-1, N_ENCODED]]
 
-    diff = max_abs_diff(compiled, model, rows, batch_sizes)
+    diffs = parity_by_bucket(compiled, model, rows, batch_sizes)
+    diff = max(diffs.values())
     print(f"max |compiled - eager| over {len(rows)} validation rows: ${diff:.6f}")
     if not diff <= tolerance:  # also refuses NaN
-        raise CompileError(
+        raise ParityError(
             f"the compiled model differs from the eager model by ${diff:.4f} (tolerance "
             f"${tolerance}); nothing was written. Hint: check compiler args that change "
             "precision (e.g. --auto-cast), or raise --tolerance if the difference is expected."
@@ -176,7 +158,9 @@ def compile_artifacts(
                 tolerance=tolerance,
                 torch_version=torch.__version__,
                 compiler_args=args,
-                compiled_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                features_on=features_on,
+                device_operators=graph.operators,
+                compiled_at=datetime.now(UTC).isoformat(timespec="seconds"),
                 reference_inputs=reference.tolist(),
                 reference_outputs=reference_outputs.tolist(),
             )

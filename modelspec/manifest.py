@@ -23,6 +23,9 @@ VALIDATION_FILE = "validation_sample.pt"
 ARTIFACT_FILE = "model_neuron.pt"
 
 Target = Literal["cpu", "neuron"]
+# Where the derived features run (``modelspec.placement``): in a CPU preamble before the device
+# call, or inside the device graph.
+FeaturesOn = Literal["host", "device"]
 
 
 class ArtifactError(Exception):
@@ -95,6 +98,11 @@ class CompiledInfo(_Strict):
     tolerance: float
     torch_version: str
     compiler_args: list[str] = []
+    # ``host``: the artifact runs a CPU preamble (derived features, normalisation) and then the
+    # device graph; ``device``: everything in the device graph (manifests from before the split).
+    features_on: FeaturesOn = "device"
+    # The aten operators of the graph handed to the device compiler (``compile/operators.py``).
+    device_operators: list[str] = []
     compiled_at: str
     # A few validation rows and the compiled graph's answers for them: the server's warm-up
     # replays them on its device and refuses to turn ready if the answers differ.

@@ -1,4 +1,5 @@
-"""Importing torch-neuronx, the one place that decides whether the Neuron SDK is usable.
+"""Importing torch-neuronx and finding Neuron devices: the one place that decides whether the
+Neuron SDK is usable.
 
 PyPI's ``torch-neuronx`` is a placeholder whose import raises a plain ``ImportError`` (not
 ``ModuleNotFoundError``), so that is what is caught. Nothing here runs at import time.
@@ -7,6 +8,7 @@ PyPI's ``torch-neuronx`` is a placeholder whose import raises a plain ``ImportEr
 from __future__ import annotations
 
 import glob
+import os
 from types import ModuleType
 
 INSTALL_HINT = (
@@ -14,6 +16,9 @@ INSTALL_HINT = (
     "and neuronx-cc from AWS's Neuron package index (PyPI's packages of those names are "
     "placeholders)"
 )
+# Test seam: a folder of stand-in device files to look in instead of /dev, for the machines
+# without Inferentia that run the tests (tests/fakes/neuron_site). Never set in production.
+FAKE_DEV_DIR_ENV = "FAKE_NEURON_DEV_DIR"
 
 
 class NeuronUnavailable(Exception):
@@ -30,4 +35,5 @@ def import_torch_neuronx() -> ModuleType:
 
 def neuron_devices() -> list[str]:
     """The Neuron device files of this machine (one per Inferentia chip)."""
-    return sorted(glob.glob("/dev/neuron[0-9]*"))
+    folder = os.environ.get(FAKE_DEV_DIR_ENV, "/dev")
+    return sorted(glob.glob(os.path.join(folder, "neuron[0-9]*")))

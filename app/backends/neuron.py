@@ -3,8 +3,10 @@
 Not run on Inferentia hardware in this repository's CI (there is none): it follows the AWS
 documentation -- ``import torch_neuronx`` registers the Neuron ops, ``torch.jit.load`` places
 the compiled graphs on the NeuronCore(s) this process may see, inputs and outputs are CPU
-tensors, and shapes are static, so every batch is padded to a traced size. Tests drive it
-through ``neuronx=``, a named fake of the torch_neuronx module.
+tensors, and shapes are static, so every batch is padded to a traced size. The artifact's
+forward runs its CPU preamble (derived features) and then the NeuronCore graph, here on the
+device thread; ``preamble`` and ``body`` are its two parts, for timing them apart. Tests drive
+it through ``neuronx=``, a named fake of the torch_neuronx module.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ class NeuronBackend:
         self.runtime_module = neuronx
         self.batch_sizes = tuple(compiled.batch_sizes)
         self._module = torchscript.load(artifact)
+        # Absent in artifacts compiled before the split (one graph; they still serve).
+        self.preamble = getattr(self._module, "preamble", None)
+        self.body = getattr(self._module, "body", None)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         with torch.no_grad():

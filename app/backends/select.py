@@ -77,7 +77,7 @@ def load_backend(device: str, artifact: Path, manifest: Manifest) -> Backend:
     if device == "xla":
         from app.backends.xla import XlaBackend
 
-        return XlaBackend(artifact, compiled, manifest.network)
+        return XlaBackend(artifact, compiled)
     from app.backends.cpu import CpuBackend
 
     return CpuBackend(artifact, compiled)

@@ -1,9 +1,11 @@
-"""The XLA backend: the artifact's weights in the eager network, on a torch-xla device.
+"""The XLA backend: the artifact's preamble on the host, its body on a torch-xla device.
 
-``torch.jit.load(...).to(xla)`` does not work for TorchScript, so the verified artifact's
-state (weights and normalisation buffers) is loaded into ``HousingNet`` and that module is
-moved to the device. Every batch is padded to a compiled bucket so that, after warm-up, no
-request triggers an XLA compilation.
+The same placement as on a NeuronCore (``modelspec/placement.py``): the preamble (derived
+features, normalisation) runs as the artifact's CPU TorchScript, and the body (Linear, ReLU)
+on the XLA device. ``torch.jit.load(...).to(xla)`` does not work for TorchScript, so the
+verified artifact's body weights are loaded into the eager ``Body`` and that module is moved to
+the device. Every batch is padded to a compiled bucket so that, after warm-up, no request
+triggers an XLA compilation.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from app.errors import StartupError
 from modelspec import torchscript
 from modelspec.buckets import run_bucketed
 from modelspec.manifest import CompiledInfo
-from modelspec.network import HousingNet, NetConfig
+from modelspec.placement import Body
 
 logger = logging.getLogger("housing.backends.xla")
 
@@ -41,7 +43,7 @@ def import_torch_xla() -> Any:
 class XlaBackend:
     device = "xla"
 
-    def __init__(self, artifact: Path, compiled: CompiledInfo, network: dict[str, Any]) -> None:
+    def __init__(self, artifact: Path, compiled: CompiledInfo) -> None:
         if "PJRT_DEVICE" not in os.environ:
             # torch-xla would probe for TPUs and GPUs first; say what we use instead of guessing.
             os.environ["PJRT_DEVICE"] = "CPU"
@@ -50,22 +52,19 @@ class XlaBackend:
         self.batch_sizes = tuple(compiled.batch_sizes)
         self._xla = torch_xla.device()
         scripted = torchscript.load(artifact, map_location="cpu")
-        model = HousingNet(NetConfig.from_dict(network))
-        # The traced module also holds the spec-derived (non-persistent) buffers; take only
-        # the trained state the eager network declares.
-        state = scripted.state_dict()
-        missing = [k for k in model.state_dict() if k not in state]
-        if missing:
+        if compiled.features_on != "host" or not hasattr(scripted, "body"):
             raise StartupError(
-                f"{artifact} lacks {missing}: it was not compiled from this network. "
-                "Hint: re-run `python -m training` and `python -m compile --target cpu`."
+                f"{artifact} is not a host-preamble artifact (features on the "
+                f"{compiled.features_on}): it was compiled before the split or for another "
+                "target. Hint: re-run `python -m compile --target cpu`."
             )
-        model.load_state_dict({k: state[k] for k in model.state_dict()})
-        self._model = model.eval().to(self._xla)
+        self._preamble = scripted.preamble
+        body = Body.from_state(dict(scripted.body.state_dict()))
+        self._body = body.to(self._xla)
         logger.info("model on %s (PJRT_DEVICE=%s)", self._xla, os.environ["PJRT_DEVICE"])
 
     def _run(self, chunk: torch.Tensor) -> torch.Tensor:
-        return self._model(chunk.to(self._xla)).cpu()
+        return self._body(self._preamble(chunk).to(self._xla)).cpu()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         # no_grad, not inference_mode: inference tensors are not supported on XLA.
