@@ -148,6 +148,8 @@ class _Worker:
             self.serving = ready == b"1"
             os.close(self._ready_r)
             self._ready_r = None
+            if self.serving:
+                logger.info("worker %d serving", self.index)
         return self.serving
 
 

@@ -108,12 +108,19 @@ def ensure_wrk() -> str:
     return wrk
 
 
-def run_wrk(wrk: str, url: str, body_file: Path, concurrency: int, seconds: int) -> dict[str, int]:
+def run_wrk(
+    wrk: str,
+    url: str,
+    body_file: Path,
+    concurrency: int,
+    seconds: int,
+    core: str | None = LOAD_CORE,
+) -> dict[str, int]:
+    """One wrk run against ``url``/predict; pinned to ``core`` unless it is None."""
+    pin = ["taskset", "-c", core] if core is not None else []
     out = subprocess.run(
         [
-            "taskset",
-            "-c",
-            LOAD_CORE,
+            *pin,
             wrk,
             "-t1",
             f"-c{concurrency}",
@@ -134,20 +141,22 @@ def run_wrk(wrk: str, url: str, body_file: Path, concurrency: int, seconds: int)
 
 def measure(
     wrk: str,
-    server: Server,
+    name: str,
+    url: str,
     bodies: dict[str, tuple[Path, int]],
     seconds: int,
     concurrencies: tuple[int, ...],
+    core: str | None = LOAD_CORE,
 ) -> list[Result]:
     results = []
     for body_name, (path, rows) in bodies.items():
-        run_wrk(wrk, server.url, path, 8, 1)  # warm the connections and caches
+        run_wrk(wrk, url, path, 8, 1, core)  # warm the connections and caches
         for c in concurrencies:
-            r = run_wrk(wrk, server.url, path, c, seconds)
+            r = run_wrk(wrk, url, path, c, seconds, core)
             seconds_run = r["duration_us"] / 1e6
             results.append(
                 Result(
-                    server.name,
+                    name,
                     body_name,
                     c,
                     r["requests"] / seconds_run,
@@ -268,7 +277,7 @@ def main() -> int:
         server = Server(name, argv, env, probe="/" if "reference" in name else "/health/ready")
         try:
             server.wait_ready()
-            results += measure(wrk, server, bodies, seconds, (1, 64))
+            results += measure(wrk, server.name, server.url, bodies, seconds, (1, 64))
         finally:
             server.stop()
         print(f"measured {name}", file=sys.stderr)

@@ -40,6 +40,7 @@ class ServerProcess:
         self.port: int | None = None
         self._started = threading.Event()  # the port line appeared, or the process ended
         self._new_line = threading.Condition()
+        self._ended = False
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> ServerProcess:
@@ -66,6 +67,9 @@ class ServerProcess:
             if match:
                 self.port = int(match.group(1))
                 self._started.set()
+        with self._new_line:
+            self._ended = True  # the output is complete: waiters stop waiting for more
+            self._new_line.notify_all()
         self._started.set()
 
     @property
@@ -77,22 +81,38 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout: float = 60) -> None:
-        """Block until /health/ready answers 200, or fail with the server's output."""
+        """Block until /health/ready answers 200, or fail with the server's output.
+
+        A probe that times out or is refused means "not yet": with a supervisor the port is
+        bound before any worker accepts, so a probe can wait in the backlog while workers
+        load. A server that exits fails at once."""
+        assert self.proc is not None
         if not self._started.wait(timeout) or self.port is None:
             raise AssertionError(f"server did not start:\n{self.output}")
         deadline = time.monotonic() + timeout
-        with httpx.Client(base_url=self.url, timeout=5) as client:
+        with httpx.Client(base_url=self.url, timeout=2) as client:
             while time.monotonic() < deadline:
-                if client.get("/health/ready").status_code == 200:
-                    return
+                if self.proc.poll() is not None:
+                    self._reader.join(5)  # the whole output, for the message
+                    raise AssertionError(
+                        f"server exited with code {self.proc.returncode}:\n{self.output}"
+                    )
+                with contextlib.suppress(httpx.TransportError):
+                    if client.get("/health/ready").status_code == 200:
+                        return
+                time.sleep(0.05)  # the poll interval, so probes leave the CPU to the startup
         raise AssertionError(f"server never became ready:\n{self.output}")
 
     def wait_for_output(self, text: str, count: int = 1, timeout: float = 60) -> None:
-        """Block until ``text`` has appeared in ``count`` lines of the server's output."""
+        """Block until ``text`` has appeared in ``count`` lines of the server's output; fail
+        when the timeout passes or the output ends (the process exited) before that."""
+
+        def seen() -> bool:
+            return sum(text in line for line in self.lines) >= count
+
         with self._new_line:
-            done = self._new_line.wait_for(
-                lambda: sum(text in line for line in self.lines) >= count, timeout
-            )
+            self._new_line.wait_for(lambda: seen() or self._ended, timeout)
+            done = seen()
         if not done:
             raise AssertionError(f"{text!r} never appeared {count} times:\n{self.output}")
 

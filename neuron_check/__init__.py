@@ -1,0 +1,1 @@
+"""make neuron-check: prove an inf2 instance from a fresh clone (``python -m neuron_check``)."""
