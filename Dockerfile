@@ -1,20 +1,27 @@
 # housing-inference image. Artifacts are mounted, not baked in: build once, serve any model.
 #
-#   inf2 (default): a Neuron PyTorch inference image already holds torch, torch-neuronx and the
-#   Neuron runtime, which the service uses as they are:
+#   inf2 (default): AWS's Neuron PyTorch inference image already holds torch 2.9, torch-neuronx,
+#   neuronx-cc, the Neuron runtime and tools (neuron-ls, neuron-monitor), which the service
+#   uses as they are:
 #     docker build -t housing-inference:neuron .
 #   CPU variant (any machine): a plain Python base, torch's CPU wheel installed here:
 #     docker build -t housing-inference:cpu --build-arg VARIANT=cpu \
 #       --build-arg BASE_IMAGE=python:3.11-slim-bookworm .
+#   Neuron SDK releases that ship no DLC (2.32 and later): deploy/Dockerfile.neuron-sdk.
 #
 # Run: docker run -p 8080:8080 -v $PWD/artifacts:/opt/ml/model:ro [--device=/dev/neuron0] IMAGE
 # The command is `serve` (the SageMaker contract: port 8080, model files from /opt/ml/model).
-# An AWS Neuron PyTorch inference image (Python >= 3.10); pin the tag of your Neuron SDK release
-# from the Neuron DLC list. This tag was not pulled here (no registry access).
-ARG BASE_IMAGE=public.ecr.aws/neuron/pytorch-inference-neuronx:2.8.0-neuronx-py311-sdk2.26.0-ubuntu22.04
+#
+# The last PyTorch inference DLC AWS published (Neuron SDK 2.31.1: torch 2.9, the last
+# PyTorch/XLA-based torch-neuronx; Python 3.12; Ubuntu 24.04). Tags follow
+# <torch>-neuronx-py<XY>-sdk<version>-ubuntu<version>; the list is in the README of
+# github.com/aws-neuron/deep-learning-containers and at gallery.ecr.aws/neuron/pytorch-inference-neuronx.
+# Not pulled here (no registry access): `make neuron-check` on an inf2 is what proves it.
+ARG BASE_IMAGE=public.ecr.aws/neuron/pytorch-inference-neuronx:2.9.0-neuronx-py312-sdk2.31.1-ubuntu24.04
 FROM ${BASE_IMAGE}
 
-# neuron: keep the base image's torch (a torch from PyPI would replace the Neuron build).
+# neuron: keep the base image's torch (a torch from PyPI would replace the Neuron build). The
+# DLC's own entrypoint starts TorchServe; ENTRYPOINT below replaces it with this service.
 # cpu: install torch's CPU wheel (an unpinned torch from PyPI is a multi-GB CUDA build).
 ARG VARIANT=neuron
 ARG TORCH_SPEC=torch==2.13.0

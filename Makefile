@@ -10,6 +10,11 @@ TORCH_VERSION ?= 2.13.0
 # torch-xla 2.9 needs torch 2.9 exactly, so the XLA device gets a virtualenv of its own.
 XLA_TORCH_VERSION ?= 2.9.0
 XLA_VERSION ?= 2.9.0
+# torch-neuronx's torch is 2.9 and AWS's last Neuron DLC runs Python 3.12, so the XLA venv uses
+# 3.12 where this machine has one. Each candidate is run, not just found: pyenv's shim answers
+# `command -v python3.12` even when that version is not selected.
+XLA_PYTHON ?= $(shell for p in python3.12 $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12; \
+	do "$$p" -c '' 2>/dev/null && { echo "$$p"; exit 0; }; done; echo $(PYTHON))
 
 HOUSING_ARTIFACTS ?= artifacts
 export HOUSING_ARTIFACTS
@@ -22,7 +27,7 @@ XLA_PY := $(XLA_VENV)/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
 
 .PHONY: help install run train compile serve test lint format test-xla bench container-test clean \
-	loadcheck fuzz overload soak reliability
+	loadcheck fuzz overload soak reliability neuron-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -67,14 +72,17 @@ test: lint ## lint, then the CPU test suite (unit, integration, e2e)
 	HOUSING_DATA=$${HOUSING_DATA:-$(TEST_DATA)} $(PY) -m pytest $(PYTEST_ARGS)
 
 $(XLA_VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(XLA_VENV)
+	$(XLA_PYTHON) -m venv $(XLA_VENV)
 	$(XLA_PY) -m pip install $(PIP_QUIET) --upgrade pip
 	$(XLA_PY) -m pip install $(PIP_QUIET) torch==$(XLA_TORCH_VERSION) torch-xla==$(XLA_VERSION)
 	$(XLA_PY) -m pip install $(PIP_QUIET) -e '.[train,dev]'
 	touch $@
 
-test-xla: $(XLA_VENV)/.installed ## the XLA suite on torch-xla's CPU device, in .venv-xla
-	HOUSING_DATA=$${HOUSING_DATA:-$(TEST_DATA)} PJRT_DEVICE=CPU $(XLA_PY) -m pytest tests/xla $(PYTEST_ARGS)
+# The XLA suite's model is trained by .venv's Python (torch $(TORCH_VERSION)) and compiled and served
+# under torch $(XLA_TORCH_VERSION): the torch versions of a user's training and of torch-neuronx.
+test-xla: $(XLA_VENV)/.installed $(VENV)/.installed ## the XLA suite on torch-xla's CPU device, in .venv-xla (Python 3.12, torch 2.9)
+	HOUSING_DATA=$${HOUSING_DATA:-$(TEST_DATA)} HOUSING_TRAIN_PYTHON=$(abspath $(PY)) PJRT_DEVICE=CPU \
+		$(XLA_PY) -m pytest tests/xla $(PYTEST_ARGS)
 
 bench: $(HOUSING_ARTIFACTS)/model_neuron.pt ## load benchmark vs a bare-ASGI reference (~5 min; xla needs make test-xla first)
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
@@ -98,8 +106,22 @@ soak: $(HOUSING_ARTIFACTS)/model_neuron.pt ## 200,000 requests: RSS flat, no fd 
 
 reliability: loadcheck fuzz overload soak ## all four, one after the other
 
+# On an inf2 instance: the Python that has the Neuron SDK's torch-neuronx -- an activated venv or
+# the DLC's python3, else the DLAMI's PyTorch 2.9 virtualenv. The project installs beside it
+# (its torch is kept: torch>=2.1 is already satisfied).
+NEURON_PYTHON ?= $(shell for p in python3 /opt/aws_neuronx_venv_pytorch_2_9/bin/python \
+	/opt/aws_neuronx_venv_pytorch_2_9*/bin/python; do \
+	"$$p" -c 'import torch_neuronx' 2>/dev/null && { echo "$$p"; exit 0; }; done; echo python3)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+neuron-check: ## on an inf2: devices, compile, parity and timings per bucket, server under wrk (~5 min)
+	command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+	$(NEURON_PYTHON) -m pip install $(PIP_QUIET) -e '.[train]'
+	$(NEURON_PYTHON) -m neuron_check $(NEURON_CHECK_ARGS)
+
 container-test: $(HOUSING_ARTIFACTS)/model_neuron.pt ## build the CPU image with podman, run it, SIGTERM it (~3 min)
 	bash deploy/container-test.sh
 
 clean: ## remove virtualenvs, caches and artifacts
-	rm -rf $(VENV) $(XLA_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info $(HOUSING_ARTIFACTS)
+	rm -rf $(VENV) $(XLA_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info $(HOUSING_ARTIFACTS) \
+		neuron-check

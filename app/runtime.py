@@ -36,7 +36,7 @@ from modelspec.manifest import MANIFEST_FILE, ArtifactError, Manifest, sha256_fi
 logger = logging.getLogger("housing.runtime")
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     STARTING = "starting"
     READY = "ready"
     FAILING = "failing"  # device calls keep failing: readiness 503, requests still taken

