@@ -27,7 +27,7 @@ class CompilerRefused(CompileError):
         cls, detail: str, features_on: str, undocumented: list[str], batch_size: int
     ) -> CompilerRefused:
         operator = refused_operator(detail)
-        what = f"operator {operator}" if operator else "the graph (no operator named)"
+        what = f"refused operator {operator}" if operator else "failed (it named no operator)"
         if undocumented:
             outside = f"; of its operators, AWS's list does not name {', '.join(undocumented)}"
         else:
@@ -40,12 +40,13 @@ class CompilerRefused(CompileError):
         else:
             hint = (
                 "run `neuronx-cc list-operators --framework XLA` on this instance to see what "
-                "this SDK accepts, and read the compiler log in the --workdir folder."
+                "this SDK accepts, and read log-neuron-cc.txt in the compiler work directory "
+                "(--workdir, default <artifacts>/neuron-work)."
             )
         lines = [line for line in detail.splitlines() if line.strip()] or ["(no output)"]
         shown = "\n    ".join(lines[:4] + (["..."] if len(lines) > 4 else []))
         return cls(
-            f"the Neuron compiler refused {what} (--features {features_on}, batch size "
+            f"the Neuron compiler {what} (--features {features_on}, batch size "
             f"{batch_size}){outside}.\nThe compiler said:\n    {shown}\nHint: {hint}",
             operator,
             detail,

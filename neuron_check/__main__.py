@@ -113,13 +113,13 @@ def check_compile(outcome: dict[str, Any]) -> None:
     raise CheckFailed(f"compile failed: {first_line(outcome['error'])}")
 
 
-def serve_and_load(
-    folder: Path, workers: int, args: argparse.Namespace, out: Path
-) -> dict[str, Any]:
-    """Start the server on the compiled artifact and drive it with wrk."""
+def serve_and_load(folder: Path, workers: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Start the server on the compiled artifact, one worker per core, and drive it with wrk."""
+    out: Path = args.out
     env = {
         "HOUSING_ARTIFACTS": str(folder.resolve()),
         "HOUSING_DEVICE": "neuron",
+        "HOUSING_WORKERS": str(workers),
         # 64 connections x 100 rows: room for every row, so a 503 means a real problem.
         "HOUSING_QUEUE_ROWS": "8192",
         "HOUSING_LOG_FORMAT": "text",
@@ -187,7 +187,7 @@ def run(args: argparse.Namespace, report: dict[str, Any]) -> None:
     source = model_folder(args)
     host_dir = copy_model(source, out / "artifacts")
     device_dir = copy_model(source, out / "artifacts-device")
-    sizes = args.batch_sizes or default_buckets()
+    sizes = tuple(report["settings"]["batch_sizes"])
 
     step(3, f"compile --target neuron (features on the host), batch sizes {list(sizes)}")
     report["compile"] = {"host": in_child(compile_neuron, str(host_dir), "host", sizes)}
@@ -212,7 +212,7 @@ def run(args: argparse.Namespace, report: dict[str, Any]) -> None:
         )
 
     step(6, f"the server, one worker per NeuronCore ({VISIBLE_CORES_ENV} per worker)")
-    report["server"] = serve_and_load(host_dir, len(cores), args, out)
+    report["server"] = serve_and_load(host_dir, len(cores), args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "result": "running",
+        "settings": {
+            "batch_sizes": list(args.batch_sizes or default_buckets()),
+            "calls": args.calls,
+            "load_seconds": args.load_seconds,
+        },
     }
     try:
         run(args, report)
