@@ -40,9 +40,8 @@ def time_calls(fn: Callable[[Tensor], object], x: Tensor, calls: int) -> tuple[f
     return float(p50), float(p99)
 
 
-def sample_rows(folder: Path, size: int) -> Tensor:
-    """``size`` validation rows (repeated if the sample is smaller)."""
-    rows = torch.load(folder / VALIDATION_FILE, map_location="cpu", weights_only=True)
+def first_rows(rows: Tensor, size: int) -> Tensor:
+    """The first ``size`` of ``rows`` (repeated if there are fewer)."""
     return rows.repeat((size + len(rows) - 1) // len(rows), 1)[:size].contiguous()
 
 
@@ -59,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(module, "preamble"):
         print("error: the artifact has no preamble; re-run `python -m compile`", file=sys.stderr)
         return 2
+    rows = torch.load(args.artifacts / VALIDATION_FILE, map_location="cpu", weights_only=True)
     print(f"{'rows':>5} {'preamble p50 us':>16} {'body p50 us':>12} {'whole p50 us':>13}")
     for size in args.sizes:
-        x = sample_rows(args.artifacts, size)
+        x = first_rows(rows, size)
         with torch.no_grad():
             features = module.preamble(x)
         pre = time_calls(module.preamble, x, args.calls)[0]

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from app.backends.neuron import NeuronBackend
-from benchmarks.placement import sample_rows, time_calls
+from benchmarks.placement import first_rows, time_calls
 from compile.errors import CompileError, CompilerRefused, ParityError
 from compile.operators import undocumented
 from compile.targets import compile_artifacts, load_eager, parity_by_bucket
@@ -86,7 +86,7 @@ def time_buckets(folder: str, calls: int, core: str) -> dict[str, Any]:
     assert preamble is not None and body is not None  # this check compiled the artifact
     buckets = []
     for size in sizes:
-        x = sample_rows(path, size)
+        x = first_rows(rows, size)
         with torch.no_grad():
             features = preamble(x)
         device_p50, device_p99 = time_calls(body, features, calls)
