@@ -1,6 +1,8 @@
 """Serve the model over HTTP.
 
     HOUSING_ARTIFACTS=artifacts HOUSING_DEVICE=auto python -m app
+    python -m app serve          # the Amazon SageMaker contract (port 8080, /opt/ml/model)
+    python -m app --help         # usage and every HOUSING_* setting
 
 One process serves one device. With ``HOUSING_WORKERS`` > 1 (the default on an instance with
 several NeuronCores) this process becomes a supervisor: it binds the port once and starts one
@@ -9,13 +11,46 @@ server process per NeuronCore, each with its own ``NEURON_RT_VISIBLE_CORES`` (``
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+import textwrap
 
 from pydantic import ValidationError
 
 from app.settings import Settings
-from app.workers import WORKER_FD_ENV, plan_workers, supervise
+from app.workers import VISIBLE_CORES_ENV, WORKER_FD_ENV, plan_workers, supervise
+
+
+def settings_help() -> str:
+    """Every setting: its variable, default and meaning, read from ``Settings`` itself."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    lines = ["settings (environment variables; an invalid value stops the service at once):"]
+    for name, field in Settings.model_fields.items():
+        default = "unset" if field.default is None else str(field.default)
+        lines.append(f"  {prefix}{name.upper()} (default: {default})")
+        lines += textwrap.wrap(
+            field.description or "", 92, initial_indent=" " * 6, subsequent_indent=" " * 6
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m app",
+        description="Serve the house-price model over HTTP (configured by environment "
+        "variables, listed below).",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["serve"],
+        help="serve: the Amazon SageMaker container contract (port 8080 or "
+        "SAGEMAKER_BIND_TO_PORT, model files from /opt/ml/model when HOUSING_ARTIFACTS is unset)",
+    )
+    return parser.parse_args(argv)
 
 
 def load_settings() -> Settings | None:
@@ -46,7 +81,7 @@ def main() -> int:
         from app.server import run_server
 
         if plan.visible_cores:
-            os.environ["NEURON_RT_VISIBLE_CORES"] = plan.visible_cores[0]
+            os.environ[VISIBLE_CORES_ENV] = plan.visible_cores[0]
         return run_server(settings)
     return supervise(settings, plan)
 
@@ -61,4 +96,5 @@ def serve() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(serve() if sys.argv[1:] == ["serve"] else main())
+    args = parse_args(sys.argv[1:])  # --help and unknown arguments exit here (0 and 2)
+    sys.exit(serve() if args.command == "serve" else main())
