@@ -13,6 +13,7 @@ from pydantic import BaseModel, TypeAdapter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api import api_router
+from app.api.docs import mount_docs
 from app.api.endpoint import Guard, PredictionEndpoint
 from app.api.oip import InferEndpoint
 from app.api.oip import openapi_path as infer_openapi_path
@@ -95,9 +96,12 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
         version="0.1.0",
         summary="California house prices from census block-group features, on Inferentia2",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their UI from a CDN: app.api.docs serves local ones
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.include_router(api_router)
+    mount_docs(app)
     app.add_middleware(ObserveMiddleware, observer=observer)
 
     def openapi() -> dict[str, Any]:

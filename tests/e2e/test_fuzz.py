@@ -21,7 +21,7 @@ from reliability.derived import DEEP, INFER, INVOCATIONS, PREDICT, tensors  # no
 from reliability.fuzz import Fuzzer, Target, fuzz  # noqa: E402
 from reliability.server import serve  # noqa: E402
 
-# 10 GET operations x 20 + 3 prediction routes x (20 positive + 20 negative + ~20 derived).
+# 11 GET operations x 20 + 3 prediction routes x (20 positive + 20 negative + ~20 derived).
 EXAMPLES = 20
 SEED = 20261127  # fixed: the same cases on every run, so a failure here is reproducible
 API_KEY = "fuzz-test-key"
@@ -39,7 +39,7 @@ def test_every_answer_is_documented_and_conforms(target: Target) -> None:
     report = fuzz(target, EXAMPLES, SEED)
     print("\n" + "\n".join(report.lines()))
     assert report.failures == 0, "\n".join(report.lines())
-    assert len(report.operations) == 13
+    assert len(report.operations) == 14
     assert all(op.cases["positive"] > 0 for op in report.operations)
     assert 350 <= report.cases <= 450
     # Every documented kind of answer of the prediction routes was reached and checked.

@@ -208,6 +208,28 @@ def test_the_model_summary(client: TestClient, artifacts: Path) -> None:
     assert body["batching"]["max_batch_size"] == max(manifest.compiled.batch_sizes)
 
 
+def test_the_landing_answer_points_to_the_docs_the_probes_and_the_model(
+    client: TestClient, artifacts: Path
+) -> None:
+    body = client.get("/").json()
+    assert body["status"] == "ready"
+    assert (body["model_version"], body["device"]) == (
+        Manifest.load(artifacts).model_version,
+        "cpu",
+    )
+    links = [body["docs"], body["openapi"], body["model"], *body["health"].values()]
+    assert links == [
+        "/docs",
+        "/openapi.json",
+        "/v1/models/housing",
+        "/health/live",
+        "/health/ready",
+    ]
+    for link in links:
+        assert client.get(link).status_code == 200, link
+    assert body["predict"] == "/predict"
+
+
 def test_an_unusual_record_is_answered_with_warnings_and_counted(client: TestClient) -> None:
     before = samples(client)
     usual = client.post("/predict", json=EXAMPLE_RECORD)
