@@ -7,39 +7,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, TypeAdapter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api import api_router
+from app.api import api_router, oip, predict, sagemaker
 from app.api.docs import mount_docs
 from app.api.endpoint import Guard, PredictionEndpoint
 from app.api.oip import InferEndpoint
-from app.api.oip import openapi_path as infer_openapi_path
 from app.api.predict import PredictEndpoint
-from app.api.predict import openapi_path as predict_openapi_path
 from app.api.sagemaker import InvocationsEndpoint
-from app.api.sagemaker import openapi_path as invocations_openapi_path
 from app.errors import StartupError, install_error_handlers
 from app.observe.access import ObserveMiddleware, Observer
 from app.runtime import ModelRuntime
-from app.schemas import (
-    ErrorMessage,
-    HouseValue,
-    InferRequest,
-    InferResponse,
-    InternalError,
-    OipErrorBody,
-    Predictions,
-    ValidationErrors,
-    request_adapter,
-)
+from app.schemas import request_type
 from app.settings import Settings
 
 logger = logging.getLogger("housing.app")
-
-REF_TEMPLATE = "#/components/schemas/{model}"
 
 
 class HousingApp(FastAPI):
@@ -101,53 +85,49 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
     )
     install_error_handlers(app)
     app.include_router(api_router)
+    app.include_router(prediction_docs(settings.max_instances))
     mount_docs(app)
     app.add_middleware(ObserveMiddleware, observer=observer)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _build_openapi(app, settings.max_instances)
+            app.openapi_schema = _build_openapi(app)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
-# Bodies of the bare endpoints, which FastAPI does not see: put in the components by hand.
-HOT_PATH_MODELS: tuple[type[BaseModel], ...] = (
-    HouseValue,
-    Predictions,
-    ValidationErrors,
-    ErrorMessage,
-    InternalError,
-    OipErrorBody,
-    InferRequest,
-    InferResponse,
-)
 REQUEST_ID = "X-Request-ID"
 
 
-def _build_openapi(app: FastAPI, max_instances: int) -> dict[str, Any]:
-    """FastAPI's schema, plus the hand-written entries of the bare hot-path endpoints
-    (``/predict``, ``/invocations``, OIP infer) and the request id every route takes and
-    answers with."""
+def prediction_docs(max_instances: int) -> APIRouter:
+    """Documentation-only FastAPI routes of the bare prediction endpoints
+    (``app.api.documentation``): their OpenAPI, from the types that parse their bodies."""
+    router = APIRouter()
+    body = request_type(max_instances)
+    predict.document(router, body)
+    sagemaker.document(router, body)
+    oip.document(router)
+    return router
+
+
+def _build_openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, with the request id every route takes and answers with, and without
+    FastAPI's default 422 (``HTTPValidationError``), which no route here answers: the
+    prediction routes document their own 422 or 400, and the others take no parameters."""
     schema = get_openapi(
         title=app.title, version=app.version, summary=app.summary, routes=app.routes
     )
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    body = request_adapter(max_instances).json_schema(ref_template=REF_TEMPLATE)
-    components.update(body.pop("$defs", {}))
-    for model in HOT_PATH_MODELS:
-        model_schema = TypeAdapter(model).json_schema(ref_template=REF_TEMPLATE)
-        components.update(model_schema.pop("$defs", {}))
-        components[model.__name__] = model_schema
-    paths = schema["paths"]
-    paths[PredictEndpoint.route] = predict_openapi_path(body)
-    paths[InvocationsEndpoint.route] = invocations_openapi_path(body)
-    paths[InferEndpoint.route] = infer_openapi_path()
-    for item in paths.values():
+    for item in schema["paths"].values():
         for operation in item.values():
+            answer = operation["responses"].get("422", {})
+            if "HTTPValidationError" in str(answer.get("content")):
+                del operation["responses"]["422"]
             _document_request_id(operation)
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
     return schema
 
 

@@ -97,6 +97,13 @@ RequestAdapter = TypeAdapter[Any]
 @lru_cache(maxsize=8)
 def request_adapter(max_instances: int) -> RequestAdapter:
     """The validator of ``POST /predict`` bodies: one record, or ``{"instances": [...]}``."""
+    return TypeAdapter(request_type(max_instances))
+
+
+@lru_cache(maxsize=8)
+def request_type(max_instances: int) -> Any:
+    """The type of ``POST /predict`` bodies, which ``request_adapter`` validates and the
+    OpenAPI schema documents."""
     records: Any = list[House]  # type: ignore[valid-type]
     instances: Any = _typed_dict(
         "Instances",
@@ -113,7 +120,7 @@ def request_adapter(max_instances: int) -> RequestAdapter:
             "[record, ...]}",
         ),
     ]
-    return TypeAdapter(body)
+    return body
 
 
 # Bodies below are documentation: the OpenAPI schema (GET /openapi.json) is built from them, and

@@ -77,7 +77,9 @@ class Landing(BaseModel):
     device: str | None = Field(description="`neuron`, `xla` or `cpu`; null until loaded")
 
 
-@router.get("/", summary="Where to start: docs, health probes and the model", response_model=Landing)
+@router.get(
+    "/", summary="Where to start: docs, health probes and the model", response_model=Landing
+)
 async def read_landing(runtime: RuntimeDep) -> Landing:
     manifest = runtime.manifest
     return Landing(

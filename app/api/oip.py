@@ -7,16 +7,16 @@ request the protocol or the validator refuses, the usual 401/413/415/503/504 oth
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from app.api.documentation import documented_post, refusals
 from app.api.endpoint import JSON, Answer, Decoded, Guard, PredictionEndpoint
 from app.api.models import MODEL_NAME
-from app.api.predict import json_body, ref, refusals
 from app.deps import RuntimeDep
 from app.errors import InvalidInput, error_answer, validation_details
 from app.flags import Flag
@@ -187,39 +187,35 @@ class InferEndpoint(PredictionEndpoint):
         return Answer(orjson.dumps(body), JSON, status, tuple(extra.items()))
 
 
-def openapi_path() -> dict[str, Any]:
-    """The OpenAPI path item of ``POST /v2/models/housing/infer``."""
-    binary = {"type": "string", "format": "binary"}
-    length = {
-        "name": "Inference-Header-Content-Length",
-        "in": "header",
-        "required": False,
-        "description": "Binary tensor extension: the length of the JSON part of the body",
-        "schema": {"type": "integer", "minimum": 0},
-    }
-    return {
-        "post": {
-            "tags": ["open inference protocol"],
-            "summary": "Infer: house values from the raw features, one tensor each",
-            "operationId": "oip_model_infer",
-            "parameters": [length],
+def document(router: APIRouter) -> None:
+    """``POST /v2/models/housing/infer`` in the schema (``app.api.documentation``): the JSON
+    envelope is ``InferRequest``; with the binary tensor extension the body is bytes."""
+    length = Header(
+        alias="Inference-Header-Content-Length",
+        ge=0,
+        description="Binary tensor extension: the length of the JSON part of the body",
+    )
+    documented_post(
+        router,
+        InferEndpoint.route,
+        "oip_model_infer",
+        {"body": InferRequest, "header_length": (Annotated[int, length], None)},
+        tags=["open inference protocol"],
+        summary="Infer: house values from the raw features, one tensor each",
+        response_model=InferResponse,
+        response_description="house_value, FP32 [N]",
+        responses={
+            400: {
+                "model": OipErrorBody,
+                "description": "A request the protocol or the feature rules refuse",
+            },
+            **refusals(OipErrorBody, OipErrorBody),
+        },
+        openapi_extra={
             "requestBody": {
-                "required": True,
                 "content": {
-                    **json_body(ref(InferRequest)),
-                    "application/octet-stream": {"schema": binary},
-                },
-            },
-            "responses": {
-                "200": {
-                    "description": "house_value, FP32 [N]",
-                    "content": json_body(ref(InferResponse)),
-                },
-                "400": {
-                    "description": "A request the protocol or the feature rules refuse",
-                    "content": json_body(ref(OipErrorBody)),
-                },
-                **refusals(ref(OipErrorBody), ref(OipErrorBody)),
-            },
-        }
-    }
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                }
+            }
+        },
+    )

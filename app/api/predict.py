@@ -4,17 +4,19 @@ This is the hot path, so it is a bare ASGI endpoint rather than a FastAPI route:
 dependency injection and Request/Response objects cost several times what parsing, validating
 and running the model do (see the README's benchmark). It reads the body, checks it (the fast
 accept-only check of ``app.fastparse``, else the pydantic validator, which explains errors),
-queues the rows for the batcher, and writes the answer with orjson. Its OpenAPI entry is
-written from the same schemas by ``openapi_path``.
+queues the rows for the batcher, and writes the answer with orjson. ``document`` declares its
+OpenAPI to FastAPI from the same types.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel
+from fastapi import APIRouter, Body
+from fastapi.openapi.models import Example
 
+from app.api.documentation import documented_post, refusals
 from app.api.endpoint import Answer, Decoded, Guard, PredictionEndpoint
 from app.fastparse import accept
 from app.flags import Flag
@@ -28,7 +30,7 @@ from app.schemas import (
     ValidationErrors,
     request_adapter,
 )
-from modelspec.features import EXAMPLE_RECORD, encode, encode_records
+from modelspec.features import EXAMPLE_RECORD, IMPUTED_COLUMN, encode, encode_records
 
 # Bodies from this size (about 8 records) take the fast check first. Its numpy work has a
 # fixed cost that outweighs pydantic's ~2.4 us per record on small bodies (measured: with the
@@ -69,87 +71,35 @@ class PredictEndpoint(PredictionEndpoint):
         return Answer(orjson.dumps(body))
 
 
-def ref(model: type[BaseModel]) -> dict[str, str]:
-    """A reference to ``model``'s schema (``app.main`` puts it in the components)."""
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
+# The second record leaves total_bedrooms out: it is imputed (null does the same).
+_SECOND = {k: v for k, v in EXAMPLE_RECORD.items() if k != IMPUTED_COLUMN} | {"median_income": 3.5}
+EXAMPLES: dict[str, Example] = {
+    "one record": {"value": EXAMPLE_RECORD},
+    "instances": {"value": {"instances": [EXAMPLE_RECORD, _SECOND]}},
+}
 
 
-def json_body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
+def document(router: APIRouter, body: Any) -> None:
+    """``POST /predict`` in the schema (``app.api.documentation``); ``body`` is the request
+    type that ``request_adapter`` validates with."""
+    documented_post(
+        router,
+        PredictEndpoint.route,
+        "predict_house_values",
+        {"body": Annotated[body, Body(openapi_examples=EXAMPLES)]},
+        tags=["predict"],
+        summary="Predict house values",
+        description="Median house value in US dollars for each census block group in the body: "
+        'one record, or `{"instances": [...]}` answered in order.',
+        response_model=HouseValue | Predictions,
+        response_description="One value for one record, a list in order for instances",
+        responses={422: invalid_body(), **refusals(ErrorMessage, InternalError)},
+    )
 
 
-def _header(description: str) -> dict[str, Any]:
-    return {"description": description, "required": True, "schema": {"type": "string"}}
-
-
-def refusals(error: dict[str, Any], internal: dict[str, Any]) -> dict[str, Any]:
-    """The answers every prediction route shares besides its own 200 and invalid-body answer:
-    ``app.api.endpoint``'s checks (401, 405, 413, 415), the batcher (503, 504) and a bug (500),
-    each with ``error`` (``internal`` for the 500) as the schema of its body."""
-
-    def answer(description: str, **headers: str) -> dict[str, Any]:
-        doc: dict[str, Any] = {"description": description, "content": json_body(error)}
-        if headers:
-            doc["headers"] = {name: _header(text) for name, text in headers.items()}
-        return doc
-
+def invalid_body(note: str = "") -> dict[str, Any]:
+    """The 422 answer of /predict's checks (``note``: what a route adds to its description)."""
     return {
-        "401": answer(
-            "HOUSING_API_KEY is set and the request has no or the wrong key",
-            **{"WWW-Authenticate": "Bearer"},
-        ),
-        "405": answer("Another method than POST", Allow="POST"),
-        "413": answer("The body is larger than HOUSING_MAX_BODY_BYTES (the connection closes)"),
-        "415": answer("A Content-Type this route does not take"),
-        "500": {
-            "description": "A bug or a device fault; error_id is in the log with the trace",
-            "content": json_body(internal),
-        },
-        "503": answer(
-            "Not ready (starting, stopping) or overloaded: retry", **{"Retry-After": "Seconds"}
-        ),
-        "504": answer("The deadline (HOUSING_REQUEST_TIMEOUT_S) passed"),
-    }
-
-
-def invalid_body() -> dict[str, Any]:
-    return {
-        "422": {
-            "description": "Invalid body: each error names the field and the reason",
-            "content": json_body(ref(ValidationErrors)),
-        }
-    }
-
-
-def openapi_path(body_schema: dict[str, Any]) -> dict[str, Any]:
-    """The OpenAPI path item of ``POST /predict``."""
-    second = {**EXAMPLE_RECORD, "total_bedrooms": None, "median_income": 3.5}
-    return {
-        "post": {
-            "tags": ["predict"],
-            "summary": "Predict house values",
-            "description": "Median house value in US dollars for each census block group in "
-            'the body: one record, or `{"instances": [...]}` answered in order.',
-            "operationId": "predict_house_values",
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": body_schema,
-                        "examples": {
-                            "one record": {"value": EXAMPLE_RECORD},
-                            "instances": {"value": {"instances": [EXAMPLE_RECORD, second]}},
-                        },
-                    }
-                },
-            },
-            "responses": {
-                "200": {
-                    "description": "One value for one record, a list in order for instances",
-                    "content": json_body({"oneOf": [ref(HouseValue), ref(Predictions)]}),
-                },
-                **invalid_body(),
-                **refusals(ref(ErrorMessage), ref(InternalError)),
-            },
-        }
+        "model": ValidationErrors,
+        "description": f"Invalid body: each error names the field and the reason{note}",
     }

@@ -8,17 +8,17 @@ per line; ``application/json``), else the request's own format. SageMaker's othe
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Body
 
+from app.api.documentation import documented_post, refusals
 from app.api.endpoint import JSON, Answer, Decoded, media_type
 from app.api.health import read_readiness
-from app.api.predict import PredictEndpoint
-from app.api.predict import openapi_path as predict_openapi_path
+from app.api.predict import EXAMPLES, PredictEndpoint, invalid_body
 from app.flags import Flag
 from app.protocols.tabular import parse_csv
-from app.schemas import Readiness
+from app.schemas import ErrorMessage, HouseValue, InternalError, Predictions, Readiness
 from modelspec.features import EXAMPLE_RECORD, RAW_COLUMNS, encode_records
 
 CSV = "text/csv"
@@ -60,23 +60,38 @@ class InvocationsEndpoint(PredictEndpoint):
         return super().reply(values, Decoded(decoded.encoded, single), headers, flags)
 
 
-def openapi_path(body_schema: dict[str, Any]) -> dict[str, Any]:
-    """The OpenAPI path item of ``POST /invocations``: ``/predict``'s, plus CSV both ways."""
-    item = predict_openapi_path(body_schema)["post"]
-    header = ",".join(RAW_COLUMNS)
-    csv_text = {"type": "string", "description": f"Rows of {header}; a header line may come first"}
+def document(router: APIRouter, body: Any) -> None:
+    """``POST /invocations`` in the schema (``app.api.documentation``): ``/predict``'s JSON,
+    plus CSV both ways (``openapi_extra``: the CSV rows are text, parsed by ``parse_csv``)."""
     example_row = ",".join(str(EXAMPLE_RECORD[c]) for c in RAW_COLUMNS)
-    item["requestBody"]["content"][CSV] = {"schema": csv_text, "example": f"{example_row}\n"}
-    ok = item["responses"]["200"]
-    ok["description"] = "Values in dollars, in the format of Accept, else of the request"
-    ok["content"][CSV] = {"schema": {"type": "string", "description": "One value per line"}}
-    item["responses"]["422"]["description"] += " (CSV: `line N.field`)"
-    return {
-        "post": {
-            **item,
-            "tags": ["sagemaker"],
-            "summary": "SageMaker inference: /predict's JSON, or CSV rows",
-            "description": "The Amazon SageMaker container's inference route.",
-            "operationId": "sagemaker_invocations",
-        }
-    }
+    rows = f"Rows of {','.join(RAW_COLUMNS)}; a header line may come first"
+    documented_post(
+        router,
+        InvocationsEndpoint.route,
+        "sagemaker_invocations",
+        {"body": Annotated[body, Body(openapi_examples=EXAMPLES)]},
+        tags=["sagemaker"],
+        summary="SageMaker inference: /predict's JSON, or CSV rows",
+        description="The Amazon SageMaker container's inference route.",
+        response_model=HouseValue | Predictions,
+        response_description="Values in dollars, in the format of Accept, else of the request",
+        responses={
+            200: {
+                "content": {
+                    CSV: {"schema": {"type": "string", "description": "One value per line"}}
+                }
+            },
+            422: invalid_body(" (CSV: `line N.field`)"),
+            **refusals(ErrorMessage, InternalError),
+        },
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    CSV: {
+                        "schema": {"type": "string", "description": rows},
+                        "example": f"{example_row}\n",
+                    }
+                }
+            }
+        },
+    )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pandas as pd
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from app.api.documentation import DocumentationOnly
+from app.main import prediction_docs
 from modelspec.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS, RAW_COLUMNS
 from tests.integration.conftest import records
 
@@ -180,3 +184,25 @@ def test_oip_refuses_unknown_outputs_and_bad_json(client: TestClient) -> None:
     )
     assert broken.status_code == 400
     assert "not valid JSON" in broken.json()["error"]
+
+
+def test_the_documentation_routes_are_never_dispatched(
+    client: TestClient, rows: list[dict[str, Any]]
+) -> None:
+    bodies = {
+        "/predict": {"json": rows[0]},
+        "/invocations": {"content": csv_body(rows[:2]), "headers": CSV},
+        "/v2/models/housing/infer": {"json": {"inputs": tensors(rows[:2])}},
+    }
+    routes = [r for r in prediction_docs(300).routes if isinstance(r, APIRoute)]
+    assert sorted(r.path for r in routes) == sorted(bodies)
+    for route in routes:
+        # What dispatching one would do: a 500, which none of the requests below gets.
+        with pytest.raises(DocumentationOnly):
+            asyncio.run(route.endpoint())
+        answer = client.post(route.path, **bodies[route.path])
+        assert answer.status_code == 200, answer.text
+        # The bare endpoint's 405 (FastAPI's would say "Method Not Allowed" without Allow).
+        wrong = client.get(route.path)
+        assert (wrong.status_code, wrong.headers.get("allow")) == (405, "POST")
+        assert "use POST" in wrong.text
