@@ -38,7 +38,7 @@ DeviceCall = Callable[[np.ndarray], np.ndarray]
 
 
 class BatchObserver(Protocol):
-    """Told of every device call (``app.observe.metrics.Metrics`` is one)."""
+    """Told of every device call (``app.runtime.ModelRuntime`` is the one in service)."""
 
     def observe_batch(
         self, rows: int, device_seconds: float, waits: list[float], queued_rows: int
@@ -47,6 +47,28 @@ class BatchObserver(Protocol):
     def observe_dropped(self, rows: int) -> None: ...
 
     def observe_failure(self, exc: Exception) -> None: ...
+
+
+class Arrivals:
+    """Requests that have started but are not queued yet (reading or parsing their bodies).
+
+    ``with batcher.arrivals:`` around that work. While any request is arriving, the consumer
+    may wait (up to ``max_delay``) for its rows; each one leaving wakes the consumer to look
+    again. One shared object, no allocation per request: this is on every request's path.
+    """
+
+    __slots__ = ("_wakeup", "count")
+
+    def __init__(self, wakeup: asyncio.Event) -> None:
+        self.count = 0
+        self._wakeup = wakeup
+
+    def __enter__(self) -> None:
+        self.count += 1
+
+    def __exit__(self, *_: object) -> None:
+        self.count -= 1
+        self._wakeup.set()
 
 
 class Overloaded(Exception):
@@ -128,8 +150,9 @@ class Batcher:
         self._part_rows = max_batch_size if self.combine else max_chunk
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
-        self._arriving = 0
         self._wakeup = asyncio.Event()
+        # ``with batcher.arrivals:`` around a request's reading and parsing (see Arrivals).
+        self.arrivals = Arrivals(self._wakeup)
         self._task: asyncio.Task[None] | None = None
         # Built inside the running loop (the lifespan); kept, as the hot path needs it often.
         self._loop = asyncio.get_running_loop()
@@ -155,18 +178,6 @@ class Batcher:
             if not item.future.done():
                 item.future.set_exception(ShuttingDown("the server is shutting down"))
         self._queued_rows = 0
-
-    def arrive(self) -> None:
-        """A request has started and is not queued yet (reading or parsing its body).
-
-        While any request is arriving, the consumer may wait (up to ``max_delay``) for it.
-        Pair every call with ``arrived()`` (in a ``finally``).
-        """
-        self._arriving += 1
-
-    def arrived(self) -> None:
-        self._arriving -= 1
-        self._wakeup.set()
 
     def submit(self, rows: np.ndarray, timeout_s: float | None = None) -> Ticket:
         """Queue ``rows``; ``await ticket.result()`` gives their results, in order.
@@ -200,7 +211,7 @@ class Batcher:
     def _batch_ready(self) -> bool:
         if not self._queue:
             return False
-        if not self.combine or self._queued_rows >= self.max_batch_size or self._arriving == 0:
+        if not self.combine or self._queued_rows >= self.max_batch_size or not self.arrivals.count:
             return True
         return time.monotonic() - self._queue[0].enqueued >= self.max_delay_s
 

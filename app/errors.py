@@ -64,6 +64,22 @@ def validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
     return [{"field": field_path(e["loc"]), "message": e["msg"], "type": e["type"]} for e in errors]
 
 
+_REASONS = {401: "unauthorized", 405: "method", 413: "too_large", 415: "media_type"}
+
+
+def refusal_reason(exc: Exception, status: int) -> str:
+    """The ``reason`` label of ``housing_rejected_requests`` for a failed request."""
+    if isinstance(exc, Overloaded):
+        return "overloaded"
+    if isinstance(exc, DeadlineExceeded):
+        return "expired"
+    if isinstance(exc, NotReadyError | ShuttingDown):
+        return "not_ready"
+    if status in _REASONS:
+        return _REASONS[status]
+    return "invalid" if status < 500 else "error"
+
+
 def error_answer(
     exc: Exception, where: str, request_id: str
 ) -> tuple[int, dict[str, Any], dict[str, str]]:

@@ -13,12 +13,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api import api_router, oip, predict, sagemaker
 from app.api.docs import mount_docs
-from app.api.endpoint import Guard, PredictionEndpoint
+from app.api.endpoint import PredictionEndpoint
+from app.api.guard import Guard
 from app.api.oip import InferEndpoint
 from app.api.predict import PredictEndpoint
 from app.api.sagemaker import InvocationsEndpoint
 from app.errors import StartupError, install_error_handlers
-from app.observe.access import ObserveMiddleware, Observer
+from app.observe.access import RequestRecorder, RequestRecorderMiddleware
 from app.runtime import ModelRuntime
 from app.schemas import request_type
 from app.settings import Settings
@@ -68,11 +69,11 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
         max_body_bytes=settings.max_body_bytes,
         api_key=settings.api_key.get_secret_value().encode() if settings.api_key else None,
     )
-    observer = Observer(runtime.metrics, settings.access_log)
-    endpoints: list[PredictionEndpoint] = [
-        PredictEndpoint(runtime, guard, observer),
-        InvocationsEndpoint(runtime, guard, observer),
-        InferEndpoint(runtime, guard, observer),
+    recorder = RequestRecorder(runtime.metrics, settings.access_log)
+    endpoints: list[PredictionEndpoint[Any]] = [
+        PredictEndpoint(runtime, guard, recorder),
+        InvocationsEndpoint(runtime, guard, recorder),
+        InferEndpoint(runtime, guard, recorder),
     ]
     app = HousingApp(
         hot_paths={e.route: e for e in endpoints},
@@ -87,7 +88,7 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
     app.include_router(api_router)
     app.include_router(prediction_docs(settings.max_instances))
     mount_docs(app)
-    app.add_middleware(ObserveMiddleware, observer=observer)
+    app.add_middleware(RequestRecorderMiddleware, recorder=recorder)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

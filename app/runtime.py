@@ -31,7 +31,7 @@ from app.errors import NotReadyError, StartupError
 from app.flags import Flagger
 from app.observe.metrics import Metrics
 from app.settings import Settings
-from modelspec.manifest import MANIFEST_FILE, ArtifactError, Manifest, sha256_file
+from modelspec.manifest import ARTIFACT_FILE, MANIFEST_FILE, ArtifactError, Manifest, sha256_file
 
 logger = logging.getLogger("housing.runtime")
 
@@ -55,8 +55,8 @@ def verify_artifacts(folder: Path) -> tuple[Manifest, Path]:
     compiled = manifest.compiled
     if compiled is None:
         raise ArtifactError(
-            f"{folder / 'manifest.json'} has no compiled artifact",
-            "run `python -m compile` (it writes model_neuron.pt and records it in the manifest).",
+            f"{folder / MANIFEST_FILE} has no compiled artifact",
+            f"run `python -m compile` (it writes {ARTIFACT_FILE} and records it in the manifest).",
         )
     artifact = folder / compiled.artifact
     if not artifact.is_file():
@@ -153,9 +153,8 @@ class ModelRuntime:
         """Verify, load and warm up; raises StartupError (with a hint) on any failure."""
         await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
         # Again on this thread, which makes the device calls when they run inline (cpu):
-        # OpenMP keeps its thread count per calling thread, and without this a 64-row call
-        # here used 2 threads whose barrier stalled for ~38 ms whenever the other core was
-        # busy (0.3 ms with 1 thread) -- found by `make overload`.
+        # OpenMP keeps its thread count per calling thread, and on 2 threads a 64-row call
+        # waits ~38 ms at their barrier whenever the other core is busy (0.3 ms on 1 thread).
         torch.set_num_threads(self.settings.torch_threads)
         assert self._backend is not None
         largest = max(self._backend.batch_sizes)

@@ -57,7 +57,7 @@ def _house_type() -> Any:
 House = _house_type()
 
 
-class Warning(BaseModel):
+class InputWarning(BaseModel):
     """A row outside what training covered; the prediction is made all the same."""
 
     row: int = Field(description="Index of the record (0 for a single record)")
@@ -77,12 +77,12 @@ _WARNINGS = Field(
 
 class HouseValue(BaseModel):
     house_value: float = Field(description="Predicted median house value, US dollars")
-    warnings: list[Warning] | SkipJsonSchema[None] = _WARNINGS
+    warnings: list[InputWarning] | SkipJsonSchema[None] = _WARNINGS
 
 
 class Predictions(BaseModel):
     predictions: list[float] = Field(description="House values in dollars, in request order")
-    warnings: list[Warning] | SkipJsonSchema[None] = _WARNINGS
+    warnings: list[InputWarning] | SkipJsonSchema[None] = _WARNINGS
 
 
 def _body_kind(value: Any) -> str | None:
@@ -198,7 +198,7 @@ class FeaturesInfo(BaseModel):
     inputs: list[str]
 
 
-class TrainingInfo(BaseModel):
+class TrainingSummary(BaseModel):
     data: str
     rows_train: int
     rows_val: int
@@ -222,7 +222,7 @@ class ModelInfo(BaseModel):
     device: str | None
     artifact: ArtifactInfo
     features: FeaturesInfo
-    training: TrainingInfo
+    training: TrainingSummary
     batching: BatchingInfo
 
 

@@ -72,6 +72,9 @@ class HousingServer(uvicorn.Server):
             watchdog.start()
             if self.settings.drain_delay_s > 0:
                 self._stop_at = self.stop_requested_at + self.settings.drain_delay_s
+                # What uvicorn's handle_exit does first (it re-raises these signals after the
+                # shutdown), without its should_exit: the server keeps accepting until _stop_at.
+                # A private attribute: uvicorn is pinned, and tests/unit/test_server.py checks it.
                 self._captured_signals.append(sig)
                 return
         super().handle_exit(sig, frame)  # a second signal skips the rest of the drain delay

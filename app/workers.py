@@ -233,8 +233,8 @@ def _die_with_parent() -> None:
 def _forget_metrics(pid: int, metrics_dir: str) -> None:
     """Drop a dead worker's live gauges from the shared metrics (prometheus-client's rule).
 
-    The folder is passed: only the workers have it in their environment, and without it the
-    supervisor crashed on the first worker death instead of restarting it."""
+    The folder is passed: only the workers have it in their environment, so prometheus-client
+    cannot find it in the supervisor's."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(pid, metrics_dir)

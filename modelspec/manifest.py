@@ -52,7 +52,7 @@ class Preprocessing(_Strict):
     input_ranges: dict[str, tuple[float, float]] = {}
 
 
-class Metrics(_Strict):
+class QualityMetrics(_Strict):
     """Dollars (R²: share of the variance explained) of the kept epoch. ``train_rmse`` is on
     the rows trained on, ``holdout_rmse`` on the early-stopping slice of the training split,
     ``val_*`` on the blog's 20% validation split."""
@@ -76,7 +76,7 @@ class TrainingInfo(_Strict):
     seconds: float
     torch_version: str
     created_at: str
-    metrics: Metrics
+    metrics: QualityMetrics
     # Early stopping (absent in manifests written before it): rows held out of the training
     # split to choose the epoch, epochs run, the epoch kept, and the patience.
     rows_holdout: int | None = None

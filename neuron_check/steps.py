@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from app.backends.neuron import NeuronBackend
+from app.workers import VISIBLE_CORES_ENV
 from benchmarks.placement import first_rows, time_calls
 from compile.errors import CompileError, CompilerRefused, ParityError
 from compile.operators import undocumented
@@ -64,7 +65,7 @@ def compile_neuron(folder: str, features_on: FeaturesOn, sizes: tuple[int, ...])
 def time_buckets(folder: str, calls: int, core: str) -> dict[str, Any]:
     """Load the artifact as a worker does (on NeuronCore ``core``), check every bucket against
     the eager model, and time each bucket's device call, preamble and whole call."""
-    os.environ.setdefault("NEURON_RT_VISIBLE_CORES", core)  # before the runtime loads
+    os.environ.setdefault(VISIBLE_CORES_ENV, core)  # before the runtime loads
     torch.set_num_threads(1)  # the server's default
     path = Path(folder)
     manifest = Manifest.load(path)

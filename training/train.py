@@ -30,12 +30,13 @@ from modelspec.features import (
     spec_dict,
 )
 from modelspec.manifest import (
+    ARTIFACT_FILE,
     CHECKPOINT_FILE,
     EXAMPLE_FILE,
     VALIDATION_FILE,
     Manifest,
-    Metrics,
     Preprocessing,
+    QualityMetrics,
     TrainingInfo,
 )
 from modelspec.network import HousingNet, NetConfig
@@ -250,7 +251,7 @@ def train(
 
         val_pred = predict_dollars(model, val.x)
         val_scores = scores(val_pred.numpy(), val.y.numpy())
-        metrics = Metrics(
+        metrics = QualityMetrics(
             train_rmse=history[best_epoch - 1].train_rmse,
             val_rmse=val_scores.rmse,
             val_mae=val_scores.mae,
@@ -339,6 +340,6 @@ def write_artifacts(out_dir: Path, model: HousingNet, manifest: Manifest, x_val:
     torch.save(x_val[:VALIDATION_SAMPLE_ROWS].clone(), out_dir / VALIDATION_FILE)
     # A manifest from an earlier compile would describe an artifact of the old model, and so
     # would an earlier report: drop them.
-    (out_dir / "model_neuron.pt").unlink(missing_ok=True)
+    (out_dir / ARTIFACT_FILE).unlink(missing_ok=True)
     remove_report(out_dir)
     manifest.save(out_dir)

@@ -2,34 +2,35 @@
 
 Prediction routes are the hot path, so they skip FastAPI's routing, dependency injection and
 Request/Response objects (several times the cost of the model call: see the README's
-benchmark). Every one of them does the same checks first, in this order, each refusing with a
-clear status: method (405), API key (401), content type (415), body size (413). Then the
-subclass's ``decode``, the batcher, and the subclass's ``reply``; any exception becomes the
-subclass's ``refuse`` answer. The request id (``X-Request-ID``, taken or made) is on every
-answer and log line, and is the ``error_id`` of a 500.
+benchmark). Every request goes the same way: the guard's checks (``app.api.guard``), the
+subclass's ``decode`` into encoded rows and a typed context, the batcher, and the subclass's
+``reply`` from the rows' dollars and that context; any exception becomes the subclass's
+``refuse`` answer. The request id (``X-Request-ID``, taken or made) is on every answer and log
+line, and is the ``error_id`` of a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic, TypeVar
 
 import numpy as np
 import orjson
 from starlette.types import Message, Receive, Scope, Send
 
-from app.batching import DeadlineExceeded, Overloaded, ShuttingDown, Ticket
-from app.errors import ClientDisconnected, NotReadyError, RequestRefused, error_answer
+from app.api.guard import Guard, Headers
+from app.batching import Overloaded, Ticket
+from app.errors import ClientDisconnected, error_answer, refusal_reason
 from app.flags import Flag
-from app.observe.access import Observer
+from app.observe.access import RequestRecorder
 from app.observe.logs import request_id_from
 from app.runtime import ModelRuntime
 
 JSON = "application/json"
+C = TypeVar("C")
 
 
 @dataclass(frozen=True)
@@ -41,67 +42,11 @@ class Answer:
 
 
 @dataclass(frozen=True)
-class Decoded:
+class Decoded(Generic[C]):
     """A checked request: its encoded rows, and what ``reply`` needs to answer in kind."""
 
     encoded: np.ndarray
-    context: Any = None
-
-
-@dataclass(frozen=True)
-class Guard:
-    """The checks every prediction route shares, from the settings."""
-
-    max_body_bytes: int
-    api_key: bytes | None
-
-    def check_key(self, headers: dict[bytes, bytes]) -> None:
-        if self.api_key is None:
-            return
-        given = headers.get(b"x-api-key")
-        if given is None:
-            auth = headers.get(b"authorization", b"")
-            scheme, _, token = auth.partition(b" ")
-            given = token.strip() if scheme.lower() == b"bearer" else None
-        # Constant time, so the key cannot be guessed byte by byte from response times.
-        if given is None or not hmac.compare_digest(given, self.api_key):
-            raise RequestRefused(
-                401,
-                "missing or wrong API key. Hint: send 'Authorization: Bearer <key>' or "
-                "'X-API-Key: <key>' with the value of HOUSING_API_KEY.",
-                {"WWW-Authenticate": "Bearer"},
-            )
-
-    async def read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            raise self._too_large()  # refused before a byte of the body is read
-        message = await receive()
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            if len(body) > self.max_body_bytes:
-                raise self._too_large()
-            return body  # the common case: the whole body in one message
-        chunks = [body]
-        size = len(body)
-        while message.get("more_body", False):
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnected()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:  # chunked uploads have no content-length
-                raise self._too_large()
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _too_large(self) -> RequestRefused:
-        return RequestRefused(
-            413,
-            f"the body is larger than HOUSING_MAX_BODY_BYTES={self.max_body_bytes} bytes. "
-            "Hint: split the request, or raise the limit.",
-            {"Connection": "close"},  # the rest of the body is never read: drop the connection
-        )
+    context: C
 
 
 # A request still waiting after this long starts watching for its client's disconnect. Not
@@ -148,48 +93,37 @@ def dollars(values: np.ndarray) -> list[float]:
     return dollars
 
 
-def media_type(value: bytes | None) -> str:
-    """``application/json; charset=utf-8`` -> ``application/json``; absent -> ``""``."""
-    if value is None:
-        return ""
-    return value.split(b";", 1)[0].strip().lower().decode("latin-1")
-
-
-class PredictionEndpoint:
+class PredictionEndpoint(Generic[C]):
     """Subclasses set ``route`` and ``media_types`` and write ``decode`` and ``reply`` (and
-    ``refuse`` for a protocol with its own error format)."""
+    ``refuse`` for a protocol with its own error format); ``C`` is their context's type."""
 
     route = ""
     # Accepted request media types; "" stands for a request without a Content-Type.
     media_types: frozenset[str] = frozenset({JSON, ""})
 
-    def __init__(self, runtime: ModelRuntime, guard: Guard, observer: Observer) -> None:
+    def __init__(self, runtime: ModelRuntime, guard: Guard, recorder: RequestRecorder) -> None:
         self.runtime = runtime
         self.guard = guard
-        self.observer = observer
+        self.recorder = recorder
         # Body bytes per row of this route's recent requests (a moving average; 0: none yet).
         self.bytes_per_row = 0.0
 
-    def decode(self, body: bytes, headers: dict[bytes, bytes]) -> Decoded:
+    def decode(self, body: bytes, headers: Headers) -> Decoded[C]:
         """Parse and validate the body into encoded rows (raise to refuse it)."""
         raise NotImplementedError
 
     def reply(
-        self, values: list[float], decoded: Decoded, headers: dict[bytes, bytes], flags: list[Flag]
+        self, values: list[float], decoded: Decoded[C], headers: Headers, flags: list[Flag]
     ) -> Answer:
         """The answer for the rows' values in dollars, in order, and their flags
         (``app.flags``; already counted in the metrics)."""
         raise NotImplementedError
 
-    async def answer(self, body: bytes, headers: dict[bytes, bytes], receive: Receive) -> Answer:
+    async def answer(self, body: bytes, headers: Headers, receive: Receive) -> Answer:
         runtime = self.runtime
         batcher = runtime.accepting_batcher()
-        # While this request is parsed, the batcher may wait for its rows (see batching.py).
-        batcher.arrive()
-        try:
+        with batcher.arrivals:  # while it is parsed, the batcher may wait for its rows
             decoded = self.decode(body, headers)
-        finally:
-            batcher.arrived()
         rows = decoded.encoded.shape[0]
         if rows:
             seen = len(body) / rows
@@ -213,11 +147,11 @@ class PredictionEndpoint:
         try:
             reply = await self._run(scope, headers, receive)
         except ClientDisconnected:
-            self.observer.finish(scope, self.route, 499, started, request_id)
+            self.recorder.finish(scope, self.route, 499, started, request_id)
             return  # nobody is left to answer
         except Exception as exc:  # noqa: BLE001 - every failure gets a clean answer
             reply = self.refuse(exc, request_id)
-            self.observer.metrics.observe_refusal(refusal_reason(exc, reply.status))
+            self.recorder.metrics.observe_refusal(refusal_reason(exc, reply.status))
         raw: list[tuple[bytes, bytes]] = [
             (b"content-type", reply.content_type.encode()),
             (b"content-length", b"%d" % len(reply.body)),
@@ -226,23 +160,15 @@ class PredictionEndpoint:
         raw += [(k.lower().encode(), v.encode()) for k, v in reply.headers]
         await send({"type": "http.response.start", "status": reply.status, "headers": raw})
         await send({"type": "http.response.body", "body": reply.body})
-        self.observer.finish(scope, self.route, reply.status, started, request_id)
+        self.recorder.finish(scope, self.route, reply.status, started, request_id)
 
-    async def _run(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Answer:
-        if scope["method"] != "POST":
-            raise RequestRefused(405, "use POST", {"Allow": "POST"})
-        self.guard.check_key(headers)
-        kind = media_type(headers.get(b"content-type"))
-        if kind not in self.media_types:
-            accepted = ", ".join(sorted(t for t in self.media_types if t))
-            raise RequestRefused(
-                415, f"content type {kind!r} is not accepted here. Hint: send one of {accepted}."
-            )
+    async def _run(self, scope: Scope, headers: Headers, receive: Receive) -> Answer:
+        self.guard.admit(scope["method"], headers, self.media_types)
         self.shed_early(headers)
         body = await self.guard.read_body(headers, receive)
         return await self.answer(body, headers, receive)
 
-    def shed_early(self, headers: dict[bytes, bytes]) -> None:
+    def shed_early(self, headers: Headers) -> None:
         """Under load, refuse (503) a request whose rows will not fit in the queue before
         reading its body, judging its rows from Content-Length and ``bytes_per_row``.
 
@@ -263,19 +189,3 @@ class PredictionEndpoint:
                 f"{batcher.queued_rows} rows are queued and the limit is {batcher.queue_rows}; "
                 f"this request holds about {rows:.0f}"
             )
-
-
-_REASONS = {401: "unauthorized", 405: "method", 413: "too_large", 415: "media_type"}
-
-
-def refusal_reason(exc: Exception, status: int) -> str:
-    """The ``reason`` label of ``housing_rejected_requests`` for a failed request."""
-    if isinstance(exc, Overloaded):
-        return "overloaded"
-    if isinstance(exc, DeadlineExceeded):
-        return "expired"
-    if isinstance(exc, NotReadyError | ShuttingDown):
-        return "not_ready"
-    if status in _REASONS:
-        return _REASONS[status]
-    return "invalid" if status < 500 else "error"

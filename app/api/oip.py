@@ -15,12 +15,13 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from app.api.documentation import documented_post, refusals
-from app.api.endpoint import JSON, Answer, Decoded, Guard, PredictionEndpoint
+from app.api.endpoint import JSON, Answer, Decoded, PredictionEndpoint
+from app.api.guard import Guard, Headers
 from app.api.models import MODEL_NAME
 from app.deps import RuntimeDep
 from app.errors import InvalidInput, error_answer, validation_details
 from app.flags import Flag
-from app.observe.access import Observer
+from app.observe.access import RequestRecorder
 from app.protocols import oip
 from app.runtime import ModelRuntime
 from app.schemas import (
@@ -107,9 +108,9 @@ async def model_metadata(runtime: RuntimeDep) -> JSONResponse:
 def check_envelope(request: dict[str, Any]) -> None:
     """Refuse (400) the wrong types that ``oip.records_from`` would trip over with a 500, and
     an ``id`` that is not a string (it is echoed, and the protocol's answer has a string id).
-    Each was a 500 found fuzzing this route (``python -m reliability.fuzz``): ``"outputs": 5``,
-    ``"parameters": 5``, a list as ``datatype``, ``data``, ``shape`` or ``id`` nested a
-    thousand deep (RecursionError in flattening, in a message's repr, in the answer's JSON)."""
+    Each of these would otherwise end in a 500: ``"outputs": 5``, ``"parameters": 5``, a list
+    as ``datatype``, ``data``, ``shape`` or ``id`` nested a thousand deep (RecursionError in
+    flattening, in a message's repr, in the answer's JSON); ``make fuzz`` sends them all."""
     if "id" in request and type(request["id"]) is not str:
         raise oip.OipError('"id" must be a string')
     outputs = request.get("outputs")
@@ -142,17 +143,17 @@ def _check_tensor(name: str, tensor: dict[str, Any]) -> None:
         raise oip.OipError(f"input {name!r}: data is nested deeper than [N, 1]")
 
 
-class InferEndpoint(PredictionEndpoint):
+class InferEndpoint(PredictionEndpoint[dict[str, Any]]):
     """``POST /v2/models/housing/infer``."""
 
     route = f"{MODEL_PATH}/infer"
     media_types = frozenset({JSON, "application/octet-stream", ""})
 
-    def __init__(self, runtime: ModelRuntime, guard: Guard, observer: Observer) -> None:
-        super().__init__(runtime, guard, observer)
+    def __init__(self, runtime: ModelRuntime, guard: Guard, recorder: RequestRecorder) -> None:
+        super().__init__(runtime, guard, recorder)
         self.adapter = request_adapter(runtime.settings.max_instances)
 
-    def decode(self, body: bytes, headers: dict[bytes, bytes]) -> Decoded:
+    def decode(self, body: bytes, headers: Headers) -> Decoded[dict[str, Any]]:
         request, tail = oip.split_body(body, headers.get(b"inference-header-content-length"))
         check_envelope(request)
         records = oip.records_from(request, tail)
@@ -160,7 +161,11 @@ class InferEndpoint(PredictionEndpoint):
         return Decoded(encode_records(records, self.runtime.bedrooms_median), request)
 
     def reply(
-        self, values: list[float], decoded: Decoded, headers: dict[bytes, bytes], flags: list[Flag]
+        self,
+        values: list[float],
+        decoded: Decoded[dict[str, Any]],
+        headers: Headers,
+        flags: list[Flag],
     ) -> Answer:
         """The protocol's outputs; flags are counted in the metrics but not sent (its answer
         has no place for structured per-row notes)."""

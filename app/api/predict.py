@@ -3,9 +3,9 @@
 This is the hot path, so it is a bare ASGI endpoint rather than a FastAPI route: routing,
 dependency injection and Request/Response objects cost several times what parsing, validating
 and running the model do (see the README's benchmark). It reads the body, checks it (the fast
-accept-only check of ``app.fastparse``, else the pydantic validator, which explains errors),
-queues the rows for the batcher, and writes the answer with orjson. ``document`` declares its
-OpenAPI to FastAPI from the same types.
+accept-only check of ``app.protocols.fastparse``, else the pydantic validator, which explains
+errors), queues the rows for the batcher, and writes the answer with orjson. ``document``
+declares its OpenAPI to FastAPI from the same types.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from fastapi import APIRouter, Body
 from fastapi.openapi.models import Example
 
 from app.api.documentation import documented_post, refusals
-from app.api.endpoint import Answer, Decoded, Guard, PredictionEndpoint
-from app.fastparse import accept
+from app.api.endpoint import Answer, Decoded, PredictionEndpoint
+from app.api.guard import Guard, Headers
 from app.flags import Flag
-from app.observe.access import Observer
+from app.observe.access import RequestRecorder
+from app.protocols.fastparse import accept
 from app.runtime import ModelRuntime
 from app.schemas import (
     ErrorMessage,
@@ -38,37 +39,49 @@ from modelspec.features import EXAMPLE_RECORD, IMPUTED_COLUMN, encode, encode_re
 FAST_CHECK_BYTES = 2048
 
 
-class PredictEndpoint(PredictionEndpoint):
+class RecordsJson:
+    """``/predict``'s JSON both ways: one record or ``{"instances": [...]}`` in, ``house_value``
+    or ``predictions`` (and ``warnings``) out. ``/invocations`` speaks it too."""
+
+    def __init__(self, max_instances: int) -> None:
+        self.max_instances = max_instances
+        self.adapter = request_adapter(max_instances)
+
+    def decode(self, body: bytes, bedrooms_median: float) -> Decoded[bool]:
+        """Large bodies take the fast accept-only check first; pydantic decides (and explains)
+        the rest. The context is whether the body was a single record."""
+        fast = accept(body, self.max_instances) if len(body) >= FAST_CHECK_BYTES else None
+        if fast is not None:
+            return Decoded(encode(fast.numeric, fast.ocean, bedrooms_median), fast.single)
+        parsed = self.adapter.validate_json(body)
+        single = "instances" not in parsed
+        records = (parsed,) if single else parsed["instances"]
+        return Decoded(encode_records(records, bedrooms_median), single)
+
+    @staticmethod
+    def reply(values: list[float], single: bool, flags: list[Flag]) -> Answer:
+        body: dict[str, Any] = {"house_value": values[0]} if single else {"predictions": values}
+        if flags:
+            body["warnings"] = flags
+        return Answer(orjson.dumps(body))
+
+
+class PredictEndpoint(PredictionEndpoint[bool]):
     """``POST /predict``: one record, or ``{"instances": [...]}``."""
 
     route = "/predict"
 
-    def __init__(self, runtime: ModelRuntime, guard: Guard, observer: Observer) -> None:
-        super().__init__(runtime, guard, observer)
-        self.max_instances = runtime.settings.max_instances
-        self.adapter = request_adapter(self.max_instances)
+    def __init__(self, runtime: ModelRuntime, guard: Guard, recorder: RequestRecorder) -> None:
+        super().__init__(runtime, guard, recorder)
+        self.json = RecordsJson(runtime.settings.max_instances)
 
-    def decode(self, body: bytes, headers: dict[bytes, bytes]) -> Decoded:
-        """Large bodies take the fast accept-only check first; pydantic decides (and explains)
-        the rest. The context is whether the body was a single record."""
-        median = self.runtime.bedrooms_median
-        fast = accept(body, self.max_instances) if len(body) >= FAST_CHECK_BYTES else None
-        if fast is not None:
-            return Decoded(encode(fast.numeric, fast.ocean, median), fast.single)
-        parsed = self.adapter.validate_json(body)
-        single = "instances" not in parsed
-        records = (parsed,) if single else parsed["instances"]
-        return Decoded(encode_records(records, median), single)
+    def decode(self, body: bytes, headers: Headers) -> Decoded[bool]:
+        return self.json.decode(body, self.runtime.bedrooms_median)
 
     def reply(
-        self, values: list[float], decoded: Decoded, headers: dict[bytes, bytes], flags: list[Flag]
+        self, values: list[float], decoded: Decoded[bool], headers: Headers, flags: list[Flag]
     ) -> Answer:
-        body: dict[str, Any] = (
-            {"house_value": values[0]} if decoded.context else {"predictions": values}
-        )
-        if flags:
-            body["warnings"] = flags
-        return Answer(orjson.dumps(body))
+        return self.json.reply(values, decoded.context, flags)
 
 
 # The second record leaves total_bedrooms out: it is imputed (null does the same).

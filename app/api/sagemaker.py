@@ -8,16 +8,20 @@ per line; ``application/json``), else the request's own format. SageMaker's othe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
 from app.api.documentation import documented_post, refusals
-from app.api.endpoint import JSON, Answer, Decoded, media_type
+from app.api.endpoint import JSON, Answer, Decoded, PredictionEndpoint
+from app.api.guard import Guard, Headers, media_type
 from app.api.health import read_readiness
-from app.api.predict import EXAMPLES, PredictEndpoint, invalid_body
+from app.api.predict import EXAMPLES, RecordsJson, invalid_body
 from app.flags import Flag
+from app.observe.access import RequestRecorder
 from app.protocols.tabular import parse_csv
+from app.runtime import ModelRuntime
 from app.schemas import ErrorMessage, HouseValue, InternalError, Predictions, Readiness
 from modelspec.features import EXAMPLE_RECORD, RAW_COLUMNS, encode_records
 
@@ -35,29 +39,46 @@ router.get(
 )(read_readiness)
 
 
-class InvocationsEndpoint(PredictEndpoint):
+@dataclass(frozen=True)
+class Invocation:
+    """What an ``/invocations`` answer follows: the request's media type, and whether its
+    JSON was a single record."""
+
+    kind: str
+    single: bool
+
+
+class InvocationsEndpoint(PredictionEndpoint[Invocation]):
     """``POST /invocations``: ``/predict``'s JSON, or CSV rows."""
 
     route = "/invocations"
     media_types = frozenset({JSON, CSV, ""})
 
-    def decode(self, body: bytes, headers: dict[bytes, bytes]) -> Decoded:
+    def __init__(self, runtime: ModelRuntime, guard: Guard, recorder: RequestRecorder) -> None:
+        super().__init__(runtime, guard, recorder)
+        self.json = RecordsJson(runtime.settings.max_instances)
+
+    def decode(self, body: bytes, headers: Headers) -> Decoded[Invocation]:
         kind = media_type(headers.get(b"content-type")) or JSON
+        median = self.runtime.bedrooms_median
         if kind != CSV:
-            decoded = super().decode(body, headers)
-            return Decoded(decoded.encoded, (decoded.context, kind))
-        records = parse_csv(body, self.adapter)
-        return Decoded(encode_records(records, self.runtime.bedrooms_median), (False, kind))
+            decoded = self.json.decode(body, median)
+            return Decoded(decoded.encoded, Invocation(kind, decoded.context))
+        records = parse_csv(body, self.json.adapter)
+        return Decoded(encode_records(records, median), Invocation(CSV, False))
 
     def reply(
-        self, values: list[float], decoded: Decoded, headers: dict[bytes, bytes], flags: list[Flag]
+        self,
+        values: list[float],
+        decoded: Decoded[Invocation],
+        headers: Headers,
+        flags: list[Flag],
     ) -> Answer:
-        single, kind = decoded.context
         accept = headers.get(b"accept", b"").decode("latin-1")
-        wants = CSV if CSV in accept else JSON if JSON in accept else kind
+        wants = CSV if CSV in accept else JSON if JSON in accept else decoded.context.kind
         if wants == CSV:
             return Answer("".join(f"{v}\n" for v in values).encode(), CSV)
-        return super().reply(values, Decoded(decoded.encoded, single), headers, flags)
+        return self.json.reply(values, decoded.context.single, flags)
 
 
 def document(router: APIRouter, body: Any) -> None:

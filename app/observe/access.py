@@ -1,7 +1,7 @@
 """Per-request bookkeeping: request id, metrics, access log -- for every route.
 
-The bare prediction endpoints call ``Observer.finish`` themselves (no wrapper around their
-``send``: the hot path stays lean); FastAPI's routes go through ``ObserveMiddleware``.
+The bare prediction endpoints call ``RequestRecorder.finish`` themselves (no wrapper around their
+``send``: the hot path stays lean); FastAPI's routes go through ``RequestRecorderMiddleware``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-class Observer:
+class RequestRecorder:
     def __init__(self, metrics: Metrics, access_log: bool) -> None:
         self.metrics = metrics
         self.access_log = access_log
@@ -55,12 +55,12 @@ class Observer:
             )
 
 
-class ObserveMiddleware:
+class RequestRecorderMiddleware:
     """Request id in and out, metrics and the access log for FastAPI's routes."""
 
-    def __init__(self, app: ASGIApp, observer: Observer) -> None:
+    def __init__(self, app: ASGIApp, recorder: RequestRecorder) -> None:
         self.app = app
-        self.observer = observer
+        self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,4 +84,4 @@ class ObserveMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.observer.finish(scope, route, status, started, request_id)
+            self.recorder.finish(scope, route, status, started, request_id)

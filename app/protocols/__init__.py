@@ -1,1 +1,1 @@
-"""Request formats other than /predict's JSON: CSV rows (SageMaker) and OIP tensors."""
+"""Request body parsers: the fast accept-only JSON check, CSV rows (SageMaker), OIP tensors."""

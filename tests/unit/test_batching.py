@@ -105,13 +105,12 @@ async def test_inline_calls_run_on_the_loop_thread() -> None:
 async def test_flush_on_size_while_requests_are_arriving() -> None:
     device = Device()
     batcher = make(device, max_batch_size=4, max_delay_s=60)
-    batcher.arrive()  # another request is on its way: the consumer waits for rows
-    tickets = [batcher.submit(rows(i)) for i in range(3)]
-    await asyncio.sleep(0.01)
-    assert device.calls == []
-    tickets.append(batcher.submit(rows(3)))  # 4 rows: full
-    results = [await t.result() for t in tickets]
-    batcher.arrived()
+    with batcher.arrivals:  # another request is on its way: the consumer waits for rows
+        tickets = [batcher.submit(rows(i)) for i in range(3)]
+        await asyncio.sleep(0.01)
+        assert device.calls == []
+        tickets.append(batcher.submit(rows(3)))  # 4 rows: full
+        results = [await t.result() for t in tickets]
     assert device.calls == [4]
     assert [r.tolist() for r in results] == [[0], [2], [4], [6]]
     await batcher.stop()
@@ -120,12 +119,11 @@ async def test_flush_on_size_while_requests_are_arriving() -> None:
 async def test_flush_on_deadline_while_a_request_is_arriving() -> None:
     device = Device()
     batcher = make(device, max_delay_s=0.02)
-    batcher.arrive()
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    result = await batcher.submit(rows(5)).result()
-    waited = loop.time() - started
-    batcher.arrived()
+    with batcher.arrivals:
+        started = loop.time()
+        result = await batcher.submit(rows(5)).result()
+        waited = loop.time() - started
     assert result.tolist() == [10]
     assert device.calls == [1]
     assert waited >= 0.02

@@ -7,15 +7,18 @@ from typing import Any
 
 import pytest
 
-from app.api.endpoint import Guard, PredictionEndpoint
+from app.api.endpoint import PredictionEndpoint
+from app.api.guard import Guard
 from app.batching import Overloaded
 
 
-def endpoint(queued_rows: int, bytes_per_row: float) -> PredictionEndpoint:
+def endpoint(queued_rows: int, bytes_per_row: float) -> PredictionEndpoint[None]:
     batcher = SimpleNamespace(queued_rows=queued_rows, queue_rows=4096)
     runtime: Any = SimpleNamespace(batcher=batcher)
-    observer: Any = None
-    made = PredictionEndpoint(runtime, Guard(max_body_bytes=1 << 20, api_key=None), observer)
+    recorder: Any = None
+    made: PredictionEndpoint[None] = PredictionEndpoint(
+        runtime, Guard(max_body_bytes=1 << 20, api_key=None), recorder
+    )
     made.bytes_per_row = bytes_per_row
     return made
 

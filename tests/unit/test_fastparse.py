@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.fastparse import accept
+from app.protocols.fastparse import accept
 from app.schemas import request_adapter
 from modelspec.features import (
     EXAMPLE_RECORD,

@@ -1,0 +1,24 @@
+"""What app/server.py relies on in uvicorn's private internals, checked on the installed one."""
+
+from __future__ import annotations
+
+import signal
+
+import uvicorn
+
+
+async def _app(scope: object, receive: object, send: object) -> None:
+    """An ASGI app that is never called: the server is only constructed."""
+
+
+def test_uvicorn_still_captures_exit_signals_in_the_private_list_the_drain_delay_uses() -> None:
+    server = uvicorn.Server(uvicorn.Config(_app))
+    assert server._captured_signals == [], (
+        "uvicorn.Server has no _captured_signals list any more: HousingServer.handle_exit "
+        "(app/server.py) appends to it during HOUSING_DRAIN_DELAY_S. Adapt it, then the pin "
+        "in pyproject.toml."
+    )
+    server.handle_exit(signal.SIGTERM, None)
+    # uvicorn's own handling: the signal is kept (to re-raise after shutdown) and exit is due.
+    assert server._captured_signals == [signal.SIGTERM]
+    assert server.should_exit
