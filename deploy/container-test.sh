@@ -88,6 +88,11 @@ csv=$(printf -- '-122.23,37.88,41,880,,322,126,8.3252,NEAR BAY\n' |
   curl -sf "http://127.0.0.1:$PORT/invocations" -H 'content-type: text/csv' --data-binary @-) ||
   fail "POST /invocations"
 echo "POST /invocations (text/csv) -> $csv"
+# The docs' UI files come from the installed package, not a CDN: they must be in the image.
+for asset in swagger-ui-bundle.js swagger-ui.css redoc.standalone.js; do
+  curl -sf "http://127.0.0.1:$PORT/docs-assets/$asset" >/dev/null || fail "/docs-assets/$asset"
+done
+echo "/docs and /redoc assets served from the image"
 
 say "SIGTERM"
 started=$(date +%s%N)
