@@ -120,10 +120,11 @@ def _build_openapi(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(
         title=app.title, version=app.version, summary=app.summary, routes=app.routes
     )
+    fastapi_422 = {"$ref": "#/components/schemas/HTTPValidationError"}
     for item in schema["paths"].values():
         for operation in item.values():
             answer = operation["responses"].get("422", {})
-            if "HTTPValidationError" in str(answer.get("content")):
+            if answer.get("content", {}).get("application/json", {}).get("schema") == fastapi_422:
                 del operation["responses"]["422"]
             _document_request_id(operation)
     components = schema.get("components", {}).get("schemas", {})

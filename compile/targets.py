@@ -92,6 +92,11 @@ def compile_artifacts(
     features_on: FeaturesOn = "host",
 ) -> Manifest:
     """Trace, check against the eager model, write ``model_neuron.pt``, update the manifest."""
+    if target == "cpu" and features_on != "host":
+        raise CompileError(
+            "--features device chooses what the NeuronCore compiles; it applies to --target "
+            "neuron only (the cpu artifact runs every part on the CPU). Hint: drop --features."
+        )
     model, manifest = load_eager(folder)
     rows = torch.load(folder / VALIDATION_FILE, map_location="cpu", weights_only=True)
     preamble, body = split(model)
@@ -117,11 +122,6 @@ def compile_artifacts(
         compiled = trace_neuron(graph, preamble, batch_sizes, args, workdir, neuronx)
         input_shapes = [[b, N_ENCODED] for b in batch_sizes]
     else:
-        if features_on != "host":
-            raise CompileError(
-                "--features device chooses what the NeuronCore compiles; it applies to --target "
-                "neuron only (the cpu artifact runs every part on the CPU). Hint: drop --features."
-            )
         compiled = trace_cpu(preamble, body, rows[:1])
         input_shapes = [[-1, N_ENCODED]]
 

@@ -37,10 +37,13 @@ def data_path() -> Path:
     return path
 
 
-def run_module(module: str, *args: str, env: dict[str, str] | None = None) -> str:
-    """``python -m module args`` in a subprocess; fails the test with its output if it fails."""
+def run_module(
+    module: str, *args: str, env: dict[str, str] | None = None, python: str = sys.executable
+) -> str:
+    """``python -m module args`` in a subprocess (this interpreter unless ``python`` names
+    another); fails the test with its output if it fails."""
     proc = subprocess.run(
-        [sys.executable, "-m", module, *args],
+        [python, "-m", module, *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

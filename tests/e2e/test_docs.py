@@ -8,10 +8,12 @@ closure holds, so the docs' rendering proves they need nothing from outside.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import re
 import shutil
 import subprocess
-import urllib.parse
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,13 +68,46 @@ def server(artifacts: Path) -> Iterator[ServerProcess]:
         yield running
 
 
-def test_the_network_is_closed_to_a_page_that_needs_a_cdn(tmp_path: Path) -> None:
-    page = (
-        '<body><script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js">'
-        "</script><script>document.body.dataset.cdn = typeof SwaggerUIBundle</script></body>"
+@pytest.fixture
+def pages(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A folder served over HTTP on 127.0.0.1, and its URL: control pages are loaded from a
+    loopback origin, as /docs is (a data: page may not reach loopback at all in Chromium)."""
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        yield folder, f"http://127.0.0.1:{httpd.server_address[1]}"
+        httpd.shutdown()
+        thread.join(10)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """No access log on the test's output."""
+
+
+def _script_page(folder: Path, name: str, src: str) -> str:
+    """A page that records whether Swagger UI's script from ``src`` loaded."""
+    (folder / name).write_text(
+        f'<body><script src="{src}"></script>'
+        "<script>document.body.dataset.loaded = typeof SwaggerUIBundle</script></body>"
     )
-    dom = render("data:text/html," + urllib.parse.quote(page), tmp_path)
-    assert 'data-cdn="undefined"' in dom  # the script ran; the CDN's did not load
+    return name
+
+
+def test_the_network_is_closed_to_a_page_that_needs_a_cdn(
+    server: ServerProcess, pages: tuple[Path, str], tmp_path: Path
+) -> None:
+    folder, url = pages
+    cdn = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"
+    dom = render(f"{url}/{_script_page(folder, 'cdn.html', cdn)}", tmp_path)
+    assert 'data-loaded="undefined"' in dom  # the page ran; the CDN's script did not load
+    # The same page with the script from 127.0.0.1 loads: the check above can see a script.
+    local = f"{server.url}/docs-assets/swagger-ui-bundle.js"
+    dom = render(f"{url}/{_script_page(folder, 'local.html', local)}", tmp_path)
+    assert 'data-loaded="function"' in dom
 
 
 def test_swagger_ui_lists_the_prediction_operations_offline(
