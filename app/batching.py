@@ -19,11 +19,17 @@ Failures are explicit: a full queue raises ``Overloaded`` at once (503), a devic
 on every future of the batch, a result with the wrong row count fails the whole batch, and rows
 whose caller has gone (deadline passed, client disconnected: the future is cancelled) are
 dropped before the device call.
+
+Work that can be done once per batch is: given a ``screen``, each batch's rows and results are
+screened in one call, which returns the rows worth a closer look; the ticket of a request that
+holds one of them has ``flagged`` set, and the others cost nothing more (``app.flags``).
+Deadlines share one timer per length (``app.timeouts``), not a timer per request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,7 +40,11 @@ from typing import Protocol
 
 import numpy as np
 
+from app.timeouts import Timeouts
+
 DeviceCall = Callable[[np.ndarray], np.ndarray]
+# (a batch's rows, their results) -> indices of the rows worth a closer look, ascending.
+Screen = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 class BatchObserver(Protocol):
@@ -84,13 +94,17 @@ class DeadlineExceeded(Exception):
 
 
 class Ticket:
-    """A request's place in the queue: one future per part, reassembled in order."""
+    """A request's place in the queue: one future per part, reassembled in order.
 
-    __slots__ = ("futures", "timer")
+    ``flagged``: the batcher's screen marked one of its rows (see the module docstring).
+    """
 
-    def __init__(self, futures: list[asyncio.Future[np.ndarray]]) -> None:
-        self.futures = futures
-        self.timer: asyncio.TimerHandle | None = None
+    __slots__ = ("deadline", "flagged", "futures")
+
+    def __init__(self) -> None:
+        self.futures: list[asyncio.Future[np.ndarray]] = []
+        self.deadline: Timeouts[Ticket] | None = None
+        self.flagged = False
 
     def abandon(self, exc: BaseException) -> None:
         """Fail the parts that have no result yet; the consumer drops their rows unrun."""
@@ -100,13 +114,14 @@ class Ticket:
 
     async def result(self) -> np.ndarray:
         try:
-            parts = [await f for f in self.futures]
+            if len(self.futures) == 1:
+                return await self.futures[0]
+            return np.concatenate([await f for f in self.futures])
         finally:
-            if self.timer is not None:
-                self.timer.cancel()
+            if self.deadline is not None:
+                self.deadline.discard(self)
             for f in self.futures:  # a failed or cancelled part: drop the others unrun
                 f.cancel()
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 @dataclass
@@ -118,11 +133,14 @@ class BatchStats:
 
 
 class _Item:
-    __slots__ = ("enqueued", "future", "rows")
+    __slots__ = ("enqueued", "future", "rows", "ticket")
 
-    def __init__(self, rows: np.ndarray, future: asyncio.Future[np.ndarray]) -> None:
+    def __init__(
+        self, rows: np.ndarray, future: asyncio.Future[np.ndarray], ticket: Ticket
+    ) -> None:
         self.rows = rows
         self.future = future
+        self.ticket = ticket
         self.enqueued = time.monotonic()
 
 
@@ -137,12 +155,16 @@ class Batcher:
         queue_rows: int,
         max_chunk: int,
         observer: BatchObserver | None = None,
+        screen: Screen | None = None,
     ) -> None:
         if max_batch_size < 1 or queue_rows < 1 or max_chunk < 1 or max_delay_s < 0:
             raise ValueError("batch size, queue rows and chunk must be positive, delay >= 0")
         self._call = call
         self._executor = executor
         self._observer = observer
+        self._screen = screen
+        # One Timeouts per deadline length (callers nearly always use one).
+        self._deadlines: dict[float, Timeouts[Ticket]] = {}
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self.queue_rows = queue_rows
@@ -173,6 +195,8 @@ class Batcher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        for deadlines in self._deadlines.values():
+            deadlines.clear()
         while self._queue:
             item = self._queue.popleft()
             if not item.future.done():
@@ -193,19 +217,20 @@ class Batcher:
                 f"{self._queued_rows} rows are queued and the limit is {self.queue_rows}"
             )
         loop = self._loop
-        futures = []
+        ticket = Ticket()
         for start in range(0, n, self._part_rows):
             part = rows[start : start + self._part_rows]
-            item = _Item(part, loop.create_future())
+            item = _Item(part, loop.create_future(), ticket)
             self._queue.append(item)
             self._queued_rows += part.shape[0]
-            futures.append(item.future)
+            ticket.futures.append(item.future)
         self._wakeup.set()
-        ticket = Ticket(futures)
         if timeout_s is not None:
-            ticket.timer = loop.call_later(
-                timeout_s, ticket.abandon, DeadlineExceeded(f"no result within {timeout_s}s")
-            )
+            deadlines = self._deadlines.get(timeout_s)
+            if deadlines is None:
+                deadlines = self._deadlines[timeout_s] = Timeouts(timeout_s, _expire)
+            ticket.deadline = deadlines
+            deadlines.add(ticket)
         return ticket
 
     def _batch_ready(self) -> bool:
@@ -277,12 +302,17 @@ class Batcher:
                 count = f"{out.shape[0]} results for {batch.shape[0]} rows"
                 self._fail(items, RuntimeError(f"the device returned {count}"))
                 continue
+            starts = []
             start = 0
             for item in items:
+                starts.append(start)
                 end = start + item.rows.shape[0]
                 if not item.future.done():
                     item.future.set_result(out[start:end])
                 start = end
+            if self._screen is not None:
+                for row in self._screen(batch, out).tolist():
+                    items[bisect.bisect_right(starts, row) - 1].ticket.flagged = True
 
     def _fail(self, items: list[_Item], exc: Exception) -> None:
         self.stats.failed_calls += 1
@@ -291,3 +321,9 @@ class Batcher:
         for item in items:
             if not item.future.done():
                 item.future.set_exception(exc)
+
+
+def _expire(ticket: Ticket) -> None:
+    deadline = ticket.deadline
+    assert deadline is not None
+    ticket.abandon(DeadlineExceeded(f"no result within {deadline.delay}s"))

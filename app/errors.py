@@ -7,7 +7,6 @@ client gets that id.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from app.batching import DeadlineExceeded, Overloaded, ShuttingDown
+from app.observe.logs import new_request_id
 
 logger = logging.getLogger("housing.errors")
 
@@ -107,7 +107,7 @@ def error_answer(
 
 
 async def _handle(request: Request, exc: Exception) -> JSONResponse:
-    request_id = request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
+    request_id = request.scope.get("state", {}).get("request_id") or new_request_id()
     status, body, headers = error_answer(exc, f"{request.method} {request.url.path}", request_id)
     return JSONResponse(body, status_code=status, headers=headers)
 

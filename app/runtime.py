@@ -170,6 +170,7 @@ class ModelRuntime:
             queue_rows=self.settings.queue_rows,
             max_chunk=largest,
             observer=self,
+            screen=self.flagger.screen,
         )
         self.batcher.start()
         # Everything loaded so far (torch, the model, the app) lives as long as the process.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from operator import itemgetter
@@ -234,7 +235,9 @@ def _unknown_category(value: object) -> ValueError:
 
 
 def _refuse_missing(out: np.ndarray) -> None:
-    if np.isnan(out.sum()):  # one reduction: cheaper than a mask for a request's few rows
+    # One reduction, cheaper than a mask for a request's few rows (add.reduce: sum's wrapper
+    # costs as much again).
+    if math.isnan(np.add.reduce(out, axis=None)):
         row = int(np.argwhere(np.isnan(out))[0, 0])
         raise ValueError(f"row {row}: only {IMPUTED_COLUMN} may be missing")
 

@@ -28,12 +28,15 @@ from app.flags import Flag
 from app.observe.access import RequestRecorder
 from app.observe.logs import request_id_from
 from app.runtime import ModelRuntime
+from app.timeouts import Timeouts
 
 JSON = "application/json"
 C = TypeVar("C")
 
 
-@dataclass(frozen=True)
+# Plain slotted dataclasses, not frozen ones: a frozen dataclass's __init__ sets each field
+# through object.__setattr__, and these are built for every request.
+@dataclass(slots=True)
 class Answer:
     body: bytes
     content_type: str = JSON
@@ -41,7 +44,7 @@ class Answer:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Decoded(Generic[C]):
     """A checked request: its encoded rows, and what ``reply`` needs to answer in kind."""
 
@@ -55,31 +58,43 @@ class Decoded(Generic[C]):
 WATCH_AFTER_S = 0.02
 
 
-async def result_unless_disconnected(ticket: Ticket, receive: Receive) -> np.ndarray:
-    """The ticket's result; if the client disconnects first, its rows are dropped unrun.
+class _Watch:
+    """A waiting request whose client is watched for a disconnect once it has waited long.
 
-    Once the body is read, the next ASGI ``receive()`` only returns when the client goes away.
+    Once the body is read, the next ASGI ``receive()`` only returns when the client goes away;
+    if it does, the ticket is abandoned and its rows are dropped unrun.
     """
-    loop = asyncio.get_running_loop()
-    watch: asyncio.Future[Message] | None = None
 
-    def on_message(task: asyncio.Future[Message]) -> None:
+    __slots__ = ("receive", "task", "ticket")
+
+    def __init__(self, ticket: Ticket, receive: Receive) -> None:
+        self.ticket = ticket
+        self.receive = receive
+        self.task: asyncio.Future[Message] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.ensure_future(self.receive())
+        self.task.add_done_callback(self._on_message)
+
+    def _on_message(self, task: asyncio.Future[Message]) -> None:
         ok = not task.cancelled() and task.exception() is None
         if ok and task.result()["type"] == "http.disconnect":
-            ticket.abandon(ClientDisconnected())
+            self.ticket.abandon(ClientDisconnected())
 
-    def start_watching() -> None:
-        nonlocal watch
-        watch = asyncio.ensure_future(receive())
-        watch.add_done_callback(on_message)
 
-    timer = loop.call_later(WATCH_AFTER_S, start_watching)
+async def result_unless_disconnected(
+    ticket: Ticket, receive: Receive, watches: Timeouts[_Watch]
+) -> np.ndarray:
+    """The ticket's result; if the client disconnects first, its rows are dropped unrun.
+    ``watches`` starts the watch (one timer for all of a route's requests)."""
+    watch = _Watch(ticket, receive)
+    watches.add(watch)
     try:
         return await ticket.result()
     finally:
-        timer.cancel()
-        if watch is not None:
-            watch.cancel()
+        watches.discard(watch)
+        if watch.task is not None:
+            watch.task.cancel()
 
 
 def dollars(values: np.ndarray) -> list[float]:
@@ -107,6 +122,7 @@ class PredictionEndpoint(Generic[C]):
         self.recorder = recorder
         # Body bytes per row of this route's recent requests (a moving average; 0: none yet).
         self.bytes_per_row = 0.0
+        self.watches: Timeouts[_Watch] = Timeouts(WATCH_AFTER_S, _Watch.start)
 
     def decode(self, body: bytes, headers: Headers) -> Decoded[C]:
         """Parse and validate the body into encoded rows (raise to refuse it)."""
@@ -129,9 +145,10 @@ class PredictionEndpoint(Generic[C]):
             seen = len(body) / rows
             self.bytes_per_row += (seen - self.bytes_per_row) * (0.1 if self.bytes_per_row else 1)
         ticket = batcher.submit(decoded.encoded, runtime.settings.request_timeout_s)
-        out = await result_unless_disconnected(ticket, receive)
+        out = await result_unless_disconnected(ticket, receive, self.watches)
         values = dollars(out)
-        return self.reply(values, decoded, headers, runtime.flagger.flags(decoded.encoded, out))
+        flags = runtime.flagger.flags(decoded.encoded, out) if ticket.flagged else []
+        return self.reply(values, decoded, headers, flags)
 
     def refuse(self, exc: Exception, request_id: str) -> Answer:
         """The answer for a failure; the default is /predict's ``{"detail": ...}`` format."""

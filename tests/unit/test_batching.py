@@ -237,3 +237,33 @@ async def test_stop_fails_the_running_and_the_queued_requests() -> None:
     for ticket in (running, stranded):
         with pytest.raises(ShuttingDown):
             await ticket.result()
+
+
+async def test_the_screen_runs_once_per_batch_and_flags_only_the_tickets_it_names() -> None:
+    screened: list[int] = []
+
+    def screen(batch: np.ndarray, out: np.ndarray) -> np.ndarray:
+        screened.append(batch.shape[0])
+        return np.flatnonzero(out > 10)  # rows whose doubled value is above 10
+
+    device = Device()
+    device.gate.clear()
+    batcher = Batcher(
+        device, DEVICE_THREAD, max_batch_size=8, max_delay_s=0.05, queue_rows=64, max_chunk=4,
+        screen=screen,
+    )  # fmt: skip
+    batcher.start()
+    first = batcher.submit(rows(0))
+    await until(lambda: batcher.queued_rows == 0)  # the device holds the first call
+    calm, hot, split = batcher.submit(rows(1, 2)), batcher.submit(rows(3, 6)), None
+    device.gate.set()
+    await first.result()
+    await calm.result()
+    await hot.result()
+    assert screened == [1, 4]
+    assert (first.flagged, calm.flagged, hot.flagged) == (False, False, True)
+    # A request split into parts (max_batch_size 8 here: 9 rows) is flagged by any part.
+    split = batcher.submit(rows(1, 1, 1, 1, 1, 1, 1, 1, 9))
+    assert (await split.result()).tolist()[-1] == 18
+    assert split.flagged
+    await batcher.stop()

@@ -47,3 +47,14 @@ def test_without_recorded_ranges_only_location_and_cap_are_flagged() -> None:
 
 def test_no_rows_no_flags() -> None:
     assert Flagger(RANGES).flags(np.zeros((0, 13), np.float32), np.zeros(0)) == []
+
+
+def test_screen_marks_exactly_the_rows_that_have_flags() -> None:
+    x = np.concatenate(
+        [row(), row(median_income=15.0001), row(), row(longitude=-100.0), row(), row()]
+    )
+    dollars = np.array([1.0, 2.0, 3.0, 4.0, VALUE_CAP + 1, 5.0])
+    flagger = Flagger(RANGES)
+    flagged_rows = sorted({f["row"] for f in flagger.flags(x, dollars)})
+    assert flagger.screen(x, dollars).tolist() == flagged_rows == [1, 3, 4]
+    assert flagger.screen(row(), np.array([1.0])).tolist() == []
