@@ -2,8 +2,8 @@
 
 Requests put their rows in a bounded queue with a future; one consumer task takes a batch and
 runs one device call for it -- on the device thread when given an executor (the event loop
-never blocks on the device), else inline -- then slices the results back to each future. A
-batch is taken when
+never blocks on the device), else inline -- then hands each future its rows' results, as a
+list of Python floats (one conversion per batch, not one per request). A batch is taken when
 
 * it is full (``max_batch_size`` rows), or
 * its oldest rows have waited ``max_delay``, or
@@ -102,7 +102,7 @@ class Ticket:
     __slots__ = ("deadline", "flagged", "futures")
 
     def __init__(self) -> None:
-        self.futures: list[asyncio.Future[np.ndarray]] = []
+        self.futures: list[asyncio.Future[list[float]]] = []
         self.deadline: Timeouts[Ticket] | None = None
         self.flagged = False
 
@@ -112,11 +112,14 @@ class Ticket:
             if not f.done():
                 f.set_exception(exc)
 
-    async def result(self) -> np.ndarray:
+    async def result(self) -> list[float]:
         try:
             if len(self.futures) == 1:
                 return await self.futures[0]
-            return np.concatenate([await f for f in self.futures])
+            values: list[float] = []
+            for f in self.futures:
+                values += await f
+            return values
         finally:
             if self.deadline is not None:
                 self.deadline.discard(self)
@@ -133,12 +136,13 @@ class BatchStats:
 
 
 class _Item:
-    __slots__ = ("enqueued", "future", "rows", "ticket")
+    __slots__ = ("enqueued", "future", "rows", "size", "ticket")
 
     def __init__(
-        self, rows: np.ndarray, future: asyncio.Future[np.ndarray], ticket: Ticket
+        self, rows: np.ndarray, future: asyncio.Future[list[float]], ticket: Ticket
     ) -> None:
         self.rows = rows
+        self.size: int = rows.shape[0]
         self.future = future
         self.ticket = ticket
         self.enqueued = time.monotonic()
@@ -204,7 +208,7 @@ class Batcher:
         self._queued_rows = 0
 
     def submit(self, rows: np.ndarray, timeout_s: float | None = None) -> Ticket:
-        """Queue ``rows``; ``await ticket.result()`` gives their results, in order.
+        """Queue ``rows``; ``await ticket.result()`` gives their results, in order, as floats.
 
         After ``timeout_s`` the ticket fails with ``DeadlineExceeded`` and its rows that have
         not run yet are dropped. Raises ``Overloaded`` at once when the queue is full.
@@ -218,12 +222,12 @@ class Batcher:
             )
         loop = self._loop
         ticket = Ticket()
-        for start in range(0, n, self._part_rows):
-            part = rows[start : start + self._part_rows]
+        step = self._part_rows
+        for part in (rows,) if n <= step else (rows[i : i + step] for i in range(0, n, step)):
             item = _Item(part, loop.create_future(), ticket)
             self._queue.append(item)
-            self._queued_rows += part.shape[0]
             ticket.futures.append(item.future)
+        self._queued_rows += n
         self._wakeup.set()
         if timeout_s is not None:
             deadlines = self._deadlines.get(timeout_s)
@@ -256,7 +260,7 @@ class Batcher:
         rows = 0
         while self._queue:
             head = self._queue[0]
-            size = head.rows.shape[0]
+            size = head.size
             if items and (not self.combine or rows + size > self.max_batch_size):
                 break
             self._queue.popleft()
@@ -302,13 +306,14 @@ class Batcher:
                 count = f"{out.shape[0]} results for {batch.shape[0]} rows"
                 self._fail(items, RuntimeError(f"the device returned {count}"))
                 continue
+            values = out.tolist()
             starts = []
             start = 0
             for item in items:
                 starts.append(start)
-                end = start + item.rows.shape[0]
+                end = start + item.size
                 if not item.future.done():
-                    item.future.set_result(out[start:end])
+                    item.future.set_result(values[start:end])
                 start = end
             if self._screen is not None:
                 for row in self._screen(batch, out).tolist():

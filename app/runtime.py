@@ -26,7 +26,7 @@ import torch
 
 from app.backends.base import Backend, warm_up
 from app.backends.select import DeviceProbes, load_backend, resolve_device
-from app.batching import Batcher, Ticket
+from app.batching import Batcher
 from app.errors import NotReadyError, StartupError
 from app.flags import Flagger
 from app.observe.metrics import Metrics
@@ -163,7 +163,7 @@ class ModelRuntime:
             threaded = self.device != "cpu"
         logger.info("device calls run %s", "on the device thread" if threaded else "inline")
         self.batcher = Batcher(
-            self._backend.predict,
+            self._dollars,
             self._executor if threaded else None,
             max_batch_size=self.settings.max_batch_size or largest,
             max_delay_s=self.settings.max_delay_ms / 1000,
@@ -201,6 +201,11 @@ class ModelRuntime:
             )
         self._executor.shutdown(wait=True, cancel_futures=True)
 
+    def _dollars(self, encoded: np.ndarray) -> np.ndarray:
+        """The batcher's device call: the model's answers, to the cent (one rounding a batch)."""
+        assert self._backend is not None
+        return np.round(self._backend.predict(encoded), 2)
+
     @property
     def bedrooms_median(self) -> float:
         return self._bedrooms_median
@@ -212,10 +217,6 @@ class ModelRuntime:
         if batcher is None or self.status is Status.STARTING:
             raise NotReadyError("the model is not ready")
         return batcher
-
-    def submit(self, encoded: np.ndarray) -> Ticket:
-        """Queue an encoded batch for the device; ``await ticket.result()`` gives dollars."""
-        return self.accepting_batcher().submit(encoded, self.settings.request_timeout_s)
 
     # The batcher reports every device call here (``app.batching.BatchObserver``).
 

@@ -84,7 +84,7 @@ class _Watch:
 
 async def result_unless_disconnected(
     ticket: Ticket, receive: Receive, watches: Timeouts[_Watch]
-) -> np.ndarray:
+) -> list[float]:
     """The ticket's result; if the client disconnects first, its rows are dropped unrun.
     ``watches`` starts the watch (one timer for all of a route's requests)."""
     watch = _Watch(ticket, receive)
@@ -97,15 +97,11 @@ async def result_unless_disconnected(
             watch.task.cancel()
 
 
-def dollars(values: np.ndarray) -> list[float]:
-    # Python's round for a few values (np.round has a fixed cost of several us), numpy's for many.
-    if values.shape[0] <= 8:
-        dollars = [round(v, 2) for v in values.tolist()]
-    else:
-        dollars = np.round(values, 2).tolist()
-    if not all(map(math.isfinite, dollars)):
+def dollars(values: list[float]) -> list[float]:
+    """The values (already to the cent: ``app.runtime``), if every one is finite."""
+    if not all(map(math.isfinite, values)):
         raise RuntimeError("the model produced a non-finite value")
-    return dollars
+    return values
 
 
 class PredictionEndpoint(Generic[C]):
@@ -145,9 +141,10 @@ class PredictionEndpoint(Generic[C]):
             seen = len(body) / rows
             self.bytes_per_row += (seen - self.bytes_per_row) * (0.1 if self.bytes_per_row else 1)
         ticket = batcher.submit(decoded.encoded, runtime.settings.request_timeout_s)
-        out = await result_unless_disconnected(ticket, receive, self.watches)
-        values = dollars(out)
-        flags = runtime.flagger.flags(decoded.encoded, out) if ticket.flagged else []
+        values = dollars(await result_unless_disconnected(ticket, receive, self.watches))
+        flags = []
+        if ticket.flagged:
+            flags = runtime.flagger.flags(decoded.encoded, np.asarray(values))
         return self.reply(values, decoded, headers, flags)
 
     def refuse(self, exc: Exception, request_id: str) -> Answer:
