@@ -39,6 +39,27 @@ class Flag(TypedDict):
 
 Count = Callable[[str, str], None]  # (field, code): one flag seen
 
+_AWAY, _CAPPED = 2, 3  # kinds of flag after below (0) and above (1) a column's range
+_FIXED = {
+    _AWAY: (
+        "location",
+        "outside_california",
+        "latitude/longitude are outside California; the model only saw California block groups",
+    ),
+    _CAPPED: (
+        "house_value",
+        "above_cap",
+        f"the prediction is above ${VALUE_CAP:,.0f}, where the training data was capped: the "
+        "model never saw a true value this high",
+    ),
+}
+
+
+def _out_of_range(col: int, where: str, bound: float) -> tuple[str, str, str]:
+    name = NUMERIC_COLUMNS[col]
+    message = f"{name} is {where} percentile of the training data ({bound:.6g})"
+    return name, "out_of_range", message
+
 
 class Flagger:
     def __init__(
@@ -49,6 +70,11 @@ class Flagger:
         self.low = np.array([b[0] for b in bounds], dtype=np.float64)
         self.high = np.array([b[1] for b in bounds], dtype=np.float64)
         self._count = count
+        # (field, code, message) of an out-of-range flag, by kind (below, above) and column.
+        self._messages = [
+            [_out_of_range(c, "below the 0.5th", self.low[c]) for c in range(len(bounds))],
+            [_out_of_range(c, "above the 99.5th", self.high[c]) for c in range(len(bounds))],
+        ]
         # The tighter of both bounds for latitude/longitude: one pass answers "nothing to flag".
         self._any_low, self._any_high = self.low.copy(), self.high.copy()
         for col, (lo, hi) in ((_LAT, LATITUDE), (_LON, LONGITUDE)):
@@ -64,58 +90,29 @@ class Flagger:
 
     def flags(self, encoded: np.ndarray, dollars: np.ndarray) -> list[Flag]:
         """Flags of every row of ``encoded`` (the model's input) and its ``dollars``, in row
-        order."""
+        order (and within a row: below, above, location, cap)."""
         if not len(dollars):
             return []
         x = encoded[:, : len(NUMERIC_COLUMNS)]
         if not ((x < self._any_low) | (x > self._any_high)).any() and dollars.max() <= VALUE_CAP:
             return []
-        low, high = x < self.low, x > self.high
+        # Every flag as (row, kind, column), from a few vectorised calls; sorted, that is the
+        # answer's order.
+        found: list[tuple[int, int, int]] = []
+        for kind, hits in enumerate((x < self.low, x > self.high)):
+            rows, cols = np.nonzero(hits)
+            found += zip(rows.tolist(), [kind] * len(rows), cols.tolist(), strict=True)
         lat, lon = x[:, _LAT], x[:, _LON]
         away = (
             (lat < LATITUDE[0]) | (lat > LATITUDE[1]) | (lon < LONGITUDE[0]) | (lon > LONGITUDE[1])
         )
-        capped = dollars > VALUE_CAP
-        if not (low.any() or high.any() or away.any() or capped.any()):
-            return []
+        found += ((row, _AWAY, -1) for row in np.flatnonzero(away).tolist())
+        found += ((row, _CAPPED, -1) for row in np.flatnonzero(dollars > VALUE_CAP).tolist())
+        found.sort()
         out: list[Flag] = []
-        for row in np.flatnonzero(low.any(axis=1) | high.any(axis=1) | away | capped).tolist():
-            for col in np.flatnonzero(low[row]).tolist():
-                out.append(self._flag(row, col, "below the 0.5th", self.low[col]))
-            for col in np.flatnonzero(high[row]).tolist():
-                out.append(self._flag(row, col, "above the 99.5th", self.high[col]))
-            if away[row]:
-                out.append(
-                    self._made(
-                        row,
-                        "location",
-                        "outside_california",
-                        "latitude/longitude are outside California; the model only saw "
-                        "California block groups",
-                    )
-                )
-            if capped[row]:
-                out.append(
-                    self._made(
-                        row,
-                        "house_value",
-                        "above_cap",
-                        f"the prediction is above ${VALUE_CAP:,.0f}, where the training data "
-                        "was capped: the model never saw a true value this high",
-                    )
-                )
+        for row, kind, col in found:
+            field, code, message = self._messages[kind][col] if col >= 0 else _FIXED[kind]
+            if self._count is not None:
+                self._count(field, code)
+            out.append({"row": row, "field": field, "code": code, "message": message})
         return out
-
-    def _flag(self, row: int, col: int, where: str, bound: float) -> Flag:
-        name = NUMERIC_COLUMNS[col]
-        return self._made(
-            row,
-            name,
-            "out_of_range",
-            f"{name} is {where} percentile of the training data ({bound:.6g})",
-        )
-
-    def _made(self, row: int, field: str, code: str, message: str) -> Flag:
-        if self._count is not None:
-            self._count(field, code)
-        return {"row": row, "field": field, "code": code, "message": message}

@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["host", "device"],
         default="host",
         help="where the derived features run on neuron: host (default: the NeuronCore gets "
-        "Linear and ReLU only) or device (the whole graph; needs sin, floor, log1p, ...)",
+        "Linear and ReLU only) or device (the whole graph; needs sin, frac, log1p, ...)",
     )
     p.add_argument(
         "--artifacts", type=Path, default=Path(os.environ.get("HOUSING_ARTIFACTS", "artifacts"))

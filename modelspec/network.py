@@ -22,7 +22,6 @@ from modelspec.features import (
     ENCODED_COLUMNS,
     N_DERIVED,
     N_ENCODED,
-    DerivedFeature,
 )
 
 
@@ -42,127 +41,105 @@ class NetConfig:
 
 
 class DeriveFeatures(nn.Module):
-    """Applies ``DERIVED_FEATURES`` to an ``(n, N_ENCODED)`` batch.
+    """Applies ``DERIVED_FEATURES`` to an ``(n, N_ENCODED)`` batch in seventeen graph ops.
 
-    Features are computed a group per op (one matmul for identities and linear combinations,
-    one gather per elementwise op, one gather for all inputs of the periodic ones, whose
-    cosines are sines a quarter cycle later), then put back in spec order with one
-    index_select: about twenty-five graph ops instead of three or four per feature (measured:
-    a batch-1 call of the CPU artifact went from 68 to 58 us; the 96 periodic features took it
-    from about 40 to 60 us).
+    A small batch's cost is the number of ops, not their arithmetic (about 2.5 us each on the
+    CPU at batch 1), so features are computed in as few as keep them exact:
+
+    * every feature that is affine in the inputs -- identities, linear combinations and the
+      phases of the periodic features -- comes out of one ``mm`` of the inputs measured from
+      ``origin``, plus a constant. Each output sums at most two non-zero products, and the
+      periodic weights are powers of two, so the result does not depend on the order the
+      matmul adds in, nor on the batch size;
+    * the periodic features then keep the phase's fraction of a cycle (``frac``) and take one
+      ``sin``: a cosine is a sine a quarter cycle later;
+    * logs and ratios share one gather of numerators and one of denominators, clamped to
+      ``[den_low, den_high]``: ``[1, inf)`` for a ratio, ``[1, 1]`` (exactly 1) for a log;
+    * ``cat`` and one ``index_select`` put the features back in spec order.
     """
 
-    lin_weight: Tensor
-    log_cols: Tensor
-    ratio_num: Tensor
-    ratio_den: Tensor
-    log_ratio_num: Tensor
-    log_ratio_den: Tensor
-    periodic_cols: Tensor
-    periodic_weight: Tensor
-    periodic_origin: Tensor
-    periodic_shift: Tensor
+    origin: Tensor
+    affine_weight: Tensor
+    affine_bias: Tensor
+    numerators: Tensor
+    denominators: Tensor
+    den_low: Tensor
+    den_high: Tensor
     two_pi: Tensor
     order: Tensor
 
     def __init__(self) -> None:
         super().__init__()
         col = {c: i for i, c in enumerate(ENCODED_COLUMNS)}
-        groups: dict[str, list[int]] = {
-            op: [] for op in ("lin", "log", "ratio", "log_ratio", "periodic")
+        kinds: dict[str, list[int]] = {
+            op: [] for op in ("affine", "periodic", "log1p", "log1p_ratio", "ratio")
         }
-        weight = torch.zeros(N_ENCODED, N_DERIVED)
-        logs, nums, dens, log_nums, log_dens = [], [], [], [], []
-        periodic: list[DerivedFeature] = []
         for k, f in enumerate(DERIVED_FEATURES):
-            idx = [col[name] for name in f.inputs]
-            if f.op in ("sin", "cos"):
-                periodic.append(f)
-                groups["periodic"].append(k)
-            elif f.op in ("identity", "lincomb"):
-                weights = f.weights or (1.0,)
-                for i, w in zip(idx, weights, strict=True):
-                    weight[i, len(groups["lin"])] = w
-                groups["lin"].append(k)
-            elif f.op == "log1p":
-                logs.append(idx[0])
-                groups["log"].append(k)
-            elif f.op == "ratio":
-                nums.append(idx[0])
-                dens.append(idx[1])
-                groups["ratio"].append(k)
-            else:  # log1p_ratio
-                log_nums.append(idx[0])
-                log_dens.append(idx[1])
-                groups["log_ratio"].append(k)
-        computed = [k for g in groups.values() for k in g]  # feature index of each output
-        order = torch.tensor([computed.index(k) for k in range(N_DERIVED)])
+            kind = {"identity": "affine", "lincomb": "affine", "sin": "periodic"}.get(f.op, f.op)
+            kinds["periodic" if f.op == "cos" else kind].append(k)
+        origin = _column_origins(col)
+        phased = kinds["affine"] + kinds["periodic"]
+        weight = torch.zeros(N_ENCODED, len(phased), dtype=torch.float64)
+        bias = torch.zeros(len(phased), dtype=torch.float64)
+        for j, k in enumerate(phased):
+            f = DERIVED_FEATURES[k]
+            for name, w in zip(f.inputs, f.weights or (1.0,), strict=True):
+                weight[col[name], j] = w
+                if f.op not in ("sin", "cos"):
+                    bias[j] += w * origin[col[name]]  # affine: measured from 0, not origin
+            bias[j] += 0.25 if f.op == "cos" else 0.0  # cos(2 pi t) = sin(2 pi (t + 1/4))
+        quotients = kinds["log1p"] + kinds["log1p_ratio"] + kinds["ratio"]
+        nums, dens, highs = [], [], []
+        for k in quotients:
+            f = DERIVED_FEATURES[k]
+            nums.append(col[f.inputs[0]])
+            dens.append(col[f.inputs[-1]])  # a log's own column, clamped to exactly 1
+            highs.append(1.0 if f.op == "log1p" else math.inf)
+        computed = phased + quotients  # feature index of each computed column
+        self.n_affine = len(kinds["affine"])
+        self.n_periodic = len(kinds["periodic"])
+        self.n_logs = len(kinds["log1p"]) + len(kinds["log1p_ratio"])
+        self.n_ratios = len(kinds["ratio"])
 
         def buffer(name: str, value: Tensor) -> None:
             # Not persistent: derived from the spec, so not part of the trained state.
             self.register_buffer(name, value, persistent=False)
 
-        buffer("lin_weight", weight[:, : len(groups["lin"])].contiguous())
-        buffer("log_cols", torch.tensor(logs, dtype=torch.long))
-        buffer("ratio_num", torch.tensor(nums, dtype=torch.long))
-        buffer("ratio_den", torch.tensor(dens, dtype=torch.long))
-        buffer("log_ratio_num", torch.tensor(log_nums, dtype=torch.long))
-        buffer("log_ratio_den", torch.tensor(log_dens, dtype=torch.long))
-        # Input slots of the periodic features (a plain int: the traced loop unrolls over it).
-        self.periodic_slots = max((len(f.inputs) for f in periodic), default=1)
-        self.periodic_count = len(periodic)
-        cols, slot_weight, origin = _periodic_tables(periodic, col, self.periodic_slots)
-        buffer("periodic_cols", cols)
-        buffer("periodic_weight", slot_weight)
-        buffer("periodic_origin", origin)
-        # cos(2 pi t) = sin(2 pi (t + 1/4)): one sin for all of them.
-        buffer("periodic_shift", torch.tensor([0.25 * (f.op == "cos") for f in periodic]))
+        buffer("origin", torch.tensor(origin))
+        buffer("affine_weight", weight.float())
+        buffer("affine_bias", bias.float())
+        buffer("numerators", torch.tensor(nums, dtype=torch.long))
+        buffer("denominators", torch.tensor(dens, dtype=torch.long))
+        buffer("den_low", torch.ones(len(quotients)))
+        buffer("den_high", torch.tensor(highs))
         buffer("two_pi", torch.tensor(2 * math.pi))  # float32, like the features
-        buffer("order", order)
+        buffer("order", torch.tensor([computed.index(k) for k in range(N_DERIVED)]))
 
     def forward(self, x: Tensor) -> Tensor:
-        def ratio(num: Tensor, den: Tensor) -> Tensor:
-            return x.index_select(1, num) / x.index_select(1, den).clamp(min=1.0)
-
-        def periodic() -> Tensor:
-            # Every input slot of every feature in one gather, measured from its origin and
-            # weighted elementwise, then summed over the slots (a few terms, no long reduction
-            # whose order could differ between batch sizes or backends). Then the phase's
-            # fraction of a cycle, in radians.
-            terms = (x.index_select(1, self.periodic_cols) - self.periodic_origin) * (
-                self.periodic_weight
-            )
-            k = self.periodic_count
-            cycles = terms.narrow(1, 0, k) + self.periodic_shift
-            for j in range(1, self.periodic_slots):
-                cycles = cycles + terms.narrow(1, j * k, k)
-            return torch.sin((cycles - torch.floor(cycles)) * self.two_pi)
-
+        phased = torch.mm(x - self.origin, self.affine_weight) + self.affine_bias
+        cycles = phased.narrow(1, self.n_affine, self.n_periodic)
+        denominators = x.index_select(1, self.denominators).clamp(self.den_low, self.den_high)
+        quotients = x.index_select(1, self.numerators) / denominators
         parts = [
-            x @ self.lin_weight,
-            torch.log1p(x.index_select(1, self.log_cols)),
-            ratio(self.ratio_num, self.ratio_den),
-            torch.log1p(ratio(self.log_ratio_num, self.log_ratio_den)),
-            periodic(),
+            phased.narrow(1, 0, self.n_affine),
+            torch.sin(torch.frac(cycles) * self.two_pi),
+            torch.log1p(quotients.narrow(1, 0, self.n_logs)),
+            quotients.narrow(1, self.n_logs, self.n_ratios),
         ]
         return torch.cat(parts, dim=1).index_select(1, self.order)
 
 
-def _periodic_tables(
-    feats: list[DerivedFeature], col: Mapping[str, int], slots: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Column index, weight and origin of each input slot of each periodic feature, flattened
-    slot by slot (all features' first inputs, then all second inputs, ...); a feature with
-    fewer inputs than ``slots`` gets slots of weight 0."""
-    cols = torch.zeros(slots, len(feats), dtype=torch.long)
-    weight = torch.zeros(slots, len(feats))
-    origin = torch.zeros(slots, len(feats))
-    for k, f in enumerate(feats):
-        for j, name in enumerate(f.inputs):
-            cols[j, k] = col[name]
-            weight[j, k] = f.weights[j]
-            origin[j, k] = f.origin[j] if f.origin else 0.0
-    return cols.flatten(), weight.flatten(), origin.flatten()
+def _column_origins(col: Mapping[str, int]) -> list[float]:
+    """Each encoded column's origin: where the periodic features measure it from (0 if none).
+    One per column, so a single subtraction serves every feature."""
+    origin = [0.0] * len(col)
+    seen: dict[int, float] = {}
+    for f in DERIVED_FEATURES:
+        for name, o in zip(f.inputs, f.origin, strict=False):
+            if seen.setdefault(col[name], o) != o:
+                raise ValueError(f"periodic features measure {name} from different origins")
+            origin[col[name]] = o
+    return origin
 
 
 class HousingNet(nn.Module):

@@ -2,7 +2,7 @@
 
 torch_neuronx.trace compiles the whole graph it is given and has no CPU fallback, so an
 operator that neuronx-cc refuses fails the whole compile. AWS's published operator list does
-not name several operators the derived features use (``sin``, ``floor``, ``log1p``, ``sub``,
+not name several operators the derived features use (``sin``, ``frac``, ``log1p``, ``sub``,
 ``clamp``, ``cat``), so by default only the network body goes to the NeuronCore:
 
 * **Preamble** (host, CPU TorchScript inside the artifact): the derived features of

@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from app.workers import VISIBLE_CORES_ENV, visible_cores
-from benchmarks.run import Result, ensure_wrk, measure, write_bodies
+from benchmarks.load import Started, ensure_wrk, measure
+from benchmarks.run import write_bodies
 from modelspec.buckets import default_buckets, parse_buckets
 from modelspec.manifest import CHECKPOINT_FILE, EXAMPLE_FILE, MANIFEST_FILE, VALIDATION_FILE
 from neuron_check.probe import probe
@@ -143,9 +144,12 @@ def serve_and_load(folder: Path, workers: int, args: argparse.Namespace) -> dict
         except (OSError, subprocess.CalledProcessError) as exc:
             raise CheckFailed(f"the load step needs wrk ({exc}): apt-get install wrk") from exc
         bodies = write_bodies(Path(tempfile.mkdtemp(prefix="neuron-check-")))
-        results: list[Result] = measure(
-            wrk, "service", server.url, bodies, args.load_seconds, (1, 64), core=None
-        )
+        target = Started("service", server.url)
+        results = [
+            measure(wrk, target, body, concurrency, args.load_seconds, core=None)
+            for body in bodies.values()
+            for concurrency in (1, 64)
+        ]
         code = server.terminate()
         (out / "server.log").write_text(server.output)
     if code != 0:
@@ -154,7 +158,9 @@ def serve_and_load(folder: Path, workers: int, args: argparse.Namespace) -> dict
         "workers": workers,
         "ready_seconds": round(ready, 2),
         "load_seconds": args.load_seconds,
-        "load": [{**vars(r), "rows_per_s": r.rows_per_s} for r in results],
+        "load": [
+            {**vars(r), "rows_per_s": r.rows_per_s, "cpu_us_per_request": None} for r in results
+        ],
     }
 
 

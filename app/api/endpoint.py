@@ -59,18 +59,28 @@ WATCH_AFTER_S = 0.02
 
 
 class _Watch:
-    """A waiting request whose client is watched for a disconnect once it has waited long.
-
-    Once the body is read, the next ASGI ``receive()`` only returns when the client goes away;
-    if it does, the ticket is abandoned and its rows are dropped unrun.
+    """``with _Watch(watches, ticket, receive):`` around the wait for a ticket's result: once
+    the request has waited ``WATCH_AFTER_S`` (``watches``, one timer for all of a route's
+    requests), its client is watched for a disconnect, and if it goes, the ticket is abandoned
+    and its rows are dropped unrun. Once the body is read, the next ASGI ``receive()`` only
+    returns when the client goes away.
     """
 
-    __slots__ = ("receive", "task", "ticket")
+    __slots__ = ("receive", "task", "ticket", "watches")
 
-    def __init__(self, ticket: Ticket, receive: Receive) -> None:
+    def __init__(self, watches: Timeouts[_Watch], ticket: Ticket, receive: Receive) -> None:
+        self.watches = watches
         self.ticket = ticket
         self.receive = receive
         self.task: asyncio.Future[Message] | None = None
+
+    def __enter__(self) -> None:
+        self.watches.add(self)
+
+    def __exit__(self, *_: object) -> None:
+        self.watches.discard(self)
+        if self.task is not None:
+            self.task.cancel()
 
     def start(self) -> None:
         self.task = asyncio.ensure_future(self.receive())
@@ -80,21 +90,6 @@ class _Watch:
         ok = not task.cancelled() and task.exception() is None
         if ok and task.result()["type"] == "http.disconnect":
             self.ticket.abandon(ClientDisconnected())
-
-
-async def result_unless_disconnected(
-    ticket: Ticket, receive: Receive, watches: Timeouts[_Watch]
-) -> list[float]:
-    """The ticket's result; if the client disconnects first, its rows are dropped unrun.
-    ``watches`` starts the watch (one timer for all of a route's requests)."""
-    watch = _Watch(ticket, receive)
-    watches.add(watch)
-    try:
-        return await ticket.result()
-    finally:
-        watches.discard(watch)
-        if watch.task is not None:
-            watch.task.cancel()
 
 
 def dollars(values: list[float]) -> list[float]:
@@ -141,7 +136,8 @@ class PredictionEndpoint(Generic[C]):
             seen = len(body) / rows
             self.bytes_per_row += (seen - self.bytes_per_row) * (0.1 if self.bytes_per_row else 1)
         ticket = batcher.submit(decoded.encoded, runtime.settings.request_timeout_s)
-        values = dollars(await result_unless_disconnected(ticket, receive, self.watches))
+        with _Watch(self.watches, ticket, receive):
+            values = dollars(await ticket.result())
         flags = []
         if ticket.flagged:
             flags = runtime.flagger.flags(decoded.encoded, np.asarray(values))
@@ -159,7 +155,10 @@ class PredictionEndpoint(Generic[C]):
             None if (rid := headers.get(b"x-request-id")) is None else rid.decode("latin-1")
         )
         try:
-            reply = await self._run(scope, headers, receive)
+            self.guard.admit(scope["method"], headers, self.media_types)
+            self.shed_early(headers)
+            body = await self.guard.read_body(headers, receive)
+            reply = await self.answer(body, headers, receive)
         except ClientDisconnected:
             self.recorder.finish(scope, self.route, 499, started, request_id)
             return  # nobody is left to answer
@@ -175,12 +174,6 @@ class PredictionEndpoint(Generic[C]):
         await send({"type": "http.response.start", "status": reply.status, "headers": raw})
         await send({"type": "http.response.body", "body": reply.body})
         self.recorder.finish(scope, self.route, reply.status, started, request_id)
-
-    async def _run(self, scope: Scope, headers: Headers, receive: Receive) -> Answer:
-        self.guard.admit(scope["method"], headers, self.media_types)
-        self.shed_early(headers)
-        body = await self.guard.read_body(headers, receive)
-        return await self.answer(body, headers, receive)
 
     def shed_early(self, headers: Headers) -> None:
         """Under load, refuse (503) a request whose rows will not fit in the queue before

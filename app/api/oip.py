@@ -158,7 +158,8 @@ class InferEndpoint(PredictionEndpoint[dict[str, Any]]):
         check_envelope(request)
         records = oip.records_from(request, tail)
         self.adapter.validate_python({"instances": records})
-        return Decoded(encode_records(records, self.runtime.bedrooms_median), request)
+        encoded = encode_records(records, self.runtime.bedrooms_median, validated=True)
+        return Decoded(encoded, request)
 
     def reply(
         self,

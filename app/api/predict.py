@@ -56,7 +56,7 @@ class RecordsJson:
         parsed = self.adapter.validate_json(body)
         single = "instances" not in parsed
         records = (parsed,) if single else parsed["instances"]
-        return Decoded(encode_records(records, bedrooms_median), single)
+        return Decoded(encode_records(records, bedrooms_median, validated=True), single)
 
     @staticmethod
     def reply(values: list[float], single: bool, flags: list[Flag]) -> Answer:

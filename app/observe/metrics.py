@@ -113,6 +113,7 @@ class Metrics:
         )
         # Label lookups cost a dict hit and a lock each; the hot routes cache their children.
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._flag_children: dict[tuple[str, str], Any] = {}
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
         key = (route, status)
@@ -140,7 +141,10 @@ class Metrics:
         self.failed_calls.inc()
 
     def observe_flag(self, field: str, code: str) -> None:
-        self.input_warnings.labels(field, code).inc()
+        child = self._flag_children.get((field, code))
+        if child is None:
+            child = self._flag_children[field, code] = self.input_warnings.labels(field, code)
+        child.inc()
 
     def observe_refusal(self, reason: str) -> None:
         self.rejected.labels(reason).inc()

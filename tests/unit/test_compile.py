@@ -25,7 +25,7 @@ from tests.fakes.torch_neuronx import FakeTorchNeuronx
 FEATURE_OPERATORS = [
     "aten::cat",
     "aten::clamp",
-    "aten::floor",
+    "aten::frac",
     "aten::log1p",
     "aten::sin",
     "aten::sub",

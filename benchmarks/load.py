@@ -1,0 +1,193 @@
+"""The parts of ``make bench`` that drive load: server processes, wrk, and one measurement.
+
+A ``Server`` is a process started on a free port (pinned to one core, or not), waited for by
+polling a route, and stopped with SIGTERM. ``measure`` runs wrk against it and reads the
+server's own CPU time (user + system, from ``/proc/<pid>/stat``) before and after, so each
+``Result`` carries the server's CPU microseconds per request beside req/s and latency.
+``CpuHog`` is a competing load: a process that spins on one core.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+LUA = Path(__file__).resolve().parent / "post.lua"
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Result:
+    server: str
+    body: str
+    concurrency: int
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    rows_per_request: int
+    cpu_us_per_request: float
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.requests_per_s * self.rows_per_request
+
+
+class Target(Protocol):
+    """What ``measure`` drives: a named server at ``url`` that may know its CPU time."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def url(self) -> str: ...
+
+    def cpu_seconds(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Started:
+    """A server this module did not start: its CPU time is unknown (NaN per request)."""
+
+    name: str
+    url: str
+
+    def cpu_seconds(self) -> float:
+        return math.nan
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A server process, on ``core`` (None: wherever the kernel puts it)."""
+
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], probe: str, core: str | None
+    ) -> None:
+        self.name, self.port, self.probe = name, free_port(), probe
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        pin = ["taskset", "-c", core] if core is not None else []
+        self.proc = subprocess.Popen(
+            [*pin, *argv],  # taskset execs the server: the pid is the server's
+            env={**os.environ, **env, "HOUSING_PORT": str(self.port), "HOUSING_HOST": "127.0.0.1"},
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                if httpx.get(self.url + self.probe, timeout=1).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass  # not listening yet
+            time.sleep(0.2)  # polling a process we do not control; not a test
+        self.log.seek(0)
+        raise RuntimeError(f"{self.name} did not become ready:\n{self.log.read().decode()[-3000:]}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS_PER_S  # utime, stime
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+class CpuHog:
+    """A process that keeps one core busy (a Python spin loop) until stopped."""
+
+    def __init__(self, core: str) -> None:
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", core, sys.executable, "-c", "while True: pass"]
+        )
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def ensure_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print("wrk not found: installing it from Debian (apt-get install wrk)", file=sys.stderr)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+        wrk = shutil.which("wrk")
+    assert wrk is not None
+    return wrk
+
+
+def run_wrk(
+    wrk: str, url: str, body: Path, concurrency: int, seconds: int, core: str | None
+) -> dict[str, int]:
+    """One wrk run POSTing ``body`` to ``url``/predict; pinned to ``core`` unless None."""
+    pin = ["taskset", "-c", core] if core is not None else []
+    out = subprocess.run(
+        [
+            *pin,
+            *(wrk, "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s"),
+            *("-s", str(LUA), url + "/predict"),
+        ],
+        env={**os.environ, "BODY_FILE": str(body)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def measure(
+    wrk: str,
+    server: Target,
+    body: tuple[str, Path, int],
+    concurrency: int,
+    seconds: int,
+    core: str | None,
+) -> Result:
+    """One point: ``body`` is (name, file, rows per request)."""
+    name, path, rows = body
+    run_wrk(wrk, server.url, path, min(concurrency, 8), 1, core)  # warm connections and caches
+    cpu_before = server.cpu_seconds()
+    r = run_wrk(wrk, server.url, path, concurrency, seconds, core)
+    cpu = server.cpu_seconds() - cpu_before
+    requests = max(r["requests"], 1)
+    return Result(
+        server.name,
+        name,
+        concurrency,
+        (r["requests"] - r["non2xx"]) / (r["duration_us"] / 1e6),  # answered with a 2xx
+        r["p50_us"] / 1000,
+        r["p99_us"] / 1000,
+        r["errors"] + r["non2xx"],
+        rows,
+        cpu / requests * 1e6,  # over every answer: a refusal costs CPU too
+    )

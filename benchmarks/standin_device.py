@@ -1,0 +1,65 @@
+"""A stand-in for a NeuronCore, for ``make bench``: what the host spends when the device is not it.
+
+    HOUSING_DEVICE_THREAD=true python -m benchmarks.standin_device
+
+runs ``python -m app``'s single-process server on the cpu artifact with the loaded backend
+wrapped (after warm-up, through ``ModelRuntime(wrap_backend=...)``, the seam that
+``tests/fakes/faulty_device.py`` also uses) so that every device call does what an inf2 host
+does around a NeuronCore: the artifact's preamble (derived features, on the host CPU, as
+``features_on: host`` places it), then a wait of ``STANDIN_DEVICE_US`` microseconds (default
+100) that holds no CPU and no GIL, as the Neuron runtime's wait does. Its answers are not the
+model's: every row gets the same value, so only the host's costs -- HTTP, validation, batching,
+flags, metrics, the preamble -- are real. Nothing here touches Inferentia.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from app.__main__ import load_settings
+from app.backends.base import Backend
+from app.runtime import ModelRuntime
+from app.server import run_server
+from modelspec import torchscript
+from modelspec.manifest import ARTIFACT_FILE
+
+ANSWER = 200_000.0  # dollars, for every row
+
+
+class StandinDevice:
+    def __init__(self, inner: Backend, preamble: torch.jit.ScriptModule, wait_s: float) -> None:
+        self.device = inner.device
+        self.batch_sizes = inner.batch_sizes
+        self.preamble = preamble
+        self.wait_s = wait_s
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            self.preamble(torch.from_numpy(x))
+        time.sleep(self.wait_s)  # the device's time: no CPU, no GIL
+        return np.full(x.shape[0], ANSWER)
+
+
+def main() -> int:
+    settings = load_settings()
+    if settings is None:
+        return 2
+    artifact = torchscript.load(settings.artifacts / ARTIFACT_FILE, map_location="cpu")
+    if not hasattr(artifact, "preamble"):
+        print("error: the artifact has no host preamble; re-run `python -m compile`")
+        return 2
+    wait_s = float(os.environ.get("STANDIN_DEVICE_US", "100")) / 1e6
+
+    def wrap(inner: Backend) -> Backend:
+        return StandinDevice(inner, artifact.preamble, wait_s)
+
+    return run_server(settings, runtime=ModelRuntime(settings, wrap_backend=wrap))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The targets of ``make bench`` (issue 13), checked against one run's medians.
+
+Every target is a ratio to the bare-ASGI reference measured in the same run, so the machine's
+speed on the day cancels out. Printed, not enforced: the benchmark reports.
+"""
+
+from __future__ import annotations
+
+from benchmarks.load import Result
+
+REFERENCE = "reference (bare ASGI)"
+SERVICE = "cpu batching on"
+STANDIN = "neuron stand-in, batching on"
+
+
+def _get(results: list[Result], server: str, body: str, c: int) -> Result | None:
+    key = (server, body, c)
+    return next((r for r in results if (r.server, r.body, r.concurrency) == key), None)
+
+
+def check_targets(pinned: list[Result], contended: list[Result], ceiling_rows_s: float) -> int:
+    lines: list[tuple[str, bool | None]] = []  # None: context, not a target
+
+    def target(text: str, ok: bool) -> None:
+        lines.append((text, ok))
+
+    def note(text: str) -> None:
+        lines.append((text, None))
+
+    ref64, ref1 = _get(pinned, REFERENCE, "1 record", 64), _get(pinned, REFERENCE, "1 record", 1)
+    cpu64, cpu1 = _get(pinned, SERVICE, "1 record", 64), _get(pinned, SERVICE, "1 record", 1)
+    if ref64 and cpu64:
+        ratio = cpu64.requests_per_s / ref64.requests_per_s
+        target(f"cpu c64 1-record req/s = {ratio:.2f}x the reference's (>= 0.45)", ratio >= 0.45)
+        ratio = cpu64.p99_ms / ref64.p99_ms
+        target(f"cpu c64 1-record p99 = {ratio:.2f}x the reference's (<= 1.5)", ratio <= 1.5)
+    if ref1 and cpu1:
+        ratio = cpu1.p50_ms / ref1.p50_ms
+        target(f"cpu c1 p50 = {ratio:.2f}x the reference's (<= 3)", ratio <= 3)
+    if cpu1 and cpu64:
+        ratio = cpu1.cpu_us_per_request / cpu64.cpu_us_per_request
+        target(f"cpu CPU/request at c1 = {ratio:.2f}x at c64 (<= 1.5)", ratio <= 1.5)
+    if ref1 and ref64:
+        ratio = ref1.cpu_us_per_request / ref64.cpu_us_per_request
+        note(f"the reference's own CPU/request at c1 = {ratio:.2f}x at c64")
+    ref_rows = _get(pinned, REFERENCE, "100 records", 64)
+    cpu_rows = _get(pinned, SERVICE, "100 records", 64)
+    if ref_rows and cpu_rows:
+        ratio = cpu_rows.rows_per_s / ref_rows.rows_per_s
+        target(f"cpu c64 100-record rows/s = {ratio:.2f}x the reference's (>= 0.5)", ratio >= 0.5)
+        need = 0.5 * ref_rows.rows_per_s
+        note(
+            f"0.5x the reference is {need:,.0f} rows/s; the model alone computes "
+            f"{ceiling_rows_s:,.0f} rows/s on this core ({ceiling_rows_s / need:.2f}x that)"
+        )
+    standin = _get(pinned, STANDIN, "1 record", 64)
+    if standin and ref64:
+        ratio = standin.cpu_us_per_request / ref64.cpu_us_per_request
+        target(
+            f"neuron stand-in c64 CPU/request = {standin.cpu_us_per_request:.0f} us = "
+            f"{ratio:.2f}x the reference's (<= 2)",
+            ratio <= 2,
+        )
+    xla_on, xla_off = (
+        _get(pinned, "xla batching on", "1 record", 64),
+        _get(pinned, "xla batching off", "1 record", 64),
+    )
+    if xla_on and xla_off:
+        note(f"xla c64 batching on = {xla_on.requests_per_s / xla_off.requests_per_s:.1f}x off")
+    c_ref = _get(contended, REFERENCE, "1 record", 64)
+    c_cpu = _get(contended, SERVICE, "1 record", 64)
+    if c_ref and c_cpu:
+        note(
+            f"unpinned with core 1 busy: cpu c64 req/s = "
+            f"{c_cpu.requests_per_s / c_ref.requests_per_s:.2f}x the reference's, "
+            f"CPU/request {c_cpu.cpu_us_per_request:.0f} us against {c_ref.cpu_us_per_request:.0f}"
+        )
+    print("\ntargets (this run's medians):")
+    for text, ok in lines:
+        mark = "    " if ok is None else ("[ok]" if ok else "[MISSED]")
+        print(f"  {mark} {text}")
+    return 0
