@@ -1,0 +1,29 @@
+"""make bench's NeuronCore stand-in, in a real server (``make bench`` itself is too long for
+``make test``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from modelspec.features import EXAMPLE_RECORD
+from tests.e2e.server import serve
+
+
+def test_the_neuron_stand_in_answers_through_the_device_thread(artifacts: Path) -> None:
+    env = {"HOUSING_DEVICE": "cpu", "HOUSING_DEVICE_THREAD": "true", "STANDIN_DEVICE_US": "100"}
+    with serve(artifacts, "benchmarks.standin_device", **env) as server:
+        server.wait_ready()
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            answer = client.post("/predict", json={"instances": [EXAMPLE_RECORD] * 3})
+            metrics = client.get("/metrics").text
+    assert answer.status_code == 200
+    assert answer.json() == {"predictions": [200000.0] * 3}  # the stand-in's, not the model's
+    # The device call took the stand-in's wait at least (the histogram's sum, in seconds).
+    device_sum = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("housing_device_duration_seconds_sum")
+    )
+    assert device_sum >= 100e-6
