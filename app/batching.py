@@ -11,12 +11,6 @@ list of Python floats (one conversion per batch, not one per request). A batch i
   could only add latency. A lone request therefore never waits for the timer, and under load
   batches fill up by themselves while the device works on the previous one.
 
-Under load -- the last batch combined several requests -- the consumer first yields the event
-loop a few passes (``POLL_YIELDS``, within ``max_delay``), so that requests whose bytes have
-already reached the socket are parsed and join this batch rather than wait for the next: on a
-CPU-bound host, fewer and fuller device calls are less CPU per request. After a batch of one
-request nothing waits.
-
 A request larger than ``max_batch_size`` is split into parts that are reassembled in order.
 ``max_batch_size == 1`` turns batching off: requests are never combined (each still runs in
 chunks of at most ``max_chunk`` rows, the largest compiled batch size).
@@ -51,13 +45,6 @@ from app.timeouts import Timeouts
 DeviceCall = Callable[[np.ndarray], np.ndarray]
 # (a batch's rows, their results) -> indices of the rows worth a closer look, ascending.
 Screen = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-# Loop passes the consumer yields before taking a batch under load. A request whose bytes
-# arrive during one pass's socket poll runs its first step (parse, queue) in the next; three
-# passes let two polls' worth of arrivals join (measured at 64 connections: batches of 22 rows
-# became full ones of 64, and 10-25% less CPU per request; 1 and 2 passes did less).
-POLL_YIELDS = 3
 
 
 class BatchObserver(Protocol):
@@ -196,7 +183,6 @@ class Batcher:
         # Built inside the running loop (the lifespan); kept, as the hot path needs it often.
         self._loop = asyncio.get_running_loop()
         self.stats = BatchStats()
-        self._last_items = 0
 
     @property
     def queued_rows(self) -> int:
@@ -268,16 +254,6 @@ class Batcher:
             # asyncio.TimeoutError: on Python 3.10 (Neuron's containers) it is not TimeoutError.
             with suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
-        if self.combine and self._last_items > 1:  # under load: let arrived requests join
-            for _ in range(POLL_YIELDS):
-                if self._queued_rows >= self.max_batch_size or self._oldest_waited() >= (
-                    self.max_delay_s
-                ):
-                    break
-                await asyncio.sleep(0)
-
-    def _oldest_waited(self) -> float:
-        return time.monotonic() - self._queue[0].enqueued if self._queue else 0.0
 
     def _take_batch(self) -> list[_Item]:
         items: list[_Item] = []
@@ -305,7 +281,6 @@ class Batcher:
             items = self._take_batch()
             if not items:
                 continue
-            self._last_items = len(items)
             batch = items[0].rows if len(items) == 1 else np.concatenate([i.rows for i in items])
             self.stats.device_calls += 1
             self.stats.rows += batch.shape[0]

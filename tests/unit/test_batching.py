@@ -267,33 +267,3 @@ async def test_the_screen_runs_once_per_batch_and_flags_only_the_tickets_it_name
     assert (await split.result())[-1] == 18
     assert split.flagged
     await batcher.stop()
-
-
-async def test_under_load_requests_that_arrive_in_the_next_loop_passes_join_the_batch() -> None:
-    device = Device()
-    batcher = make(device, inline=True)
-    pair = [batcher.submit(rows(1)), batcher.submit(rows(2))]
-    await asyncio.gather(*(t.result() for t in pair))
-    assert device.calls == [2]  # several requests in the last batch: under load
-    loop = asyncio.get_running_loop()
-    later: list[Ticket] = []
-    first = batcher.submit(rows(3))
-    loop.call_soon(lambda: later.append(batcher.submit(rows(4))))  # arrives a pass later
-    assert await first.result() == [6]
-    assert await later[0].result() == [8]
-    assert device.calls == [2, 2]
-    await batcher.stop()
-
-
-async def test_after_a_lone_request_the_next_one_is_not_held_back() -> None:
-    device = Device()
-    batcher = make(device, inline=True)
-    assert await batcher.submit(rows(1)).result() == [2]
-    loop = asyncio.get_running_loop()
-    later: list[Ticket] = []
-    first = batcher.submit(rows(3))
-    loop.call_soon(lambda: later.append(batcher.submit(rows(4))))
-    assert await first.result() == [6]
-    assert await later[0].result() == [8]
-    assert device.calls == [1, 1, 1]  # each taken at once
-    await batcher.stop()
