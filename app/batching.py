@@ -44,7 +44,7 @@ from app.timeouts import Timeouts
 
 DeviceCall = Callable[[np.ndarray], np.ndarray]
 # (a batch's rows, their results) -> indices of the rows worth a closer look, ascending.
-Screen = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Screen = Callable[[np.ndarray, np.ndarray], list[int]]
 
 
 class BatchObserver(Protocol):
@@ -316,7 +316,7 @@ class Batcher:
                     item.future.set_result(values[start:end])
                 start = end
             if self._screen is not None:
-                for row in self._screen(batch, out).tolist():
+                for row in self._screen(batch, out):
                     items[bisect.bisect_right(starts, row) - 1].ticket.flagged = True
 
     def _fail(self, items: list[_Item], exc: Exception) -> None:

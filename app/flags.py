@@ -39,6 +39,7 @@ class Flag(TypedDict):
 
 Count = Callable[[str, str], None]  # (field, code): one flag seen
 
+_FEW_ROWS = 4  # up to this many rows, screen in Python
 _AWAY, _CAPPED = 2, 3  # kinds of flag after below (0) and above (1) a column's range
 _FIXED = {
     _AWAY: (
@@ -80,13 +81,25 @@ class Flagger:
         for col, (lo, hi) in ((_LAT, LATITUDE), (_LON, LONGITUDE)):
             self._any_low[col] = max(self._any_low[col], lo)
             self._any_high[col] = min(self._any_high[col], hi)
+        self._any_bounds = list(zip(self._any_low.tolist(), self._any_high.tolist(), strict=True))
 
-    def screen(self, encoded: np.ndarray, dollars: np.ndarray) -> np.ndarray:
+    def screen(self, encoded: np.ndarray, dollars: np.ndarray) -> list[int]:
         """Indices of the rows that ``flags`` flags, ascending: a whole batch in a handful of
-        vectorised calls, so the requests with no flagged row need no check of their own."""
+        vectorised calls, so the requests with no flagged row need no check of their own. A
+        batch of a few rows is checked in Python: numpy's fixed cost per call would be most of
+        the check (a lone request's batch is one row)."""
+        if len(dollars) <= _FEW_ROWS:
+            bounds = self._any_bounds
+            rows = zip(encoded.tolist(), dollars.tolist(), strict=True)
+            return [
+                row
+                for row, (values, value) in enumerate(rows)
+                if value > VALUE_CAP
+                or any(v < lo or v > hi for v, (lo, hi) in zip(values, bounds, strict=False))
+            ]
         x = encoded[:, : len(NUMERIC_COLUMNS)]
         outside = ((x < self._any_low) | (x > self._any_high)).any(axis=1)
-        return np.flatnonzero(outside | (dollars > VALUE_CAP))
+        return np.flatnonzero(outside | (dollars > VALUE_CAP)).tolist()
 
     def flags(self, encoded: np.ndarray, dollars: np.ndarray) -> list[Flag]:
         """Flags of every row of ``encoded`` (the model's input) and its ``dollars``, in row

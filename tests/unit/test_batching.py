@@ -242,9 +242,9 @@ async def test_stop_fails_the_running_and_the_queued_requests() -> None:
 async def test_the_screen_runs_once_per_batch_and_flags_only_the_tickets_it_names() -> None:
     screened: list[int] = []
 
-    def screen(batch: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def screen(batch: np.ndarray, out: np.ndarray) -> list[int]:
         screened.append(batch.shape[0])
-        return np.flatnonzero(out > 10)  # rows whose doubled value is above 10
+        return np.flatnonzero(out > 10).tolist()  # rows whose doubled value is above 10
 
     device = Device()
     device.gate.clear()
