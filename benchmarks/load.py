@@ -3,7 +3,9 @@
 A ``Server`` is a process started on a free port (pinned to one core, or not), waited for by
 polling a route, and stopped with SIGTERM. ``measure`` runs wrk against it and reads the
 server's own CPU time (user + system, from ``/proc/<pid>/stat``) before and after, so each
-``Result`` carries the server's CPU microseconds per request beside req/s and latency.
+``Result`` carries the server's CPU microseconds per request beside req/s and latency, and,
+for the service, the time its device calls took per row in that same window (from its own
+``/metrics``: ``housing_device_duration_seconds`` over ``housing_batch_rows``).
 ``CpuHog`` is a competing load: a process that spins on one core.
 """
 
@@ -40,6 +42,7 @@ class Result:
     errors: int
     rows_per_request: int
     cpu_us_per_request: float
+    device_us_per_row: float = math.nan  # NaN: not the service (no /metrics)
 
     @property
     def rows_per_s(self) -> float:
@@ -67,6 +70,25 @@ class Started:
 
     def cpu_seconds(self) -> float:
         return math.nan
+
+
+def device_totals(url: str) -> tuple[float, float] | None:
+    """(seconds in device calls, rows in them) so far, from the service's /metrics; None for a
+    server without them (the reference)."""
+    try:
+        answer = httpx.get(url + "/metrics", timeout=10)
+    except httpx.HTTPError:
+        return None
+    if answer.status_code != 200:
+        return None
+    totals = {}
+    for line in answer.text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("housing_device_duration_seconds_sum", "housing_batch_rows_sum"):
+            totals[name] = float(value)
+    if len(totals) != 2:
+        return None
+    return totals["housing_device_duration_seconds_sum"], totals["housing_batch_rows_sum"]
 
 
 def free_port() -> int:
@@ -176,9 +198,16 @@ def measure(
     """One point: ``body`` is (name, file, rows per request)."""
     name, path, rows = body
     run_wrk(wrk, server.url, path, min(concurrency, 8), 1, core)  # warm connections and caches
+    device_before = device_totals(server.url)
     cpu_before = server.cpu_seconds()
     r = run_wrk(wrk, server.url, path, concurrency, seconds, core)
     cpu = server.cpu_seconds() - cpu_before
+    device_after = device_totals(server.url)
+    device_us_per_row = math.nan
+    if device_before is not None and device_after is not None:
+        rows_run = device_after[1] - device_before[1]
+        if rows_run > 0:
+            device_us_per_row = (device_after[0] - device_before[0]) / rows_run * 1e6
     requests = max(r["requests"], 1)
     return Result(
         server.name,
@@ -190,4 +219,5 @@ def measure(
         r["errors"] + r["non2xx"],
         rows,
         cpu / requests * 1e6,  # over every answer: a refusal costs CPU too
+        device_us_per_row,
     )

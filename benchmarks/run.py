@@ -1,14 +1,15 @@
 """Load benchmark: the service against a bare-ASGI reference, in one run, on this machine.
 
-    make bench                              # everything (about 8 minutes)
+    make bench                              # everything (about 7 minutes)
     python -m benchmarks.run --quick --devices cpu
 
 Every server runs pinned to core 0 (``taskset -c 0``) and wrk drives it from core 1 with
-``post.lua``; all servers start first and stay up, and each round measures every point of every
-server in turn (``--rounds``, default 3): the table shows each figure's median over the rounds,
-so one noisy minute on a shared machine does not decide. A point is req/s (2xx answers), p50,
-p99 and the server process's own CPU time per request, for single-record requests at
-concurrency 1 and 64 and 100-record requests at 64. The servers:
+``post.lua``. All servers start first and stay up; each round measures every point on every
+server in turn, so a ratio's two sides are seconds apart, and the table shows each figure's
+median over the rounds (``--rounds``, default 3): one noisy minute on a shared machine does not
+decide. A point is req/s (2xx answers), p50, p99 and the server process's own CPU time per
+request, for single-record requests at concurrency 1 and 64 and 100-record requests at 64.
+The servers:
 
 * the reference: a bare ASGI app on the same uvicorn that reads the body, parses it with
   orjson and answers a constant -- the ceiling for any Python server here;
@@ -18,19 +19,21 @@ concurrency 1 and 64 and 100-record requests at 64. The servers:
   per request when the device is not the CPU;
 * on the xla device, batching on and off, when ``.venv-xla`` exists (``--devices``).
 
-Then the reference and the service again without pinning while another process spins on core 1
-(``--no-contended`` skips it): a thread-count bug once hid from the pinned runs. Last, the model
-alone on core 0 (rows/s at batch 64, no server), which bounds the cpu device's rows/s, and the
-issue's targets, checked against this run's medians.
+For the service, each point also gives the time its device calls took per row (from its own
+``/metrics``, in the same window): on the cpu device that is the model's share of the core, and
+it bounds the rows/s any server could reach with this model here. Then the reference and the
+service again without pinning while another process spins on core 1 (``--no-contended`` skips
+it): a thread-count bug once hid from the pinned runs. Last, the issue's targets, checked
+against this run's medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -116,6 +119,7 @@ def medians(results: list[Result]) -> list[Result]:
             sum(r.errors for r in rs),
             rs[0].rows_per_request,
             med(rs, "cpu_us_per_request"),
+            med(rs, "device_us_per_row"),
         )
         for key, rs in groups.items()
     ]
@@ -129,11 +133,18 @@ def run_rounds(
     seconds: int,
     load_core: str | None,
 ) -> list[Result]:
+    # Point by point, every server in turn: a ratio's two sides are measured seconds apart,
+    # not minutes (this machine's speed drifts by a third within minutes).
+    order: list[tuple[Body, int]] = []
+    for server in servers:
+        order += [p for p in points(server.name, bodies) if p not in order]
     results: list[Result] = []
     for round_ in range(1, rounds + 1):
-        for server in servers:
-            for body, concurrency in points(server.name, bodies):
-                results.append(measure(wrk, server, body, concurrency, seconds, load_core))
+        for point in order:
+            for server in servers:
+                if point in points(server.name, bodies):
+                    body, concurrency = point
+                    results.append(measure(wrk, server, body, concurrency, seconds, load_core))
         print(f"round {round_}/{rounds} done", file=sys.stderr)
     return medians(results)
 
@@ -153,11 +164,15 @@ def start(plan: list[Plan], core: str | None) -> list[Server]:
     return servers
 
 
+def _blank_nan(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.1f}"
+
+
 def print_table(title: str, results: list[Result]) -> None:
     print(f"\n{title}")
     head = (
         f"{'server':<30} {'body':<12} {'conc':>4} {'req/s':>8} {'rows/s':>9} "
-        f"{'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'errors':>6}"
+        f"{'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'device us/row':>13} {'errors':>6}"
     )
     print(head)
     print("-" * len(head))
@@ -165,29 +180,8 @@ def print_table(title: str, results: list[Result]) -> None:
         print(
             f"{r.server:<30} {r.body:<12} {r.concurrency:>4} {r.requests_per_s:>8,.0f} "
             f"{r.rows_per_s:>9,.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
-            f"{r.cpu_us_per_request:>10.0f} {r.errors:>6}"
+            f"{r.cpu_us_per_request:>10.0f} {_blank_nan(r.device_us_per_row):>13} {r.errors:>6}"
         )
-
-
-def model_alone(artifacts: Path, rows: int = 64) -> float:
-    """Rows/s of the artifact's forward alone at batch ``rows`` on SERVER_CORE (one thread)."""
-    code = (
-        "import sys, torch\n"
-        "from benchmarks.placement import first_rows, time_calls\n"
-        "from modelspec import torchscript\n"
-        "torch.set_num_threads(1)\n"
-        "m = torchscript.load(sys.argv[1] + '/model_neuron.pt', map_location='cpu').eval()\n"
-        "rows = torch.load(sys.argv[1] + '/validation_sample.pt', weights_only=True)\n"
-        f"print(time_calls(m, first_rows(rows, {rows}), 2000)[0])\n"
-    )
-    out = subprocess.run(
-        ["taskset", "-c", SERVER_CORE, sys.executable, "-c", code, str(artifacts)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return rows / (float(out.strip().splitlines()[-1]) / 1e6)
 
 
 def main() -> int:
@@ -233,9 +227,7 @@ def main() -> int:
         contended = [r for r in contended if r.concurrency == 64]
         print_table(f"unpinned, another process spinning on core {LOAD_CORE}", contended)
 
-    ceiling = model_alone(artifacts)
-    print(f"\nthe model alone on core {SERVER_CORE}, batch 64, no server: {ceiling:,.0f} rows/s")
-    return check_targets(pinned, contended, ceiling)
+    return check_targets(pinned, contended)
 
 
 if __name__ == "__main__":
