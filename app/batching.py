@@ -36,6 +36,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from contextlib import suppress
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Protocol
 
 import numpy as np
@@ -307,16 +308,16 @@ class Batcher:
                 self._fail(items, RuntimeError(f"the device returned {count}"))
                 continue
             values = out.tolist()
-            starts = []
             start = 0
             for item in items:
-                starts.append(start)
                 end = start + item.size
                 if not item.future.done():
                     item.future.set_result(values[start:end])
                 start = end
-            if self._screen is not None:
-                for row in self._screen(batch, out):
+            flagged = self._screen(batch, out) if self._screen is not None else []
+            if flagged:
+                starts = list(accumulate((item.size for item in items[:-1]), initial=0))
+                for row in flagged:
                     items[bisect.bisect_right(starts, row) - 1].ticket.flagged = True
 
     def _fail(self, items: list[_Item], exc: Exception) -> None:

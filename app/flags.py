@@ -104,11 +104,9 @@ class Flagger:
     def flags(self, encoded: np.ndarray, dollars: np.ndarray) -> list[Flag]:
         """Flags of every row of ``encoded`` (the model's input) and its ``dollars``, in row
         order (and within a row: below, above, location, cap)."""
-        if not len(dollars):
+        if not self.screen(encoded, dollars):
             return []
         x = encoded[:, : len(NUMERIC_COLUMNS)]
-        if not ((x < self._any_low) | (x > self._any_high)).any() and dollars.max() <= VALUE_CAP:
-            return []
         # Every flag as (row, kind, column), from a few vectorised calls; sorted, that is the
         # answer's order.
         found: list[tuple[int, int, int]] = []

@@ -40,6 +40,10 @@ class NetConfig:
         return cls(**{**data, "hidden": tuple(data["hidden"])})
 
 
+# How each feature op is computed; the others (log1p, log1p_ratio, ratio) by their own name.
+_KIND = {"identity": "affine", "lincomb": "affine", "sin": "periodic", "cos": "periodic"}
+
+
 class DeriveFeatures(nn.Module):
     """Applies ``DERIVED_FEATURES`` to an ``(n, N_ENCODED)`` batch in seventeen graph ops.
 
@@ -75,8 +79,7 @@ class DeriveFeatures(nn.Module):
             op: [] for op in ("affine", "periodic", "log1p", "log1p_ratio", "ratio")
         }
         for k, f in enumerate(DERIVED_FEATURES):
-            kind = {"identity": "affine", "lincomb": "affine", "sin": "periodic"}.get(f.op, f.op)
-            kinds["periodic" if f.op == "cos" else kind].append(k)
+            kinds[_KIND.get(f.op, f.op)].append(k)
         origin = _column_origins(col)
         phased = kinds["affine"] + kinds["periodic"]
         weight = torch.zeros(N_ENCODED, len(phased), dtype=torch.float64)
