@@ -11,6 +11,13 @@ list of Python floats (one conversion per batch, not one per request). A batch i
   could only add latency. A lone request therefore never waits for the timer, and under load
   batches fill up by themselves while the device works on the previous one.
 
+Under load -- the previous batch combined requests -- a batch that is not full is taken two
+event-loop passes later: in the first the loop reads the sockets that have data, in the
+second the requests read there are parsed and queued, and join the batch. Without them,
+requests answered together come back together, and at c64 about three groups of ~21 kept
+taking turns at the device; with them the groups merge into full batches (with one pass, not
+always), and in the server a cpu call of 64 rows took 1.4x the time of one of 24.
+
 A request larger than ``max_batch_size`` is split into parts that are reassembled in order.
 ``max_batch_size == 1`` turns batching off: requests are never combined (each still runs in
 chunks of at most ``max_chunk`` rows, the largest compiled batch size).
@@ -277,9 +284,14 @@ class Batcher:
 
     async def _consume(self) -> None:
         loop = self._loop
+        under_load = False
         while True:
             await self._wait_for_batch()
+            if under_load and self._queued_rows < self.max_batch_size:
+                await asyncio.sleep(0)  # two loop passes: see the module docstring
+                await asyncio.sleep(0)
             items = self._take_batch()
+            under_load = len(items) > 1
             if not items:
                 continue
             batch = items[0].rows if len(items) == 1 else np.concatenate([i.rows for i in items])

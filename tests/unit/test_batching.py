@@ -141,6 +141,28 @@ async def test_queued_requests_share_one_device_call() -> None:
     await batcher.stop()
 
 
+async def test_under_load_a_request_two_loop_passes_behind_joins_the_batch() -> None:
+    device = Device()
+    batcher = make(device, inline=True, max_delay_s=60)
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(batcher.submit(rows(1)).result(), batcher.submit(rows(2)).result())
+    assert device.calls == [2]  # a combined batch: the batcher is under load
+    late: list[Ticket] = []
+    first = batcher.submit(rows(3))
+    loop.call_soon(loop.call_soon, lambda: late.append(batcher.submit(rows(4))))
+    assert await first.result() == [6]
+    assert await late[0].result() == [8]
+    assert device.calls == [2, 2]
+    # Not under load (the last batch was one request): a lone request does not wait a pass.
+    await batcher.submit(rows(5)).result()
+    first = batcher.submit(rows(6))
+    loop.call_soon(lambda: late.append(batcher.submit(rows(7))))
+    assert await first.result() == [12]
+    assert await late[1].result() == [14]
+    assert device.calls == [2, 2, 1, 1, 1]
+    await batcher.stop()
+
+
 async def test_a_large_request_is_split_and_reassembled_in_order() -> None:
     device = Device()
     batcher = make(device, max_batch_size=4)
