@@ -27,6 +27,7 @@ import uvicorn
 from app.errors import StartupError
 from app.main import create_app
 from app.observe.logs import log_config
+from app.onewrite import OneWriteHttpProtocol
 from app.runtime import ModelRuntime
 from app.settings import Settings
 from app.workers import WORKER_READY_FD_ENV
@@ -122,6 +123,7 @@ def build_server(
         lifespan="on",
         timeout_graceful_shutdown=max(int(connections_grace), 1),
         server_header=False,
+        http=OneWriteHttpProtocol,  # one write per response (app/onewrite.py)
     )
     return HousingServer(config, runtime, settings)
 

@@ -1,0 +1,151 @@
+"""One write per response: uvicorn's real protocol code, on a transport that records writes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.server import ServerState
+
+from app.onewrite import HeldHeadersTransport, OneWriteHttpProtocol
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Recorder(asyncio.Transport):
+    """The socket's side: what was written, in order, one entry per write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8080)}.get(name, default)
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+async def body_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers ``{"ok":1}``; on /stream, a first part now and the rest a loop pass later."""
+    if scope["type"] != "http":
+        return
+    await receive()
+    headers = [(b"content-type", b"application/json")]
+    if scope["path"] == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        await send({"type": "http.response.body", "body": b"b"})
+        return
+    headers.append((b"content-length", b"8"))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b'{"ok":1}'})
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
+def connect() -> tuple[OneWriteHttpProtocol, Recorder]:
+    config = uvicorn.Config(body_app, lifespan="off", server_header=False, date_header=False)
+    protocol = OneWriteHttpProtocol(config=config, server_state=ServerState(), app_state={})
+    socket = Recorder()
+    protocol.connection_made(socket)
+    return protocol, socket
+
+
+async def test_an_answer_leaves_in_one_write() -> None:
+    protocol, socket = connect()
+    protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    await until(lambda: bool(socket.writes))
+    assert socket.writes == [
+        b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 8\r\n\r\n{"ok":1}'
+    ]
+
+
+async def test_keep_alive_answers_each_leave_in_one_write() -> None:
+    protocol, socket = connect()
+    for _ in range(3):
+        protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        count = len(socket.writes)
+        await until(lambda: len(socket.writes) > count)  # noqa: B023 - read at once
+    assert len(socket.writes) == 3
+    assert all(w.endswith(b'{"ok":1}') for w in socket.writes)
+
+
+async def test_headers_without_a_body_are_sent_a_loop_pass_later() -> None:
+    protocol, socket = connect()
+    protocol.data_received(b"HEAD / HTTP/1.1\r\nhost: x\r\n\r\n")
+    await until(lambda: bool(socket.writes))
+    assert socket.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert socket.writes[0].endswith(b"\r\n\r\n")
+
+
+async def test_a_streamed_body_keeps_its_order() -> None:
+    protocol, socket = connect()
+    protocol.data_received(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
+    await until(lambda: b"".join(socket.writes).endswith(b"0\r\n\r\n"))
+    sent = b"".join(socket.writes)
+    head, _, chunks = sent.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert chunks == b"1\r\na\r\n1\r\nb\r\n0\r\n\r\n"
+
+
+async def test_close_sends_a_held_block_first_and_abort_drops_it() -> None:
+    loop = asyncio.get_running_loop()
+    socket = Recorder()
+    transport = HeldHeadersTransport(socket, loop)
+    transport.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+    assert socket.writes == []
+    transport.close()
+    assert socket.writes == [b"HTTP/1.1 204 No Content\r\n\r\n"]
+    assert socket.closed
+    other = Recorder()
+    aborted = HeldHeadersTransport(other, loop)
+    aborted.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    aborted.abort()
+    await asyncio.sleep(0)  # the pass that would have sent it
+    assert other.writes == []
+    assert other.closed
+
+
+async def test_other_writes_pass_straight_through_and_held_bytes_count_as_buffered() -> None:
+    socket = Recorder()
+    transport = HeldHeadersTransport(socket, asyncio.get_running_loop())
+    transport.write(b"partial body")
+    assert socket.writes == [b"partial body"]
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    assert transport.get_write_buffer_size() == len(b"HTTP/1.1 200 OK\r\n\r\n")
+    transport.write(b"body")
+    assert socket.writes == [b"partial body", b"HTTP/1.1 200 OK\r\n\r\nbody"]
+    assert transport.get_write_buffer_size() == 0
