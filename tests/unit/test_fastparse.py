@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from app.api.predict import RecordsJson
 from app.protocols.fastparse import accept
 from app.schemas import request_adapter
 from modelspec.features import (
@@ -125,3 +126,36 @@ def test_the_common_bodies_take_the_fast_path() -> None:
 )
 def test_doubtful_bodies_are_left_to_the_validator(raw: bytes) -> None:
     assert accept(raw, MAX) is None
+
+
+def _errors(body: bytes) -> list[Any] | None:
+    try:
+        ADAPTER.validate_json(body)
+    except ValidationError as exc:
+        return exc.errors(include_url=False)
+    return None
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(bodies)
+def test_decode_answers_as_the_body_validator_does(body: Any) -> None:
+    """The one-record try and the fast check only shortcut: any body gets the validator's
+    encoding, or its very errors."""
+    raw = _dumps(body)
+    parsed, expected = _decide(raw)
+    try:
+        decoded = RecordsJson(MAX).decode(raw, 435.0)
+    except ValidationError as exc:
+        assert parsed is None
+        assert exc.errors(include_url=False) == _errors(raw)
+        return
+    assert parsed is not None, f"decode accepted what the validator refuses: {body!r}"
+    assert decoded.context == ("instances" not in parsed)
+    np.testing.assert_array_equal(decoded.encoded, expected)
+
+
+def test_a_batch_whose_key_is_escaped_is_still_a_batch() -> None:
+    raw = b'{"\\u0069nstances": [' + _dumps(EXAMPLE_RECORD) + b"]}"
+    decoded = RecordsJson(MAX).decode(raw, 435.0)
+    assert decoded.context is False  # a batch of one, answered as predictions
+    assert decoded.encoded.shape == (1, 13)
