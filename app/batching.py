@@ -16,7 +16,7 @@ event-loop passes later: in the first the loop reads the sockets that have data,
 second the requests read there are parsed and queued, and join the batch. Without them,
 requests answered together come back together, and at c64 about three groups of ~21 kept
 taking turns at the device; with them the groups merge into full batches (with one pass, not
-always), and in the server a cpu call of 64 rows took 1.4x the time of one of 24.
+always), and in the server a cpu call of ~63 rows took 1.4-1.7x the time of one of ~24.
 
 A request larger than ``max_batch_size`` is split into parts that are reassembled in order.
 ``max_batch_size == 1`` turns batching off: requests are never combined (each still runs in

@@ -100,6 +100,12 @@ def request_adapter(max_instances: int) -> RequestAdapter:
     return TypeAdapter(request_type(max_instances))
 
 
+@lru_cache(maxsize=1)
+def record_adapter() -> RequestAdapter:
+    """The validator of one record alone: the record branch of ``request_adapter``'s union."""
+    return TypeAdapter(House)
+
+
 @lru_cache(maxsize=8)
 def request_type(max_instances: int) -> Any:
     """The type of ``POST /predict`` bodies, which ``request_adapter`` validates and the

@@ -40,11 +40,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from benchmarks.load import ROOT, CpuHog, Result, Server, ensure_wrk, measure
-from benchmarks.targets import check_targets
+from benchmarks.targets import REFERENCE, SERVICE, check_targets
 from modelspec.features import EXAMPLE_RECORD
 
 SERVER_CORE, LOAD_CORE = "0", "1"
-REFERENCE = "reference (bare ASGI)"
 Body = tuple[str, Path, int]
 Plan = tuple[str, list[str], dict[str, str]]
 
@@ -186,16 +185,19 @@ def print_table(title: str, results: list[Result]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=5, help="per point and round")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
+    parser.add_argument("--seconds", type=int, help="per point and round (default 5)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds, medians (default 3)")
     parser.add_argument("--devices", default="cpu,xla", help="cpu, xla or both")
-    parser.add_argument("--quick", action="store_true", help="2 s per point, 1 round")
+    parser.add_argument(
+        "--quick", action="store_true", help="defaults of 2 s per point and 1 round"
+    )
     parser.add_argument("--no-contended", action="store_true", help="skip the unpinned run")
     parser.add_argument(
         "--artifacts", type=Path, default=Path(os.environ.get("HOUSING_ARTIFACTS", "artifacts"))
     )
     args = parser.parse_args()
-    seconds, rounds = (2, 1) if args.quick else (args.seconds, args.rounds)
+    seconds = args.seconds or (2 if args.quick else 5)
+    rounds = args.rounds or (1 if args.quick else 3)
     wrk = ensure_wrk()
     artifacts = args.artifacts.resolve()
     bodies = write_bodies(Path(tempfile.mkdtemp()))
@@ -216,7 +218,7 @@ def main() -> int:
     contended: list[Result] = []
     if not args.no_contended:
         hog = CpuHog(LOAD_CORE)
-        servers = start([p for p in plan if p[0] in (REFERENCE, "cpu batching on")], None)
+        servers = start([p for p in plan if p[0] in (REFERENCE, SERVICE)], None)
         try:
             one = {"1 record": bodies["1 record"]}
             contended = run_rounds(wrk, servers, one, rounds, seconds, None)

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Body
 from fastapi.openapi.models import Example
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from app.api.documentation import documented_post, refusals
 from app.api.endpoint import Answer, Decoded, PredictionEndpoint
@@ -26,11 +26,11 @@ from app.protocols.fastparse import accept
 from app.runtime import ModelRuntime
 from app.schemas import (
     ErrorMessage,
-    House,
     HouseValue,
     InternalError,
     Predictions,
     ValidationErrors,
+    record_adapter,
     request_adapter,
 )
 from modelspec.features import EXAMPLE_RECORD, IMPUTED_COLUMN, encode, encode_records
@@ -48,7 +48,7 @@ class RecordsJson:
     def __init__(self, max_instances: int) -> None:
         self.max_instances = max_instances
         self.adapter = request_adapter(max_instances)
-        self.record = TypeAdapter(House)
+        self.record = record_adapter()
 
     def decode(self, body: bytes, bedrooms_median: float) -> Decoded[bool]:
         """Large bodies take the fast accept-only check first, and a body that cannot name

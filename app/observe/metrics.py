@@ -150,14 +150,12 @@ class Metrics:
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
         """Note an answer; it is counted at the end of this event-loop pass (see the module)."""
-        if not self._noted:
+        self._noted.append((route, status, seconds))
+        if len(self._noted) == 1:  # the first of this pass: count them all at its end
             try:
                 asyncio.get_running_loop().call_soon(self.count_noted)
             except RuntimeError:  # no event loop: nothing would count it later
-                self._noted.append((route, status, seconds))
                 self.count_noted()
-                return
-        self._noted.append((route, status, seconds))
 
     def count_noted(self) -> None:
         """Count the answers noted so far: one update per series and bucket."""

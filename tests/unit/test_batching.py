@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from app.batching import Batcher, DeadlineExceeded, Overloaded, ShuttingDown, Ticket
+from tests.loop import until
 
 pytestmark = pytest.mark.anyio
 
@@ -58,15 +58,6 @@ def make(device: Device, inline: bool = False, **kw: int | float) -> Batcher:
     batcher = Batcher(device, None if inline else DEVICE_THREAD, **options)  # type: ignore[arg-type]
     batcher.start()
     return batcher
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Let the loop run until ``condition`` holds (bounded), without a fixed sleep."""
-    for _ in range(10_000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never held")
 
 
 async def busy(device: Device, **kw: int | float) -> tuple[Batcher, Ticket]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from app.onewrite import HeldHeadersTransport, OneWriteHttpProtocol
+from tests.loop import until
 
 pytestmark = pytest.mark.anyio
 
@@ -68,14 +68,6 @@ async def body_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b'{"ok":1}'})
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never held")
-
-
 def connect() -> tuple[OneWriteHttpProtocol, Recorder]:
     config = uvicorn.Config(body_app, lifespan="off", server_header=False, date_header=False)
     protocol = OneWriteHttpProtocol(config=config, server_state=ServerState(), app_state={})
@@ -103,7 +95,7 @@ async def test_keep_alive_answers_each_leave_in_one_write() -> None:
     assert all(w.endswith(b'{"ok":1}') for w in socket.writes)
 
 
-async def test_headers_without_a_body_are_sent_a_loop_pass_later() -> None:
+async def test_headers_with_no_body_after_them_are_still_sent() -> None:
     protocol, socket = connect()
     protocol.data_received(b"HEAD / HTTP/1.1\r\nhost: x\r\n\r\n")
     await until(lambda: bool(socket.writes))
