@@ -1,6 +1,6 @@
 """Load benchmark: the service against a bare-ASGI reference, in one run, on this machine.
 
-    make bench                              # everything (about 7 minutes)
+    make bench                              # everything (about 8 minutes)
     python -m benchmarks.run --quick --devices cpu
 
 Every server runs pinned to core 0 (``taskset -c 0``) and wrk drives it from core 1 with
@@ -17,6 +17,8 @@ The servers:
 * the service with a NeuronCore stand-in (``benchmarks/standin_device.py``): device calls on
   the device thread, the host preamble, then a fixed wait that holds no CPU -- the host's cost
   per request when the device is not the CPU;
+* the service with a free device (the same module): calls answer at once on the event loop, so
+  its CPU per request is the floor of the request path with every safeguard (c64 only);
 * on the xla device, batching on and off, when ``.venv-xla`` exists (``--devices``).
 
 For the service, each point also gives the time its device calls took per row (from its own
@@ -40,7 +42,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from benchmarks.load import ROOT, CpuHog, Result, Server, ensure_wrk, measure
-from benchmarks.targets import REFERENCE, SERVICE, check_targets
+from benchmarks.targets import FLOOR, REFERENCE, SERVICE, STANDIN, check_targets
 from modelspec.features import EXAMPLE_RECORD
 
 SERVER_CORE, LOAD_CORE = "0", "1"
@@ -85,17 +87,19 @@ def plans(devices: Iterable[str], artifacts: Path) -> list[Plan]:
         out.append((f"{device} batching off", app, {**env, "HOUSING_MAX_BATCH_SIZE": "1"}))
         if device == "cpu":
             standin = [sys.executable, "-m", "benchmarks.standin_device"]
-            out.append(
-                ("neuron stand-in, batching on", standin, {**env, "HOUSING_DEVICE_THREAD": "true"})
-            )
+            out.append((STANDIN, standin, {**env, "HOUSING_DEVICE_THREAD": "true"}))
+            free = {**env, "STANDIN_DEVICE": "free", "HOUSING_DEVICE_THREAD": "false"}
+            out.append((FLOOR, standin, free))
     return out
 
 
 def points(server: str, bodies: dict[str, Body]) -> list[tuple[Body, int]]:
     """What each server is measured at (of the ``bodies`` given): single records at 1 and 64,
     and 100-record requests at 64 where batching combines them."""
+    if server == FLOOR:
+        return [(bodies["1 record"], 64)] if "1 record" in bodies else []
     wanted = [("1 record", 1), ("1 record", 64)]
-    if "batching off" not in server and "stand-in" not in server:
+    if "batching off" not in server and server != STANDIN:
         wanted.append(("100 records", 64))
     return [(bodies[name], c) for name, c in wanted if name in bodies]
 

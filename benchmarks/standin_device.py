@@ -10,6 +10,12 @@ does around a NeuronCore: the artifact's preamble (derived features, on the host
 100) that holds no CPU and no GIL, as the Neuron runtime's wait does. Its answers are not the
 model's: every row gets the same value, so only the host's costs -- HTTP, validation, batching,
 flags, metrics, the preamble -- are real. Nothing here touches Inferentia.
+
+    STANDIN_DEVICE=free HOUSING_DEVICE_THREAD=false python -m benchmarks.standin_device
+
+serves with a free device instead: every device call answers at once, with no preamble and no
+wait, on the event loop. What a request costs then is the floor of the request path, with every
+safeguard and no device work at all; ``make bench`` reports it beside the stand-in.
 """
 
 from __future__ import annotations
@@ -45,6 +51,15 @@ class StandinDevice:
         return np.full(x.shape[0], ANSWER)
 
 
+class FreeDevice:
+    def __init__(self, inner: Backend) -> None:
+        self.device = inner.device
+        self.batch_sizes = inner.batch_sizes
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.full(x.shape[0], ANSWER)
+
+
 def main() -> int:
     settings = load_settings()
     if settings is None:
@@ -53,9 +68,15 @@ def main() -> int:
     if not hasattr(artifact, "preamble"):
         print("error: the artifact has no host preamble; re-run `python -m compile`")
         return 2
+    kind = os.environ.get("STANDIN_DEVICE", "neuron")
+    if kind not in ("neuron", "free"):
+        print(f"error: STANDIN_DEVICE={kind!r}; use neuron (the default) or free")
+        return 2
     wait_s = float(os.environ.get("STANDIN_DEVICE_US", "100")) / 1e6
 
     def wrap(inner: Backend) -> Backend:
+        if kind == "free":
+            return FreeDevice(inner)
         return StandinDevice(inner, artifact.preamble, wait_s)
 
     return run_server(settings, runtime=ModelRuntime(settings, wrap_backend=wrap))

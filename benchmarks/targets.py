@@ -13,11 +13,18 @@ from benchmarks.load import Result
 REFERENCE = "reference (bare ASGI)"
 SERVICE = "cpu batching on"
 STANDIN = "neuron stand-in, batching on"
+FLOOR = "free device (floor)"
 
 
 def _get(results: list[Result], server: str, body: str, c: int) -> Result | None:
     key = (server, body, c)
     return next((r for r in results if (r.server, r.body, r.concurrency) == key), None)
+
+
+def _tail_shape(r: Result) -> float:
+    """p99 over the mean latency, which a closed loop of ``concurrency`` connections fixes at
+    concurrency / req/s."""
+    return r.p99_ms / 1000 * r.requests_per_s / r.concurrency
 
 
 def check_targets(pinned: list[Result], contended: list[Result]) -> int:
@@ -36,6 +43,14 @@ def check_targets(pinned: list[Result], contended: list[Result]) -> int:
         target(f"cpu c64 1-record req/s = {ratio:.2f}x the reference's (>= 0.45)", ratio >= 0.45)
         ratio = cpu64.p99_ms / ref64.p99_ms
         target(f"cpu c64 1-record p99 = {ratio:.2f}x the reference's (<= 1.5)", ratio <= 1.5)
+        # A closed loop of c connections: mean latency = c / req/s (Little's law), so a p99 is
+        # its tail's shape (p99 / mean) over the throughput.
+        shape, ref_shape = _tail_shape(cpu64), _tail_shape(ref64)
+        note(
+            f"p99 / mean latency: the service's {shape:.2f}, the reference's {ref_shape:.2f}; "
+            f"with this tail, p99 <= 1.5x needs req/s >= {shape / (1.5 * ref_shape):.2f}x "
+            "the reference's"
+        )
     if ref1 and cpu1:
         ratio = cpu1.p50_ms / ref1.p50_ms
         target(f"cpu c1 p50 = {ratio:.2f}x the reference's (<= 3)", ratio <= 3)
@@ -66,6 +81,17 @@ def check_targets(pinned: list[Result], contended: list[Result]) -> int:
             f"{ratio:.2f}x the reference's (<= 2)",
             ratio <= 2,
         )
+    floor = _get(pinned, FLOOR, "1 record", 64)
+    if floor and ref64:
+        ratio = floor.cpu_us_per_request / ref64.cpu_us_per_request
+        text = (
+            f"free device c64 CPU/request = {floor.cpu_us_per_request:.0f} us = {ratio:.2f}x "
+            "the reference's: the request path's floor, with every safeguard and no device work"
+        )
+        if standin:
+            extra = standin.cpu_us_per_request - floor.cpu_us_per_request
+            text += f"; the stand-in's preamble and device thread add {extra:.0f} us"
+        note(text)
     xla_on, xla_off = (
         _get(pinned, "xla batching on", "1 record", 64),
         _get(pinned, "xla batching off", "1 record", 64),

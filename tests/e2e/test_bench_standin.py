@@ -27,3 +27,20 @@ def test_the_neuron_stand_in_answers_through_the_device_thread(artifacts: Path) 
         if line.startswith("housing_device_duration_seconds_sum")
     )
     assert device_sum >= 100e-6
+
+
+def test_the_free_device_answers_at_once_on_the_event_loop(artifacts: Path) -> None:
+    env = {"HOUSING_DEVICE": "cpu", "HOUSING_DEVICE_THREAD": "false", "STANDIN_DEVICE": "free"}
+    with serve(artifacts, "benchmarks.standin_device", **env) as server:
+        server.wait_ready()
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            answer = client.post("/predict", json={"instances": [EXAMPLE_RECORD] * 3})
+        assert "device calls run inline" in server.output
+    assert answer.status_code == 200
+    assert answer.json() == {"predictions": [200000.0] * 3}
+
+
+def test_an_unknown_stand_in_is_refused_with_the_choices(artifacts: Path) -> None:
+    with serve(artifacts, "benchmarks.standin_device", STANDIN_DEVICE="tpu") as server:
+        assert server.wait_exit() == 2
+        assert "use neuron (the default) or free" in server.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.load import Result
-from benchmarks.targets import REFERENCE, SERVICE, STANDIN, check_targets
+from benchmarks.targets import FLOOR, REFERENCE, SERVICE, STANDIN, check_targets
 
 
 def _result(
@@ -26,6 +26,7 @@ def test_the_targets_are_ratios_to_the_reference_of_the_same_run(
         _result(SERVICE, "1 record", 1, 1_000, 0.7, 1, 500),  # p50 3.5x: missed
         _result(SERVICE, "100 records", 64, 1_000, 60, 90, 900),  # rows 0.20x: missed
         _result(STANDIN, "1 record", 64, 6_000, 9, 12, 150),  # CPU 1.5x: met
+        _result(FLOOR, "1 record", 64, 7_000, 8, 11, 120),
     ]
     assert check_targets(pinned, []) == 0
     out = capsys.readouterr().out
@@ -38,3 +39,8 @@ def test_the_targets_are_ratios_to_the_reference_of_the_same_run(
     assert "took 4.0 us/row of the core in that run: at most 250,000 rows/s" in out
     assert "(1.00x the need)" in out
     assert "[ok] neuron stand-in c64 CPU/request = 150 us = 1.50x" in out
+    # p99 / mean: 14 ms over 64 / 5,000 req/s, and 10 ms over 64 / 10,000 req/s.
+    assert "the service's 1.09, the reference's 1.56" in out
+    assert "p99 <= 1.5x needs req/s >= 0.47x the reference's" in out
+    assert "free device c64 CPU/request = 120 us = 1.20x the reference's" in out
+    assert "the stand-in's preamble and device thread add 30 us" in out
