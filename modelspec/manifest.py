@@ -1,8 +1,8 @@
 """``manifest.json``: what training and compile record, and what serving verifies.
 
-Training writes everything but ``compiled``; compile adds ``compiled``. The server refuses a
-manifest whose ``feature_hash`` differs from this code's, whose artifact is missing, or whose
-artifact's sha256 does not match.
+Training writes everything but ``compiled`` (the interval calibration included); compile adds
+``compiled``. The server refuses a manifest whose ``feature_hash`` differs from this code's,
+whose artifact is missing, or whose artifact's sha256 does not match.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelspec.features import feature_hash
+from modelspec.intervals import IntervalCalibration
 
 MANIFEST_FILE = "manifest.json"
 CHECKPOINT_FILE = "model.pt"
@@ -118,6 +119,9 @@ class Manifest(_Strict):
     preprocessing: Preprocessing
     training: TrainingInfo
     compiled: CompiledInfo | None = None
+    # Conformal quantiles of the scale head's normalised residuals (``modelspec.intervals``);
+    # absent in manifests written before prediction intervals.
+    intervals: IntervalCalibration | None = None
 
     @property
     def model_version(self) -> str:

@@ -31,6 +31,9 @@ class NetConfig:
     n_features: int = N_DERIVED
     hidden: tuple[int, ...] = (256, 128, 64)
     dropout: float = 0.2
+    # A second output of the last hidden layer: the log of each row's typical error in dollars
+    # (``modelspec.intervals``). False in checkpoints written before intervals existed.
+    scale_head: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "hidden": list(self.hidden)}
@@ -172,6 +175,13 @@ class HousingNet(nn.Module):
             width = h
         layers += [nn.Dropout(config.dropout), nn.Linear(width, 1)]
         self.mlp = nn.Sequential(*layers)
+        # Fitted after the point's weights, which it leaves unchanged (``training.calibration``).
+        # Built without drawing on the global generator, so a seed trains the very point model
+        # it trained before the head existed (dropout draws on it).
+        self.scale_head: nn.Linear | None = None
+        if config.scale_head:
+            with torch.random.fork_rng(devices=[]):
+                self.scale_head = nn.Linear(width, 1)
 
     def set_normalization(
         self, feature_mean: Tensor, feature_std: Tensor, target_mean: float, target_std: float
@@ -189,6 +199,19 @@ class HousingNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Encoded ``(n, N_ENCODED)`` float32 batch -> ``(n,)`` house values in dollars."""
         return self.mlp(self.features(x)).squeeze(-1) * self.target_std + self.target_mean
+
+    def hidden(self, x: Tensor) -> Tensor:
+        """The last hidden layer's activations: what both outputs are linear in."""
+        return self.mlp[:-1](self.features(x))
+
+    def log_scale(self, x: Tensor) -> Tensor:
+        """``(n,)`` log of each row's typical error in dollars (the scale head's output)."""
+        if self.scale_head is None:
+            raise ValueError(
+                "this checkpoint has no scale head (trained before prediction intervals). "
+                "Hint: retrain with `python -m training`."
+            )
+        return self.scale_head(self.hidden(x)).squeeze(-1) + self.target_std.log()
 
     def scaled(self, x: Tensor) -> Tensor:
         """The standardised prediction that training's loss is computed on."""

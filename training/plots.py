@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -142,4 +143,45 @@ def residuals_by_ocean_proximity(
     ax.set_title("Validation residuals by ocean_proximity")
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
+    return _save(fig, path)
+
+
+def intervals(
+    path: Path, figures: dict[str, Any], predicted: np.ndarray, scale: np.ndarray, q: float
+) -> Path:
+    """Left: coverage by predicted-price quintile, the scale head's intervals against constant
+    width, at the breakdown coverage; right: each validation row's interval width against its
+    predicted price, and the constant width."""
+    coverage = figures["breakdown_coverage"]
+    quintiles = figures["by_predicted_quintile"]
+    fig = Figure(figsize=(12, 5), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    x = np.arange(len(quintiles))
+    for k, (label, key) in enumerate((("scale head", None), ("constant width", "constant"))):
+        values = [(b[key] if key else b)["coverage"] for b in quintiles]
+        left.bar(x + (k - 0.5) * 0.4, values, width=0.4, label=label, color=COLORS[k])
+    left.axhline(coverage, color="black", linestyle="--", linewidth=1, label=f"{coverage:.0%}")
+    left.set_xticks(
+        x,
+        [
+            f"\\${b['predicted_from'] / 1e3:,.0f}k-\\${b['predicted_to'] / 1e3:,.0f}k"
+            for b in quintiles
+        ],
+    )
+    left.set_ylim(min(0.7, *(b["coverage"] for b in quintiles)) - 0.02, 1.0)
+    left.set_xlabel("predicted price quintile")
+    left.set_ylabel("share of true values inside")
+    left.set_title(f"Coverage at {coverage:.0%} by predicted price")
+    left.grid(axis="y", alpha=0.3)
+    left.legend(loc="lower left", framealpha=0.9)
+    low = np.maximum(predicted - q * scale, 0)
+    right.scatter(predicted / 1e3, (predicted + q * scale - low) / 1e3, s=3, alpha=0.25)
+    flat = figures["constant_quantiles_dollars"][figures["coverages"].index(coverage)]
+    right.axhline(2 * flat / 1e3, color=COLORS[1], label="constant width (before the \\$0 clip)")
+    right.axvline(VALUE_CAP / 1e3, color="gray", linestyle=":", label="the data's cap (\\$500,001)")
+    right.set_xlabel("predicted (thousand \\$)")
+    right.set_ylabel("interval width (thousand \\$)")
+    right.set_title(f"Width at {coverage:.0%}, validation split")
+    right.grid(alpha=0.3)
+    right.legend(loc="upper left")
     return _save(fig, path)

@@ -24,7 +24,8 @@ PLOTS_DIR = "plots"
 LEARNING_CURVES = "learning_curves.png"
 PREDICTED_VS_ACTUAL = "predicted_vs_actual.png"
 RESIDUALS_BY_OCEAN = "residuals_by_ocean_proximity.png"
-PLOT_FILES = (LEARNING_CURVES, PREDICTED_VS_ACTUAL, RESIDUALS_BY_OCEAN)
+INTERVALS = "intervals.png"
+PLOT_FILES = (LEARNING_CURVES, PREDICTED_VS_ACTUAL, RESIDUALS_BY_OCEAN, INTERVALS)
 MLP_KEY = "mlp"
 HGB_KEY = "hist_gradient_boosting"
 SPLIT = "train_test_split(test_size=0.2, random_state=42), the blog's"
@@ -44,6 +45,9 @@ class RunSummary:
     val_ocean: list[str]
     mlp_val_predictions: np.ndarray
     baselines: list[Baseline]
+    # ``training.calibration.interval_figures``, and the validation rows' scales in dollars.
+    intervals: dict[str, Any]
+    val_scale: np.ndarray
 
 
 def describe_mlp_features() -> str:
@@ -92,6 +96,7 @@ def build_report(summary: RunSummary, run_seconds: float, plot_files: list[str])
             "settings": summary.settings,
             "history": [vars(r) for r in summary.history],
         },
+        "intervals": summary.intervals,
         "run_seconds": round(run_seconds, 2),
         "plots": [f"{PLOTS_DIR}/{name}" for name in plot_files],
     }
@@ -149,12 +154,73 @@ def render_markdown(report: dict[str, Any]) -> str:
         "| --- | --- |",
         *(f"| {k} | {v} |" for k, v in settings.items()),
         "",
+        *interval_section(report["intervals"], split["rows_val"]),
         "## Plots",
         "",
         *(f"![{Path(p).stem.replace('_', ' ')}]({p})" for p in report["plots"]),
         "",
     ]
     return "\n".join(lines)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def interval_section(figures: dict[str, Any], rows_val: int) -> list[str]:
+    """The report's prediction-interval section, from ``interval_figures``."""
+    at = f"{figures['breakdown_coverage']:.0%}"
+    lines = [
+        "## Prediction intervals",
+        "",
+        f"Method: {figures['method']}. The scale head is fitted on the rows trained on, with the "
+        f"point's weights frozen, and its scales raised to the power "
+        f"{figures['scale_exponent']:g}; the conformal quantiles come from "
+        f"{figures['calibration_rows']:,} rows of {figures['calibration_slice']}; everything "
+        "below is measured on the "
+        f"{rows_val:,} validation rows. Constant width is the same rule with one width for every"
+        " row, what a generic conformal library gives.",
+        "",
+        "| coverage asked | measured | mean width | median width | constant width: measured "
+        "| its mean width |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for coverage, m in figures["validation"].items():
+        c = m["constant"]
+        lines.append(
+            f"| {float(coverage):.0%} | {_pct(m['coverage'])} | {_money(m['mean_width'])} | "
+            f"{_money(m['median_width'])} | {_pct(c['coverage'])} | {_money(c['mean_width'])} |"
+        )
+    groups = [
+        *((f"`{name}`", m) for name, m in figures["by_ocean_proximity"].items()),
+        *(
+            (f"predicted {_money(b['predicted_from'])}-{_money(b['predicted_to'])}", b)
+            for b in figures["by_predicted_quintile"]
+        ),
+    ]
+    lines += [
+        "",
+        f"Coverage at {at} by group (conditional coverage: the guarantee is on average over all "
+        "rows, not within each group):",
+        "",
+        "| group | rows | measured | mean width | constant width: measured | its mean width |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {name} | {m['rows']:,} | {_pct(m['coverage'])} | {_money(m['mean_width'])} | "
+            f"{_pct(m['constant']['coverage'])} | {_money(m['constant']['mean_width'])} |"
+            for name, m in groups
+        ),
+    ]
+    weakest_name, weakest = min(groups, key=lambda g: g[1]["coverage"])
+    lines += [
+        "",
+        f"Weakest group: {weakest_name}, {_pct(weakest['coverage'])} at {at} "
+        f"({weakest['rows']:,} rows). The data's values stop at $500,001, so near the top the "
+        "true value of a capped block group is unknown and an interval above the cap is never "
+        "tested by it.",
+        "",
+    ]
+    return lines
 
 
 def remove_report(out_dir: Path) -> None:
@@ -187,6 +253,9 @@ def write_report(out_dir: Path, summary: RunSummary, run_started: float) -> dict
     plots.residuals_by_ocean_proximity(
         folder / RESIDUALS_BY_OCEAN, models, actual, summary.val_ocean
     )
+    figures = summary.intervals
+    q = figures["quantiles"][figures["coverages"].index(figures["breakdown_coverage"])]
+    plots.intervals(folder / INTERVALS, figures, summary.mlp_val_predictions, summary.val_scale, q)
     report = build_report(summary, time.perf_counter() - run_started, list(PLOT_FILES))
     (out_dir / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / REPORT_MD).write_text(render_markdown(report))

@@ -41,6 +41,7 @@ from modelspec.manifest import (
 )
 from modelspec.network import HousingNet, NetConfig
 from training.baselines import fit_baselines
+from training.calibration import calibrate_on, fit_scale_head, measure_intervals
 from training.data import holdout_split, split_frame
 from training.metrics import EpochRecord, rmse, scores
 from training.report import RunSummary, remove_report, write_report
@@ -242,12 +243,14 @@ def train(
         bedrooms_median = float(train_df[IMPUTED_COLUMN].median())
         fit_rows, holdout, val = (Rows.of(f, bedrooms_median) for f in (fit_df, holdout_df, val_df))
 
-        model = HousingNet(NetConfig(hidden=config.hidden, dropout=config.dropout))
+        model = HousingNet(NetConfig(hidden=config.hidden, dropout=config.dropout, scale_head=True))
         with torch.no_grad():  # normalisation fitted on the rows trained on only
             feats = model.derive(fit_rows.x)
             y = fit_rows.y
             model.set_normalization(feats.mean(0), feats.std(0), float(y.mean()), float(y.std()))
         history, best_epoch = fit(model, fit_rows, holdout, val, config, progress)
+        fit_scale_head(model, fit_rows.x, fit_rows.y)
+        intervals = calibrate_on(model, holdout.x, holdout.y)
 
         val_pred = predict_dollars(model, val.x)
         val_scores = scores(val_pred.numpy(), val.y.numpy())
@@ -271,6 +274,7 @@ def train(
                 target_std=float(model.target_std),
                 input_ranges=input_ranges(train_df),
             ),
+            intervals=intervals,
             training=TrainingInfo(
                 data=data_name,
                 rows_train=len(train_df),
@@ -291,6 +295,15 @@ def train(
             ),
         )
         write_artifacts(out_dir, model.eval(), manifest, val.x)
+        interval_report, val_scale = measure_intervals(
+            model, intervals, holdout, val, val_df[CATEGORICAL_COLUMN].tolist()
+        )
+        at = interval_report["validation"]["0.9"]
+        tqdm.write(
+            f"intervals at 90%: validation coverage {at['coverage']:.3f}, mean width "
+            f"${at['mean_width']:,.0f} (constant width: {at['constant']['coverage']:.3f}, "
+            f"${at['constant']['mean_width']:,.0f})"
+        )
         written = None
         if report:
             baselines = fit_baselines(
@@ -315,6 +328,8 @@ def train(
                 val_ocean=val_df[CATEGORICAL_COLUMN].tolist(),
                 mlp_val_predictions=val_pred.numpy(),
                 baselines=baselines,
+                intervals=interval_report,
+                val_scale=val_scale,
             )
             written = write_report(out_dir, summary, run_started=started)
     return TrainResult(model, manifest, history, best_epoch, written)
@@ -330,6 +345,8 @@ def settings(config: TrainConfig) -> dict[str, Any]:
         "loss": "MSE on the standardised dollar target",
         "early_stopping": f"lowest RMSE on {config.holdout:.0%} of the training split "
         f"(seed {config.seed}); patience {config.patience} epochs",
+        "intervals": "scale head fitted on the rows trained on (Laplace likelihood, the point's "
+        "weights frozen); conformal quantiles on the early-stopping holdout",
     }
 
 

@@ -1,4 +1,4 @@
-"""The training report: scores, the JSON and Markdown files, and the three plots."""
+"""The training report: scores, the JSON and Markdown files, and the plots."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from modelspec.intervals import COVERAGES, calibrate
 from training.baselines import BASELINE_FEATURES, Baseline
+from training.calibration import interval_figures
 from training.metrics import EpochRecord, scores
 from training.report import (
     PLOT_FILES,
@@ -51,6 +53,24 @@ def _summary(n: int = 300, epochs: int = 6) -> RunSummary:
     def baseline(key: str, name: str, noise: float) -> Baseline:
         return Baseline(key, name, BASELINE_FEATURES, actual + rng.normal(0, noise, n), 0.5)
 
+    # Intervals: errors whose scale each row's ``scale`` knows, calibrated on other rows.
+    def rows(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        scale = rng.uniform(10_000, 60_000, count)
+        truth = rng.uniform(15_000, 500_001, count)
+        return truth, truth + rng.laplace(0, scale), scale
+
+    cal_actual, cal_point, cal_scale = rows(400)
+    val_actual, val_point, val_scale = rows(n)
+    ocean = [CATEGORIES[i % 4] for i in range(n - 1)] + ["ISLAND"]
+    figures = interval_figures(
+        calibrate(cal_actual, cal_point, cal_scale, COVERAGES),
+        calibrate(cal_actual, cal_point, np.ones(400), COVERAGES),
+        val_actual,
+        val_point,
+        val_scale,
+        ocean,
+    )
+
     return RunSummary(
         data="housing.csv",
         settings={"epochs": epochs, "patience": 3, "learning_rate": 1e-3},
@@ -59,17 +79,19 @@ def _summary(n: int = 300, epochs: int = 6) -> RunSummary:
         best_epoch=4,
         mlp_seconds=12.5,
         val_actual=actual,
-        val_ocean=[CATEGORIES[i % 4] for i in range(n - 1)] + ["ISLAND"],
+        val_ocean=ocean,
         mlp_val_predictions=actual + rng.normal(0, 40_000, n),
         baselines=[
             Baseline("mean", "Mean", BASELINE_FEATURES, np.full(n, actual.mean()), 0.0),
             baseline("linear_regression", "LinearRegression", 70_000),
             baseline("hist_gradient_boosting", "HistGradientBoostingRegressor", 48_000),
         ],
+        intervals=figures,
+        val_scale=val_scale,
     )
 
 
-def test_the_report_is_written_as_json_markdown_and_three_pngs(tmp_path: Path) -> None:
+def test_the_report_is_written_as_json_markdown_and_pngs(tmp_path: Path) -> None:
     summary = _summary()
     report = write_report(tmp_path, summary, run_started=time.perf_counter())
     assert json.loads((tmp_path / REPORT_JSON).read_text()) == report
@@ -104,6 +126,12 @@ def test_the_markdown_has_the_table_the_epochs_and_the_images() -> None:
     assert "kept epoch 4 of 6 run (6 planned, patience 3)" in md
     for name in PLOT_FILES:
         assert f"(plots/{name})" in md
+    assert "## Prediction intervals" in md
+    assert "from 400 rows of the early-stopping holdout" in md
+    at90 = report["intervals"]["validation"]["0.9"]
+    assert f"| 90% | {100 * at90['coverage']:.1f}% | ${at90['mean_width']:,.0f} |" in md
+    assert "| `ISLAND` | 1 |" in md
+    assert "Weakest group: " in md
 
 
 def test_a_short_run_plots_without_warnings(tmp_path: Path) -> None:
