@@ -3,7 +3,9 @@
 Requests put their rows in a bounded queue with a future; one consumer task takes a batch and
 runs one device call for it -- on the device thread when given an executor (the event loop
 never blocks on the device), else inline -- then hands each future its rows' results, as a
-list of Python floats (one conversion per batch, not one per request). A batch is taken when
+list of Python floats (one conversion per batch, not one per request). A device call that
+returns ``(n, 2)`` gives values and scales (``modelspec.intervals``): the values go to the
+futures, and each ticket's ``scales`` gets its rows' scales. A batch is taken when
 
 * it is full (``max_batch_size`` rows), or
 * its oldest rows have waited ``max_delay``, or
@@ -105,14 +107,16 @@ class Ticket:
     """A request's place in the queue: one future per part, reassembled in order.
 
     ``flagged``: the batcher's screen marked one of its rows (see the module docstring).
+    ``scales``: its rows' scales, in order, when the device returns them (else None).
     """
 
-    __slots__ = ("deadline", "flagged", "futures")
+    __slots__ = ("deadline", "flagged", "futures", "scales")
 
     def __init__(self) -> None:
         self.futures: list[asyncio.Future[list[float]]] = []
         self.deadline: Timeouts[Ticket] | None = None
         self.flagged = False
+        self.scales: list[float] | None = None
 
     def abandon(self, exc: BaseException) -> None:
         """Fail the parts that have no result yet; the consumer drops their rows unrun."""
@@ -319,14 +323,21 @@ class Batcher:
                 count = f"{out.shape[0]} results for {batch.shape[0]} rows"
                 self._fail(items, RuntimeError(f"the device returned {count}"))
                 continue
-            values = out.tolist()
+            dollars, scales = (out[:, 0], out[:, 1].tolist()) if out.ndim == 2 else (out, None)
+            values = dollars.tolist()
             start = 0
             for item in items:
                 end = start + item.size
                 if not item.future.done():
+                    if scales is not None:  # parts finish in order: a ticket's scales too
+                        ticket = item.ticket
+                        if ticket.scales is None:
+                            ticket.scales = scales[start:end]
+                        else:
+                            ticket.scales += scales[start:end]
                     item.future.set_result(values[start:end])
                 start = end
-            flagged = self._screen(batch, out) if self._screen is not None else []
+            flagged = self._screen(batch, dollars) if self._screen is not None else []
             if flagged:
                 starts = list(accumulate((item.size for item in items[:-1]), initial=0))
                 for row in flagged:

@@ -16,6 +16,7 @@ import asyncio
 import enum
 import gc
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ from app.backends.select import DeviceProbes, load_backend, resolve_device
 from app.batching import Batcher
 from app.errors import NotReadyError, StartupError
 from app.flags import Flagger
+from app.intervals import Intervals
 from app.observe.metrics import Metrics
 from app.settings import Settings
 from modelspec.manifest import ARTIFACT_FILE, MANIFEST_FILE, ArtifactError, Manifest, sha256_file
@@ -102,6 +104,30 @@ def load_model(
     return manifest, device, backend
 
 
+def serving_intervals(manifest: Manifest, default: float) -> Intervals:
+    """The manifest's interval table, if its artifact returns the scales it needs; StartupError
+    for a default coverage the table does not hold. A model without a table serves points
+    only, and the log says so once."""
+    compiled = manifest.compiled
+    assert compiled is not None
+    table = manifest.intervals
+    if table is not None and not compiled.reference_log_scales:
+        raise StartupError(
+            f"{MANIFEST_FILE} has an interval calibration but {compiled.artifact} returns no "
+            "scales: it was compiled before prediction intervals. Hint: re-run "
+            "`python -m compile`."
+        )
+    if table is None and default:
+        logger.warning(
+            "the model has no calibrated intervals (trained before them): answers carry no "
+            "price range. Retrain with `python -m training` to serve them."
+        )
+    try:
+        return Intervals(table, default)
+    except ValueError as exc:
+        raise StartupError(f"{exc}. Hint: set HOUSING_INTERVAL_COVERAGE to one of them.") from None
+
+
 class ModelRuntime:
     def __init__(
         self,
@@ -119,9 +145,12 @@ class ModelRuntime:
         self._recheck: asyncio.Task[None] | None = None
         self._backend: Backend | None = None
         self._bedrooms_median = 0.0
+        # Each row's log-scale is clamped to the calibration rows' (``modelspec.intervals``).
+        self._log_scale_range = (-math.inf, math.inf)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
         self.batcher: Batcher | None = None
         self.flagger = Flagger({})  # replaced by the manifest's ranges at load
+        self.intervals = Intervals(None, 0)  # replaced by the manifest's table at load
         self.metrics = Metrics()
 
     @property
@@ -141,6 +170,10 @@ class ModelRuntime:
         ).set(1)
         self._bedrooms_median = manifest.preprocessing.total_bedrooms_median
         self.flagger = Flagger(manifest.preprocessing.input_ranges, self.metrics.observe_flag)
+        self.intervals = serving_intervals(manifest, self.settings.interval_coverage)
+        if manifest.intervals is not None:
+            low, high = manifest.intervals.scale_range
+            self._log_scale_range = (math.log(low), math.log(high))
         logger.info(
             "model %s ready on %s in %.2fs (batch sizes %s)",
             manifest.model_version,
@@ -202,9 +235,14 @@ class ModelRuntime:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def _dollars(self, encoded: np.ndarray) -> np.ndarray:
-        """The batcher's device call: the model's answers, to the cent (one rounding a batch)."""
+        """The batcher's device call: the model's answers, to the cent (one rounding a batch);
+        with a scale head, ``(n, 2)``: the answers and each row's scale in dollars."""
         assert self._backend is not None
-        return np.round(self._backend.predict(encoded), 2)
+        out = self._backend.predict(encoded)
+        if out.ndim == 2:
+            low, high = self._log_scale_range
+            return np.column_stack((np.round(out[:, 0], 2), np.exp(out[:, 1].clip(low, high))))
+        return np.round(out, 2)
 
     @property
     def bedrooms_median(self) -> float:

@@ -75,13 +75,44 @@ _WARNINGS = Field(
 )
 
 
+class PriceRange(BaseModel):
+    """A calibrated range: the true value lies inside at least ``coverage`` of the time
+    (split conformal, measured on held-out data: see the README)."""
+
+    low: float = Field(description="Lower bound, US dollars (never below 0)")
+    high: float = Field(description="Upper bound, US dollars")
+    coverage: float = Field(description="The coverage asked for (`?coverage=`, or the default)")
+
+
+_INTERVAL = Field(
+    None,
+    description="The price's range at the request's coverage; absent with `?coverage=0` or "
+    "for a model trained before intervals",
+)
+
+
 class HouseValue(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "house_value": 429055.59,
+                    "interval": {"low": 354105.01, "high": 504006.17, "coverage": 0.9},
+                }
+            ]
+        }
+    )
+
     house_value: float = Field(description="Predicted median house value, US dollars")
+    interval: PriceRange | SkipJsonSchema[None] = _INTERVAL
     warnings: list[InputWarning] | SkipJsonSchema[None] = _WARNINGS
 
 
 class Predictions(BaseModel):
     predictions: list[float] = Field(description="House values in dollars, in request order")
+    intervals: list[PriceRange] | SkipJsonSchema[None] = Field(
+        None, description="Each prediction's range, in the same order (as `interval`)"
+    )
     warnings: list[InputWarning] | SkipJsonSchema[None] = _WARNINGS
 
 
@@ -219,6 +250,15 @@ class BatchingInfo(BaseModel):
     queue_rows: int
 
 
+class IntervalsInfo(BaseModel):
+    coverages: list[float] = Field(
+        description="The coverages a request may ask for (`?coverage=`); empty: the model has "
+        "no calibrated ranges"
+    )
+    default_coverage: float = Field(description="HOUSING_INTERVAL_COVERAGE (0: no ranges)")
+    method: str | None
+
+
 class ModelInfo(BaseModel):
     """``GET /v1/models/housing``: what is served, where, and how it was made."""
 
@@ -230,6 +270,7 @@ class ModelInfo(BaseModel):
     features: FeaturesInfo
     training: TrainingSummary
     batching: BatchingInfo
+    intervals: IntervalsInfo
 
 
 # Open Inference Protocol (KServe v2) bodies, as this server takes and answers them.

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         10.0, gt=0, le=3600, description="Deadline of a request's rows; past it, 504"
     )
+    interval_coverage: float = Field(
+        0.9,
+        ge=0,
+        lt=1,
+        description="Coverage of the price range each answer carries when the request does "
+        "not ask (?coverage=); one of the manifest's calibrated coverages, or 0 for no ranges",
+    )
     max_consecutive_failures: int = Field(
         5,
         ge=0,

@@ -25,6 +25,7 @@ from compile.neuron import DEFAULT_NEURON_ARGS, device_graph, neuron_compiler, t
 from modelspec import torchscript
 from modelspec.buckets import run_bucketed
 from modelspec.features import N_ENCODED
+from modelspec.intervals import LOG_SCALE_TOLERANCE
 from modelspec.manifest import (
     ARTIFACT_FILE,
     CHECKPOINT_FILE,
@@ -70,15 +71,26 @@ def parity_by_bucket(
     model: HousingNet,
     rows: Tensor,
     batch_sizes: tuple[int, ...],
-) -> dict[int, float]:
+) -> tuple[dict[int, float], float]:
     """Largest |compiled - eager| in dollars at each batch size, over all of ``rows`` (cut
-    into calls of that size, the last one padded)."""
+    into calls of that size, the last one padded); and, for a model with a scale head, the
+    largest |compiled - eager| of the log-scales over every size (0 without one)."""
     expected = model(rows).double()
-    worst = {}
+    log_scale = None if model.scale_head is None else model.log_scale(rows).double()
+    worst, worst_log = {}, 0.0
     for size in batch_sizes:
-        got = run_bucketed(compiled, rows, (size,))
-        worst[size] = float((got.double() - expected).abs().max())
-    return worst
+        got = run_bucketed(compiled, rows, (size,)).double()
+        if log_scale is None:
+            worst[size] = float((got - expected).abs().max())
+            continue
+        if got.dim() != 2:
+            raise ParityError(
+                "the model has a scale head but the compiled graph returns one value per row. "
+                "Hint: this is a bug in modelspec/placement.py: please report it."
+            )
+        worst[size] = float((got[:, 0] - expected).abs().max())
+        worst_log = max(worst_log, float((got[:, 1] - log_scale).abs().max()))
+    return worst, worst_log
 
 
 def compile_artifacts(
@@ -125,7 +137,7 @@ def compile_artifacts(
         compiled = trace_cpu(preamble, body, rows[:1])
         input_shapes = [[-1, N_ENCODED]]
 
-    diffs = parity_by_bucket(compiled, model, rows, batch_sizes)
+    diffs, log_diff = parity_by_bucket(compiled, model, rows, batch_sizes)
     diff = max(diffs.values())
     print(f"max |compiled - eager| over {len(rows)} validation rows: ${diff:.6f}")
     if not diff <= tolerance:  # also refuses NaN
@@ -134,10 +146,20 @@ def compile_artifacts(
             f"${tolerance}); nothing was written. Hint: check compiler args that change "
             "precision (e.g. --auto-cast), or raise --tolerance if the difference is expected."
         )
+    if not log_diff <= LOG_SCALE_TOLERANCE:
+        raise ParityError(
+            f"the compiled model's interval scales differ from the eager model's by "
+            f"{log_diff:.2e} in log (tolerance {LOG_SCALE_TOLERANCE:g}); nothing was written. "
+            "Hint: check compiler args that change precision (e.g. --auto-cast)."
+        )
 
     reference = rows[:REFERENCE_ROWS]
     with torch.no_grad():
-        reference_outputs = run_bucketed(compiled, reference, batch_sizes)
+        reference_outputs = run_bucketed(compiled, reference, batch_sizes).double()
+    reference_log_scales: list[float] = []
+    if reference_outputs.dim() == 2:
+        reference_log_scales = reference_outputs[:, 1].tolist()
+        reference_outputs = reference_outputs[:, 0]
 
     artifact = folder / ARTIFACT_FILE
     with tempfile.NamedTemporaryFile(dir=folder, suffix=".pt.tmp", delete=False) as tmp:
@@ -163,6 +185,8 @@ def compile_artifacts(
                 compiled_at=datetime.now(UTC).isoformat(timespec="seconds"),
                 reference_inputs=reference.tolist(),
                 reference_outputs=reference_outputs.tolist(),
+                reference_log_scales=reference_log_scales,
+                max_log_scale_diff=log_diff,
             )
         }
     )

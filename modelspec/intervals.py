@@ -9,7 +9,8 @@ validation split, which only measures:
 * each calibration row's score is its normalised residual ``|y - y_hat| / b(x)``;
 * for a coverage ``c``, the quantile ``q_c`` is the ``ceil((n + 1) c)``-th smallest of the
   ``n`` scores (split conformal's finite-sample rule);
-* a row's interval is ``[max(0, y_hat - q_c b(x)), y_hat + q_c b(x)]``.
+* a row's interval is ``[max(0, y_hat - q_c b(x)), y_hat + q_c b(x)]`` (both ends clipped at
+  $0), with ``b(x)`` clamped to the scales seen on the calibration rows.
 
 If calibration rows and new rows are exchangeable, the interval holds a new row's true value
 with probability at least ``c``; the report measures it on the validation split. ``b(x)`` makes
@@ -33,6 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 # The coverages a request may ask for: the manifest holds a quantile for each.
 COVERAGES: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99)
 METHOD = "split conformal, residuals normalised by the scale head"
+# Largest |compiled - eager| allowed for a row's log-scale, at compile and again at the server's
+# warm-up: interval widths within 0.01%.
+LOG_SCALE_TOLERANCE = 1e-4
 
 
 class IntervalCalibration(BaseModel):
@@ -45,6 +49,10 @@ class IntervalCalibration(BaseModel):
     # The power training raised the head's scales to before calibrating (already in its
     # weights: a record, not something serving applies).
     scale_exponent: float = Field(default=1.0, gt=0)
+    # The smallest and largest scale (dollars) on the calibration rows. Serving clamps every
+    # row's scale to it: beyond, the head extrapolates where nothing measured it (a row far
+    # outside the data could otherwise get an infinite range).
+    scale_range: tuple[float, float]
     coverages: list[float] = Field(min_length=1)
     quantiles: list[float] = Field(min_length=1)
 
@@ -58,6 +66,9 @@ class IntervalCalibration(BaseModel):
             math.isfinite(q) and q > 0 for q in self.quantiles
         ):
             raise ValueError("quantiles must be finite, positive and ascending")
+        low, high = self.scale_range
+        if not (0 < low <= high and math.isfinite(high)):
+            raise ValueError("scale_range must be finite and positive, low <= high")
         return self
 
     def quantile(self, coverage: float) -> float:
@@ -91,6 +102,7 @@ def calibrate(
     return IntervalCalibration(
         calibration_rows=len(scores),
         scale_exponent=scale_exponent,
+        scale_range=(float(np.min(scale)), float(np.max(scale))),
         coverages=list(coverages),
         quantiles=[conformal_quantile(scores, c) for c in coverages],
     )
@@ -101,6 +113,6 @@ def normalised_residuals(actual: np.ndarray, point: np.ndarray, scale: np.ndarra
 
 
 def bounds(point: np.ndarray, scale: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's interval, ``(low, high)`` in dollars; ``low`` is never below $0."""
+    """Each row's interval, ``(low, high)`` in dollars; neither is below $0."""
     half = q * np.asarray(scale, np.float64)
-    return np.maximum(point - half, 0.0), point + half
+    return np.maximum(point - half, 0.0), np.maximum(point + half, 0.0)

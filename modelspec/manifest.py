@@ -109,6 +109,10 @@ class CompiledInfo(_Strict):
     # replays them on its device and refuses to turn ready if the answers differ.
     reference_inputs: list[list[float]]
     reference_outputs: list[float]
+    # With a scale head (``modelspec.intervals``): the graph's log-scales for the same rows,
+    # and the largest |compiled - eager| of the log-scales (empty and 0 without one).
+    reference_log_scales: list[float] = []
+    max_log_scale_diff: float = 0.0
 
 
 class Manifest(_Strict):

@@ -9,8 +9,11 @@ not name several operators the derived features use (``sin``, ``frac``, ``log1p`
   ``modelspec.features`` and their standardisation with the training split's mean and standard
   deviation. ``(n, N_ENCODED)`` encoded inputs -> ``(n, N_DERIVED)`` normalised features.
 * **Body** (the device): Linear and ReLU layers only, with the target's dollar scaling folded
-  into the last layer. ``(n, N_DERIVED)`` -> ``(n,)`` dollars. On a NeuronCore it is ``t``,
-  ``addmm``, ``relu`` and ``view``, all on AWS's list (``compile/operators.py`` checks it).
+  into the last layer. ``(n, N_DERIVED)`` -> ``(n,)`` dollars; with a scale head
+  (``modelspec.intervals``), ``(n, 2)``: dollars, and the log of the row's scale in dollars, the
+  head being a second row of the same last layer. On a NeuronCore it is ``t``, ``addmm``,
+  ``relu`` (and ``view``), all on AWS's list (``compile/operators.py`` checks it); the host takes
+  the scale's exponential.
 
 The standardisation stays on the host rather than being folded into the first layer. Folding
 the mean into the first layer's bias cancels catastrophically in float32: features such as
@@ -49,23 +52,30 @@ class Preamble(nn.Module):
 
 
 class Body(nn.Module):
-    """Normalised features -> dollars, with Linear and ReLU only: the device's share.
+    """Normalised features -> dollars (and log-scales), with Linear and ReLU only: the device's
+    share.
 
-    ``layers`` is ``Linear, ReLU, ..., Linear`` for the hidden widths; ``from_state`` rebuilds
+    ``layers`` is ``Linear, ReLU, ..., Linear`` for the hidden widths, the last with ``outputs``
+    rows: 1 (dollars, ``(n,)``) or 2 (dollars and log-scale, ``(n, 2)``). ``from_state`` rebuilds
     it from a state dict alone (the XLA backend moves this eager module to its device).
     """
 
-    def __init__(self, n_features: int, hidden: tuple[int, ...]) -> None:
+    def __init__(self, n_features: int, hidden: tuple[int, ...], outputs: int = 1) -> None:
         super().__init__()
+        if outputs not in (1, 2):
+            raise ValueError(f"a body has 1 or 2 outputs, not {outputs}")
         layers: list[nn.Module] = []
         width = n_features
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
-        layers.append(nn.Linear(width, 1))
+        layers.append(nn.Linear(width, outputs))
         self.layers = nn.Sequential(*layers)
+        self.outputs = outputs
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.outputs == 2:
+            return self.layers(x)
         # view, not squeeze: aten::view is on AWS's operator list, squeeze is not.
         return self.layers(x).view(-1)
 
@@ -73,9 +83,10 @@ class Body(nn.Module):
     def from_state(cls, state: dict[str, Tensor]) -> Body:
         """The body whose ``state_dict()`` is ``state`` (widths read from the weights)."""
         weights = [state[k] for k in sorted(state, key=_layer_order) if k.endswith(".weight")]
-        if not weights or weights[-1].shape[0] != 1:
+        if not weights or weights[-1].shape[0] not in (1, 2):
             raise ValueError(f"not a Body state dict: {sorted(state)}")
-        body = cls(weights[0].shape[1], tuple(int(w.shape[0]) for w in weights[:-1]))
+        hidden = tuple(int(w.shape[0]) for w in weights[:-1])
+        body = cls(weights[0].shape[1], hidden, int(weights[-1].shape[0]))
         body.load_state_dict(state)
         return body.eval()
 
@@ -89,16 +100,23 @@ def split(model: HousingNet) -> tuple[Preamble, Body]:
     """The preamble and body that together compute ``model`` (in eval mode, no gradients)."""
     preamble = Preamble(model.derive, model.feature_mean, model.feature_std)
     linears = [m for m in model.mlp if isinstance(m, nn.Linear)]
-    body = Body(model.config.n_features, tuple(m.out_features for m in linears[:-1]))
+    head = model.scale_head
+    hidden = tuple(m.out_features for m in linears[:-1])
+    body = Body(model.config.n_features, hidden, 1 if head is None else 2)
     targets = [m for m in body.layers if isinstance(m, nn.Linear)]
-    for source, target in zip(linears, targets, strict=True):
+    for source, target in zip(linears[:-1], targets[:-1], strict=True):
         target.weight.copy_(source.weight)
         target.bias.copy_(source.bias)
     # y = (w.h + b) * s + m = (w s).h + (b s + m), computed in float64 then rounded once.
     scale, shift = model.target_std.double(), model.target_mean.double()
+    weight = [linears[-1].weight.double() * scale]
+    bias = [linears[-1].bias.double() * scale + shift]
+    if head is not None:  # log b = w.h + b + log s (``HousingNet.log_scale``)
+        weight.append(head.weight.double())
+        bias.append(head.bias.double() + scale.log())
     last = targets[-1]
-    last.weight.copy_(linears[-1].weight.double() * scale)
-    last.bias.copy_(linears[-1].bias.double() * scale + shift)
+    last.weight.copy_(torch.cat(weight))
+    last.bias.copy_(torch.cat(bias))
     for module in (preamble, body):
         module.eval().requires_grad_(False)
     return preamble, body

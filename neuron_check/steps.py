@@ -26,6 +26,7 @@ from benchmarks.placement import first_rows, time_calls
 from compile.errors import CompileError, CompilerRefused, ParityError
 from compile.operators import undocumented
 from compile.targets import compile_artifacts, load_eager, parity_by_bucket
+from modelspec.intervals import LOG_SCALE_TOLERANCE
 from modelspec.manifest import ARTIFACT_FILE, VALIDATION_FILE, FeaturesOn, Manifest
 
 T = TypeVar("T")
@@ -82,7 +83,7 @@ def time_buckets(folder: str, calls: int, core: str) -> dict[str, Any]:
     def served(x: Tensor) -> Tensor:
         return torch.from_numpy(backend.predict(x.numpy()))
 
-    parity = parity_by_bucket(served, model, rows, sizes)
+    parity, log_scale_parity = parity_by_bucket(served, model, rows, sizes)
     preamble, body = backend.preamble, backend.body
     assert preamble is not None and body is not None  # this check compiled the artifact
     buckets = []
@@ -104,9 +105,11 @@ def time_buckets(folder: str, calls: int, core: str) -> dict[str, Any]:
             }
         )
     worst = max(parity.values())
+    scales_ok = log_scale_parity <= LOG_SCALE_TOLERANCE
     return {
-        "ok": bool(np.isfinite(worst) and worst <= compiled.tolerance),
+        "ok": bool(np.isfinite(worst) and worst <= compiled.tolerance and scales_ok),
         "tolerance": compiled.tolerance,
+        "log_scale_parity": log_scale_parity,
         "core": core,
         "calls": calls,
         "buckets": buckets,

@@ -182,6 +182,7 @@ def measure_intervals(
     """``interval_figures`` on the validation split, with constant width calibrated on the same
     holdout; and the validation rows' scales in dollars (for the plot)."""
     val_point, val_scale = point_and_scale(model, val.x)
+    val_scale = np.clip(val_scale, *calibration.scale_range)  # as serving clamps it
     holdout_point, _ = point_and_scale(model, holdout.x)
     ones = np.ones_like(holdout_point)
     constant = calibrate(holdout.y.double().numpy(), holdout_point, ones, COVERAGES)

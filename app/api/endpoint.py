@@ -4,7 +4,8 @@ Prediction routes are the hot path, so they skip FastAPI's routing, dependency i
 Request/Response objects (several times the cost of the model call: see the README's
 benchmark). Every request goes the same way: the guard's checks (``app.api.guard``), the
 subclass's ``decode`` into encoded rows and a typed context, the batcher, and the subclass's
-``reply`` from the rows' dollars and that context; any exception becomes the subclass's
+``reply`` from the rows' dollars, their intervals at the coverage the query asks for
+(``app.intervals``) and that context; any exception becomes the subclass's
 ``refuse`` answer. The request id (``X-Request-ID``, taken or made) is on every answer and log
 line, and is the ``error_id`` of a 500.
 """
@@ -25,6 +26,7 @@ from app.api.guard import Guard, Headers
 from app.batching import Overloaded, Ticket
 from app.errors import ClientDisconnected, error_answer, refusal_reason
 from app.flags import Flag
+from app.intervals import Coverage, Ranges
 from app.observe.access import RequestRecorder
 from app.observe.logs import request_id_from
 from app.runtime import ModelRuntime
@@ -106,6 +108,8 @@ class PredictionEndpoint(Generic[C]):
     route = ""
     # Accepted request media types; "" stands for a request without a Content-Type.
     media_types: frozenset[str] = frozenset({JSON, ""})
+    # Whether the query's ``coverage`` chooses the intervals (else there are none).
+    query_coverage = True
 
     def __init__(self, runtime: ModelRuntime, guard: Guard, recorder: RequestRecorder) -> None:
         self.runtime = runtime
@@ -120,13 +124,21 @@ class PredictionEndpoint(Generic[C]):
         raise NotImplementedError
 
     def reply(
-        self, values: list[float], decoded: Decoded[C], headers: Headers, flags: list[Flag]
+        self,
+        values: list[float],
+        ranges: Ranges | None,
+        decoded: Decoded[C],
+        headers: Headers,
+        flags: list[Flag],
     ) -> Answer:
-        """The answer for the rows' values in dollars, in order, and their flags
-        (``app.flags``; already counted in the metrics)."""
+        """The answer for the rows' values in dollars, in order, their intervals (None: the
+        request asked for none, or the model has none) and their flags (``app.flags``;
+        already counted in the metrics)."""
         raise NotImplementedError
 
-    async def answer(self, body: bytes, headers: Headers, receive: Receive) -> Answer:
+    async def answer(
+        self, body: bytes, headers: Headers, receive: Receive, coverage: Coverage | None
+    ) -> Answer:
         runtime = self.runtime
         batcher = runtime.accepting_batcher()
         with batcher.arrivals:  # while it is parsed, the batcher may wait for its rows
@@ -141,7 +153,9 @@ class PredictionEndpoint(Generic[C]):
         flags = []
         if ticket.flagged:
             flags = runtime.flagger.flags(decoded.encoded, np.asarray(values))
-        return self.reply(values, decoded, headers, flags)
+        scales = ticket.scales
+        ranges = None if coverage is None or scales is None else coverage.ranges(values, scales)
+        return self.reply(values, ranges, decoded, headers, flags)
 
     def refuse(self, exc: Exception, request_id: str) -> Answer:
         """The answer for a failure; the default is /predict's ``{"detail": ...}`` format."""
@@ -156,9 +170,12 @@ class PredictionEndpoint(Generic[C]):
         )
         try:
             self.guard.admit(scope["method"], headers, self.media_types)
+            coverage = None
+            if self.query_coverage:
+                coverage = self.runtime.intervals.choose(scope["query_string"])
             self.shed_early(headers)
             body = await self.guard.read_body(headers, receive)
-            reply = await self.answer(body, headers, receive)
+            reply = await self.answer(body, headers, receive, coverage)
         except ClientDisconnected:
             self.recorder.finish(scope, self.route, 499, started, request_id)
             return  # nobody is left to answer

@@ -57,5 +57,10 @@ async def read_model(runtime: RuntimeDep) -> JSONResponse:
             "max_delay_ms": runtime.settings.max_delay_ms,
             "queue_rows": runtime.settings.queue_rows,
         },
+        "intervals": {
+            "coverages": runtime.intervals.coverages,
+            "default_coverage": runtime.settings.interval_coverage,
+            "method": None if manifest.intervals is None else manifest.intervals.method,
+        },
     }
     return JSONResponse(body)

@@ -21,6 +21,7 @@ from app.api.models import MODEL_NAME
 from app.deps import RuntimeDep
 from app.errors import InvalidInput, error_answer, validation_details
 from app.flags import Flag
+from app.intervals import Ranges
 from app.observe.access import RequestRecorder
 from app.protocols import oip
 from app.runtime import ModelRuntime
@@ -148,6 +149,8 @@ class InferEndpoint(PredictionEndpoint[dict[str, Any]]):
 
     route = f"{MODEL_PATH}/infer"
     media_types = frozenset({JSON, "application/octet-stream", ""})
+    # The protocol names its inputs and outputs in the body, not the query.
+    query_coverage = False
 
     def __init__(self, runtime: ModelRuntime, guard: Guard, recorder: RequestRecorder) -> None:
         super().__init__(runtime, guard, recorder)
@@ -164,6 +167,7 @@ class InferEndpoint(PredictionEndpoint[dict[str, Any]]):
     def reply(
         self,
         values: list[float],
+        ranges: Ranges | None,
         decoded: Decoded[dict[str, Any]],
         headers: Headers,
         flags: list[Flag],

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
 from fastapi.openapi.models import Example
 from pydantic import ValidationError
 
@@ -21,6 +21,7 @@ from app.api.documentation import documented_post, refusals
 from app.api.endpoint import Answer, Decoded, PredictionEndpoint
 from app.api.guard import Guard, Headers
 from app.flags import Flag
+from app.intervals import Ranges
 from app.observe.access import RequestRecorder
 from app.protocols.fastparse import accept
 from app.runtime import ModelRuntime
@@ -34,6 +35,7 @@ from app.schemas import (
     request_adapter,
 )
 from modelspec.features import EXAMPLE_RECORD, IMPUTED_COLUMN, encode, encode_records
+from modelspec.intervals import COVERAGES
 
 # Bodies from this size (about 8 records) take the fast check first. Its numpy work has a
 # fixed cost that outweighs pydantic's ~2.4 us per record on small bodies (measured: with the
@@ -43,7 +45,8 @@ FAST_CHECK_BYTES = 2048
 
 class RecordsJson:
     """``/predict``'s JSON both ways: one record or ``{"instances": [...]}`` in, ``house_value``
-    or ``predictions`` (and ``warnings``) out. ``/invocations`` speaks it too."""
+    or ``predictions`` (and ``interval`` or ``intervals``, and ``warnings``) out.
+    ``/invocations`` speaks it too."""
 
     def __init__(self, max_instances: int) -> None:
         self.max_instances = max_instances
@@ -71,8 +74,17 @@ class RecordsJson:
         return Decoded(encode_records(records, bedrooms_median, validated=True), single)
 
     @staticmethod
-    def reply(values: list[float], single: bool, flags: list[Flag]) -> Answer:
+    def reply(
+        values: list[float], ranges: Ranges | None, single: bool, flags: list[Flag]
+    ) -> Answer:
         body: dict[str, Any] = {"house_value": values[0]} if single else {"predictions": values}
+        if ranges is not None:
+            coverage = ranges.coverage
+            intervals = [{"low": lo, "high": hi, "coverage": coverage} for lo, hi in ranges.bounds]
+            if single:
+                body["interval"] = intervals[0]
+            else:
+                body["intervals"] = intervals
         if flags:
             body["warnings"] = flags
         return Answer(orjson.dumps(body))
@@ -91,9 +103,14 @@ class PredictEndpoint(PredictionEndpoint[bool]):
         return self.json.decode(body, self.runtime.bedrooms_median)
 
     def reply(
-        self, values: list[float], decoded: Decoded[bool], headers: Headers, flags: list[Flag]
+        self,
+        values: list[float],
+        ranges: Ranges | None,
+        decoded: Decoded[bool],
+        headers: Headers,
+        flags: list[Flag],
     ) -> Answer:
-        return self.json.reply(values, decoded.context, flags)
+        return self.json.reply(values, ranges, decoded.context, flags)
 
 
 # The second record leaves total_bedrooms out: it is imputed (null does the same).
@@ -111,15 +128,33 @@ def document(router: APIRouter, body: Any) -> None:
         router,
         PredictEndpoint.route,
         "predict_house_values",
-        {"body": Annotated[body, Body(openapi_examples=EXAMPLES)]},
+        {"body": Annotated[body, Body(openapi_examples=EXAMPLES)], "coverage": COVERAGE_QUERY},
         tags=["predict"],
         summary="Predict house values",
         description="Median house value in US dollars for each census block group in the body: "
-        'one record, or `{"instances": [...]}` answered in order.',
+        'one record, or `{"instances": [...]}` answered in order; each with its calibrated '
+        "range (`interval`, or `intervals` in order) at the coverage asked for.",
         response_model=HouseValue | Predictions,
         response_description="One value for one record, a list in order for instances",
         responses={422: invalid_body(), **refusals(ErrorMessage, InternalError)},
     )
+
+
+# The query parameter that chooses the intervals (``app.intervals``), for the schema.
+COVERAGE_QUERY = (
+    Annotated[
+        float | None,
+        Query(
+            description="Coverage of each price's range: one of the model's calibrated "
+            "coverages (GET /v1/models/housing lists them; 0.5 to 0.99), or 0 for no range. "
+            "Default: HOUSING_INTERVAL_COVERAGE (0.9). Any other value is a 422.",
+            examples=[0.8],
+            # The table training writes; a manifest's own is in GET /v1/models/housing.
+            json_schema_extra={"enum": [0, *COVERAGES]},
+        ),
+    ],
+    None,
+)
 
 
 def invalid_body(note: str = "") -> dict[str, Any]:

@@ -17,8 +17,9 @@ from app.api.documentation import documented_post, refusals
 from app.api.endpoint import JSON, Answer, Decoded, PredictionEndpoint
 from app.api.guard import Guard, Headers, media_type
 from app.api.health import read_readiness
-from app.api.predict import EXAMPLES, RecordsJson, invalid_body
+from app.api.predict import COVERAGE_QUERY, EXAMPLES, RecordsJson, invalid_body
 from app.flags import Flag
+from app.intervals import Ranges
 from app.observe.access import RequestRecorder
 from app.protocols.tabular import parse_csv
 from app.runtime import ModelRuntime
@@ -70,6 +71,7 @@ class InvocationsEndpoint(PredictionEndpoint[Invocation]):
     def reply(
         self,
         values: list[float],
+        ranges: Ranges | None,
         decoded: Decoded[Invocation],
         headers: Headers,
         flags: list[Flag],
@@ -78,7 +80,7 @@ class InvocationsEndpoint(PredictionEndpoint[Invocation]):
         wants = CSV if CSV in accept else JSON if JSON in accept else decoded.context.kind
         if wants == CSV:
             return Answer("".join(f"{v}\n" for v in values).encode(), CSV)
-        return self.json.reply(values, decoded.context.single, flags)
+        return self.json.reply(values, ranges, decoded.context.single, flags)
 
 
 def document(router: APIRouter, body: Any) -> None:
@@ -90,7 +92,7 @@ def document(router: APIRouter, body: Any) -> None:
         router,
         InvocationsEndpoint.route,
         "sagemaker_invocations",
-        {"body": Annotated[body, Body(openapi_examples=EXAMPLES)]},
+        {"body": Annotated[body, Body(openapi_examples=EXAMPLES)], "coverage": COVERAGE_QUERY},
         tags=["sagemaker"],
         summary="SageMaker inference: /predict's JSON, or CSV rows",
         description="The Amazon SageMaker container's inference route.",

@@ -103,6 +103,8 @@ class Scorer:
             if len(encoded)
             else np.zeros(0)
         )
+        if out.ndim == 2:  # dollars, and the scale head's log-scales (not written yet)
+            out = out[:, 0]
         notes: list[list[str]] = [[] for _ in records]
         for flag in self.flagger.flags(encoded, out):
             notes[flag["row"]].append(f"{flag['field']}:{flag['code']}")

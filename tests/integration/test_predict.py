@@ -55,7 +55,7 @@ def test_one_record_gets_one_house_value(
     row = validation_rows.head(1)
     response = client.post("/predict", json=records(row)[0])
     assert response.status_code == 200
-    assert list(response.json()) == ["house_value"]
+    assert list(response.json()) == ["house_value", "interval"]
     assert response.json()["house_value"] == pytest.approx(eager_dollars(artifacts, row)[0], 1e-5)
 
 

@@ -57,31 +57,44 @@ def test_adaptive_intervals_are_narrower_than_constant_width_when_the_scale_know
 
 
 def test_bounds_never_go_below_zero_dollars() -> None:
-    low, high = bounds(np.array([10_000.0, 300_000.0]), np.array([20_000.0, 20_000.0]), 2.0)
-    assert low.tolist() == [0.0, 260_000.0]
-    assert high.tolist() == [50_000.0, 340_000.0]
+    points = np.array([10_000.0, 300_000.0, -90_000.0])
+    low, high = bounds(points, np.full(3, 20_000.0), 2.0)
+    assert low.tolist() == [0.0, 260_000.0, 0.0]
+    assert high.tolist() == [50_000.0, 340_000.0, 0.0]
+
+
+def test_the_table_records_the_calibration_rows_scale_range() -> None:
+    table = calibrate(np.array([1.0, 2.0, 3.0]), np.zeros(3), np.array([4.0, 1.0, 2.0]), (0.5,))
+    assert table.scale_range == (1.0, 4.0)
 
 
 def test_the_table_answers_its_coverages_and_names_them_otherwise() -> None:
-    table = IntervalCalibration(calibration_rows=10, coverages=[0.8, 0.9], quantiles=[1.2, 1.7])
+    table = IntervalCalibration(
+        calibration_rows=10, coverages=[0.8, 0.9], quantiles=[1.2, 1.7], scale_range=(1.0, 2.0)
+    )
     assert table.quantile(0.9) == 1.7
     with pytest.raises(KeyError, match=r"coverage 0.85 is not one of \[0.8, 0.9\]"):
         table.quantile(0.85)
 
 
 @pytest.mark.parametrize(
-    ("coverages", "quantiles", "message"),
+    ("coverages", "quantiles", "scales", "message"),
     [
-        ([0.8, 0.9], [1.0], "the same length"),
-        ([0.9, 0.8], [1.0, 2.0], "ascending, each in"),
-        ([0.8, 1.0], [1.0, 2.0], "ascending, each in"),
-        ([0.8, 0.9], [2.0, 1.0], "finite, positive and ascending"),
-        ([0.8, 0.9], [0.0, 1.0], "finite, positive and ascending"),
-        ([0.8, 0.9], [1.0, float("inf")], "finite, positive and ascending"),
+        ([0.8, 0.9], [1.0], (1.0, 2.0), "the same length"),
+        ([0.9, 0.8], [1.0, 2.0], (1.0, 2.0), "ascending, each in"),
+        ([0.8, 1.0], [1.0, 2.0], (1.0, 2.0), "ascending, each in"),
+        ([0.8, 0.9], [2.0, 1.0], (1.0, 2.0), "finite, positive and ascending"),
+        ([0.8, 0.9], [0.0, 1.0], (1.0, 2.0), "finite, positive and ascending"),
+        ([0.8, 0.9], [1.0, float("inf")], (1.0, 2.0), "finite, positive and ascending"),
+        ([0.8, 0.9], [1.0, 2.0], (2.0, 1.0), "scale_range must be"),
+        ([0.8, 0.9], [1.0, 2.0], (0.0, 1.0), "scale_range must be"),
+        ([0.8, 0.9], [1.0, 2.0], (1.0, float("inf")), "scale_range must be"),
     ],
 )
 def test_a_malformed_table_is_refused(
-    coverages: list[float], quantiles: list[float], message: str
+    coverages: list[float], quantiles: list[float], scales: tuple[float, float], message: str
 ) -> None:
     with pytest.raises(ValidationError, match=message):
-        IntervalCalibration(calibration_rows=10, coverages=coverages, quantiles=quantiles)
+        IntervalCalibration(
+            calibration_rows=10, coverages=coverages, quantiles=quantiles, scale_range=scales
+        )

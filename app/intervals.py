@@ -1,0 +1,107 @@
+"""Serving's side of prediction intervals: which coverage a request gets, and its bounds.
+
+The manifest's table (``modelspec.intervals``) holds one conformal quantile per coverage. A
+request asks with ``?coverage=0.8``; without it, it gets ``HOUSING_INTERVAL_COVERAGE``; 0 leaves
+intervals out. A coverage not in the table is a 422 that names the table's. A model trained
+before intervals has no table: it serves points only, a request that asks for a coverage gets
+a 422 saying how to get one, and the server says so once at startup.
+
+The bounds are a few host operations per row -- ``max(0, value - q * scale)`` and
+``max(0, value + q * scale)``, to the cent -- on the scale the device returned beside the value
+(clamped by the runtime to the scales calibration saw).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from app.errors import InvalidInput
+from modelspec.intervals import IntervalCalibration
+
+Interval = tuple[float, float]  # (low, high) in dollars
+
+
+class Ranges:
+    """A request's intervals: each row's ``(low, high)``, in order, at ``coverage``."""
+
+    __slots__ = ("bounds", "coverage")
+
+    def __init__(self, coverage: float, bounds: list[Interval]) -> None:
+        self.coverage = coverage
+        self.bounds = bounds
+
+
+class Coverage:
+    """One coverage and its conformal quantile."""
+
+    __slots__ = ("coverage", "quantile")
+
+    def __init__(self, coverage: float, quantile: float) -> None:
+        self.coverage = coverage
+        self.quantile = quantile
+
+    def ranges(self, values: list[float], scales: list[float]) -> Ranges:
+        q = self.quantile
+        bounds = [
+            (round(max(v - q * s, 0.0), 2), round(max(v + q * s, 0.0), 2))
+            for v, s in zip(values, scales, strict=True)
+        ]
+        return Ranges(self.coverage, bounds)
+
+
+class Intervals:
+    """The model's table and the server's default; ``choose`` reads a request's query."""
+
+    def __init__(self, table: IntervalCalibration | None, default: float) -> None:
+        """ValueError, saying which it may be, for a ``default`` the table does not hold."""
+        self.table = table
+        self._by_coverage = (
+            {} if table is None else dict(zip(table.coverages, table.quantiles, strict=True))
+        )
+        self.default: Coverage | None = None
+        if table is not None and default:
+            if default not in self._by_coverage:
+                raise ValueError(
+                    f"HOUSING_INTERVAL_COVERAGE={default:g} is not a calibrated coverage; the "
+                    f"manifest has {_listed(self.coverages)} (or 0 for no ranges)"
+                )
+            self.default = self._lookup(default)
+
+    @property
+    def coverages(self) -> list[float]:
+        return [] if self.table is None else self.table.coverages
+
+    def _lookup(self, coverage: float) -> Coverage:
+        return Coverage(coverage, self._by_coverage[coverage])
+
+    def choose(self, query: bytes) -> Coverage | None:
+        """The coverage a request's query string asks for (the default without one); None
+        for no intervals. InvalidInput (422) for a coverage the table does not hold."""
+        if b"coverage" not in query:
+            return self.default
+        text = None
+        for key, value in parse_qsl(query.decode("latin-1")):
+            if key == "coverage":
+                text = value
+        if text is None:
+            return self.default
+        try:
+            coverage = float(text)
+        except ValueError:
+            coverage = -1.0
+        if coverage == 0:
+            return None
+        if self.table is None:
+            reason = (
+                "this model has no calibrated intervals (it was trained before them); "
+                "ask with coverage=0, or retrain with `python -m training` and recompile"
+            )
+        elif coverage in self._by_coverage:
+            return self._lookup(coverage)
+        else:
+            reason = f"must be one of {_listed(self.coverages)}, or 0 for no intervals"
+        raise InvalidInput([{"field": "coverage", "message": reason, "type": "coverage"}])
+
+
+def _listed(coverages: list[float]) -> str:
+    return ", ".join(f"{c:g}" for c in coverages)
