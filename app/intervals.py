@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
+import numpy as np
+
 from app.errors import InvalidInput
 from modelspec.intervals import IntervalCalibration
 
@@ -41,12 +43,32 @@ class Coverage:
         self.quantile = quantile
 
     def ranges(self, values: list[float], scales: list[float]) -> Ranges:
+        """Each row's ``(low, high)``: value -/+ quantile x scale, to the cent, never below $0.
+        A few rows in Python, more with numpy (its fixed cost per call would be most of the
+        work for one row; Python's per row, 2 us, most of it for a hundred); both round the
+        same way (half a cent up)."""
         q = self.quantile
-        bounds = [
-            (round(max(v - q * s, 0.0), 2), round(max(v + q * s, 0.0), 2))
-            for v, s in zip(values, scales, strict=True)
-        ]
+        if len(values) == 1:  # most requests: no loop at all
+            value, half = values[0], q * scales[0]
+            bounds = [(_cents(value - half), _cents(value + half))]
+        elif len(values) <= _FEW_ROWS:
+            bounds = [
+                (_cents(v - q * s), _cents(v + q * s)) for v, s in zip(values, scales, strict=True)
+            ]
+        else:
+            points, halves = np.asarray(values), q * np.asarray(scales)
+            lows = np.floor(np.maximum(points - halves, 0.0) * 100 + 0.5) / 100
+            highs = np.floor(np.maximum(points + halves, 0.0) * 100 + 0.5) / 100
+            bounds = list(zip(lows.tolist(), highs.tolist(), strict=True))
         return Ranges(self.coverage, bounds)
+
+
+_FEW_ROWS = 4
+
+
+def _cents(x: float) -> float:
+    """``x`` (finite) to the cent, half a cent up; 0 for anything below."""
+    return int(x * 100 + 0.5) / 100 if x > 0 else 0.0
 
 
 class Intervals:

@@ -79,12 +79,14 @@ class RecordsJson:
     ) -> Answer:
         body: dict[str, Any] = {"house_value": values[0]} if single else {"predictions": values}
         if ranges is not None:
-            coverage = ranges.coverage
-            intervals = [{"low": lo, "high": hi, "coverage": coverage} for lo, hi in ranges.bounds]
+            c = ranges.coverage
             if single:
-                body["interval"] = intervals[0]
+                low, high = ranges.bounds[0]
+                body["interval"] = {"low": low, "high": high, "coverage": c}
             else:
-                body["intervals"] = intervals
+                body["intervals"] = [
+                    {"low": lo, "high": hi, "coverage": c} for lo, hi in ranges.bounds
+                ]
         if flags:
             body["warnings"] = flags
         return Answer(orjson.dumps(body))

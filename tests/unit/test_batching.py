@@ -280,3 +280,28 @@ async def test_the_screen_runs_once_per_batch_and_flags_only_the_tickets_it_name
     assert (await split.result())[-1] == 18
     assert split.flagged
     await batcher.stop()
+
+
+async def test_a_device_with_scales_gives_each_ticket_its_rows_scales_in_order() -> None:
+    def scaled(x: np.ndarray) -> np.ndarray:  # (n, 2): values, and scales of a tenth of them
+        return np.column_stack((x[:, 0] * 2, x[:, 0] / 10))
+
+    batcher = Batcher(scaled, None, max_batch_size=4, max_delay_s=0.05, queue_rows=64, max_chunk=4)
+    batcher.start()
+    small = batcher.submit(rows(1, 2))
+    big = batcher.submit(rows(*range(10, 20)))  # parts of 4 rows, in several device calls
+    assert await small.result() == [2, 4]
+    assert small.scales == [0.1, 0.2]
+    assert await big.result() == [v * 2 for v in range(10, 20)]
+    assert big.scales == [v / 10 for v in range(10, 20)]
+    plain = batcher.submit(rows(3))
+    assert await plain.result() == [6] and plain.scales == [0.3]
+    await batcher.stop()
+
+
+async def test_a_device_without_scales_leaves_tickets_without_them() -> None:
+    batcher = make(Device(), inline=True)
+    ticket = batcher.submit(rows(1, 2))
+    assert await ticket.result() == [2, 4]
+    assert ticket.scales is None
+    await batcher.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app.errors import InvalidInput, StartupError
@@ -81,3 +82,21 @@ def test_a_model_without_a_table_logs_once_and_serves_points(
     intervals = serving_intervals(_manifest(manifest, None, scales=False), 0.9)
     assert intervals.default is None
     assert "answers carry no price range" in caplog.text
+
+
+def test_one_row_a_few_rows_and_many_rows_get_the_same_cents() -> None:
+    # Three paths (one row, a few in Python, many with numpy): the same rounding.
+    chosen = Intervals(TABLE, 0.9).default
+    assert chosen is not None
+    rng = np.random.default_rng(3)
+    values = rng.uniform(-50_000, 600_000, 400).round(2).tolist()
+    scales = rng.uniform(1_000, 200_000, 400).tolist()
+    many = chosen.ranges(values, scales).bounds
+    few = [
+        b
+        for i in range(0, 400, 4)
+        for b in chosen.ranges(values[i : i + 4], scales[i : i + 4]).bounds
+    ]
+    one = [chosen.ranges([v], [s]).bounds[0] for v, s in zip(values, scales, strict=True)]
+    assert many == few == one
+    assert all(0 <= low <= high for low, high in many)
