@@ -8,8 +8,8 @@ wrapped (after warm-up, through ``ModelRuntime(wrap_backend=...)``, the seam tha
 does around a NeuronCore: the artifact's preamble (derived features, on the host CPU, as
 ``features_on: host`` places it), then a wait of ``STANDIN_DEVICE_US`` microseconds (default
 100) that holds no CPU and no GIL, as the Neuron runtime's wait does. Its answers are not the
-model's: every row gets the same value, so only the host's costs -- HTTP, validation, batching,
-flags, metrics, the preamble -- are real. Nothing here touches Inferentia.
+model's: every row gets the same value and scale, so only the host's costs -- HTTP, validation,
+batching, price ranges, flags, metrics, the preamble -- are real. Nothing here touches Inferentia.
 
     STANDIN_DEVICE=free HOUSING_DEVICE_THREAD=false python -m benchmarks.standin_device
 
@@ -20,6 +20,7 @@ safeguard and no device work at all; ``make bench`` reports it beside the stand-
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -35,6 +36,8 @@ from modelspec import torchscript
 from modelspec.manifest import ARTIFACT_FILE
 
 ANSWER = 200_000.0  # dollars, for every row
+# And the log of every row's scale in dollars: like the artifact, a stand-in answers (n, 2).
+LOG_SCALE = math.log(40_000.0)
 
 
 class StandinDevice:
@@ -48,7 +51,7 @@ class StandinDevice:
         with torch.no_grad():
             self.preamble(torch.from_numpy(x))
         time.sleep(self.wait_s)  # the device's time: no CPU, no GIL
-        return np.full(x.shape[0], ANSWER)
+        return answers(x.shape[0])
 
 
 class FreeDevice:
@@ -57,7 +60,11 @@ class FreeDevice:
         self.batch_sizes = inner.batch_sizes
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.full(x.shape[0], ANSWER)
+        return answers(x.shape[0])
+
+
+def answers(rows: int) -> np.ndarray:
+    return np.column_stack((np.full(rows, ANSWER), np.full(rows, LOG_SCALE)))
 
 
 def main() -> int:
