@@ -102,7 +102,7 @@ class Intervals:
         if b"coverage" not in query:
             return self.default
         text = None
-        for key, value in parse_qsl(query.decode("latin-1")):
+        for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
             if key == "coverage":
                 text = value
         if text is None:

@@ -27,6 +27,8 @@ def test_the_query_chooses_the_coverage_and_the_default_fills_in() -> None:
     assert intervals.choose(b"other=1") is intervals.default
     assert intervals.choose(b"coverage=0") is None
     assert intervals.choose(b"x=1&coverage=0.80") is not None  # 0.80 is 0.8
+    with pytest.raises(InvalidInput, match="must be one of 0.8, 0.9, or 0"):
+        intervals.choose(b"coverage=")  # asked, but for nothing: not the default
 
 
 def test_bounds_are_value_plus_or_minus_q_scales_to_the_cent_and_never_below_zero() -> None:
