@@ -23,7 +23,8 @@ from modelspec.features import OCEAN_CATEGORIES
 from modelspec.intervals import COVERAGES, IntervalCalibration, bounds, calibrate
 from modelspec.network import HousingNet
 
-# Full-batch Adam on a linear head: it converges well within these steps on this data.
+# Full-batch Adam on a linear head. On the default data the loss after 600 steps was within
+# 3e-5 of the loss after 2,400 (-1.06964 against -1.06967); after 150, within 1e-3.
 SCALE_STEPS = 600
 SCALE_LEARNING_RATE = 0.02
 # The powers of the head's scales tried on the calibration rows (``temper_scale_head``).
