@@ -13,6 +13,7 @@ The bounds are a few host operations per row -- ``max(0, value - q * scale)`` an
 
 from __future__ import annotations
 
+import math
 from urllib.parse import parse_qsl
 
 import numpy as np
@@ -64,6 +65,25 @@ class Coverage:
 
 
 _FEW_ROWS = 4
+
+
+def prices(out: np.ndarray, log_scale_range: tuple[float, float]) -> np.ndarray:
+    """A device call's answers as the service passes them on: dollars to the cent (one rounding
+    a batch); with a scale head (``(n, 2)``), each row's scale in dollars beside them, its log
+    clamped to ``log_scale_range``."""
+    if out.ndim == 2:
+        low, high = log_scale_range
+        return np.column_stack((np.round(out[:, 0], 2), np.exp(out[:, 1].clip(low, high))))
+    return np.round(out, 2)
+
+
+def log_scale_range(table: IntervalCalibration | None) -> tuple[float, float]:
+    """The logs of the calibration rows' smallest and largest scale (unbounded without a
+    table, whose scales nobody reads)."""
+    if table is None:
+        return (-math.inf, math.inf)
+    low, high = table.scale_range
+    return (math.log(low), math.log(high))
 
 
 def _cents(x: float) -> float:

@@ -16,7 +16,6 @@ import asyncio
 import enum
 import gc
 import logging
-import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,7 @@ from app.backends.select import DeviceProbes, load_backend, resolve_device
 from app.batching import Batcher
 from app.errors import NotReadyError, StartupError
 from app.flags import Flagger
-from app.intervals import Intervals
+from app.intervals import Intervals, log_scale_range, prices
 from app.observe.metrics import Metrics
 from app.settings import Settings
 from modelspec.manifest import ARTIFACT_FILE, MANIFEST_FILE, ArtifactError, Manifest, sha256_file
@@ -145,8 +144,8 @@ class ModelRuntime:
         self._recheck: asyncio.Task[None] | None = None
         self._backend: Backend | None = None
         self._bedrooms_median = 0.0
-        # Each row's log-scale is clamped to the calibration rows' (``modelspec.intervals``).
-        self._log_scale_range = (-math.inf, math.inf)
+        # Each row's log-scale is clamped to the calibration rows' (``app.intervals.prices``).
+        self._log_scale_range = log_scale_range(None)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
         self.batcher: Batcher | None = None
         self.flagger = Flagger({})  # replaced by the manifest's ranges at load
@@ -171,9 +170,7 @@ class ModelRuntime:
         self._bedrooms_median = manifest.preprocessing.total_bedrooms_median
         self.flagger = Flagger(manifest.preprocessing.input_ranges, self.metrics.observe_flag)
         self.intervals = serving_intervals(manifest, self.settings.interval_coverage)
-        if manifest.intervals is not None:
-            low, high = manifest.intervals.scale_range
-            self._log_scale_range = (math.log(low), math.log(high))
+        self._log_scale_range = log_scale_range(manifest.intervals)
         logger.info(
             "model %s ready on %s in %.2fs (batch sizes %s)",
             manifest.model_version,
@@ -238,11 +235,7 @@ class ModelRuntime:
         """The batcher's device call: the model's answers, to the cent (one rounding a batch);
         with a scale head, ``(n, 2)``: the answers and each row's scale in dollars."""
         assert self._backend is not None
-        out = self._backend.predict(encoded)
-        if out.ndim == 2:
-            low, high = self._log_scale_range
-            return np.column_stack((np.round(out[:, 0], 2), np.exp(out[:, 1].clip(low, high))))
-        return np.round(out, 2)
+        return prices(self._backend.predict(encoded), self._log_scale_range)
 
     @property
     def bedrooms_median(self) -> float:

@@ -2,8 +2,10 @@
 
 The same artifact, device (``HOUSING_ARTIFACTS``, ``HOUSING_DEVICE``) and validation as the
 service. The file is streamed in chunks, so its size does not matter. OUTPUT (CSV or Parquet,
-by its extension) gets the input's columns plus ``house_value`` and ``warnings``
-(``field:code`` pairs from ``app.flags``). Invalid rows are left out and listed, with their
+by its extension) gets the input's columns plus ``house_value``, its range
+``house_value_low`` and ``house_value_high`` at ``--coverage`` (as ``/predict``'s; none with
+``--coverage 0`` or a model without ranges) and ``warnings`` (``field:code`` pairs from
+``app.flags``). Invalid rows are left out and listed, with their
 line numbers, in ``OUTPUT.errors.csv`` (the first few also on stderr); the run goes on.
 Exit status: 0 when every row was scored, 3 when some were invalid, 1 when nothing could be.
 """
@@ -13,9 +15,11 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import math
 import sys
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -26,7 +30,8 @@ from app.__main__ import load_settings
 from app.backends.base import Backend
 from app.errors import StartupError, validation_details
 from app.flags import Flagger
-from app.runtime import load_model
+from app.intervals import Coverage, Interval, log_scale_range, prices
+from app.runtime import load_model, serving_intervals
 from app.schemas import request_adapter
 from app.score.files import Chunk, Kept, reader_for, to_record, writer_for
 from modelspec.features import encode_records
@@ -60,10 +65,19 @@ class Progress:
 
 
 class Scorer:
-    def __init__(self, backend: Backend, median: float, flagger: Flagger, chunk_rows: int):
+    def __init__(
+        self,
+        backend: Backend,
+        median: float,
+        flagger: Flagger,
+        chunk_rows: int,
+        coverage: Coverage | None = None,
+        log_scales: tuple[float, float] = (-math.inf, math.inf),
+    ):
         self.backend, self.median, self.flagger = backend, median, flagger
         self.adapter = request_adapter(chunk_rows)
         self.largest = max(backend.batch_sizes)
+        self.coverage, self.log_scales = coverage, log_scales
 
     def valid(self, chunk: Chunk) -> tuple[list[int], list[dict[str, object]], list[list[str]]]:
         """The indices and records of the chunk's valid rows, and the errors of the others as
@@ -91,9 +105,11 @@ class Scorer:
         good = [j for j in range(len(records)) if j not in bad]
         return [keep[j] for j in good], [records[j] for j in good], errors
 
-    def predict(self, records: list[dict[str, object]]) -> tuple[np.ndarray, list[str]]:
+    def predict(self, records: list[dict[str, object]]) -> Scored:
+        """Dollars, notes and (with a coverage and a scale head) ranges, as the service gives
+        them (``app.intervals``)."""
         encoded = encode_records(records, self.median)
-        out = (
+        out = prices(
             np.concatenate(
                 [
                     self.backend.predict(encoded[i : i + self.largest])
@@ -101,14 +117,25 @@ class Scorer:
                 ]
             )
             if len(encoded)
-            else np.zeros(0)
+            else np.zeros(0),
+            self.log_scales,
         )
-        if out.ndim == 2:  # dollars, and the scale head's log-scales (not written yet)
-            out = out[:, 0]
+        values = out[:, 0] if out.ndim == 2 else out
         notes: list[list[str]] = [[] for _ in records]
-        for flag in self.flagger.flags(encoded, out):
+        for flag in self.flagger.flags(encoded, values):
             notes[flag["row"]].append(f"{flag['field']}:{flag['code']}")
-        return np.round(out, 2), [";".join(n) for n in notes]
+        bounds = None
+        if self.coverage is not None and (out.ndim == 2 or not len(encoded)):
+            scales = out[:, 1].tolist() if out.ndim == 2 else []
+            bounds = self.coverage.ranges(values.tolist(), scales).bounds
+        return Scored(values.tolist(), [";".join(n) for n in notes], bounds)
+
+
+@dataclass
+class Scored:
+    values: list[float]
+    notes: list[str]
+    bounds: list[Interval] | None
 
 
 def score(args: argparse.Namespace) -> int:
@@ -118,7 +145,16 @@ def score(args: argparse.Namespace) -> int:
     manifest, device, backend = load_model(settings)
     print(f"model {manifest.model_version} on {device}", file=sys.stderr, flush=True)
     flagger = Flagger(manifest.preprocessing.input_ranges)
-    scorer = Scorer(backend, manifest.preprocessing.total_bedrooms_median, flagger, args.chunk_rows)
+    coverage = settings.interval_coverage if args.coverage is None else args.coverage
+    intervals = serving_intervals(manifest, coverage)
+    scorer = Scorer(
+        backend,
+        manifest.preprocessing.total_bedrooms_median,
+        flagger,
+        args.chunk_rows,
+        intervals.default,
+        log_scale_range(manifest.intervals),
+    )
     reader = reader_for(args.input, args.chunk_rows)
     errors_path = args.errors or args.output.with_name(args.output.name + ".errors.csv")
     progress = Progress(sys.stderr, not args.no_progress)
@@ -131,8 +167,11 @@ def score(args: argparse.Namespace) -> int:
         try:
             for chunk in reader.chunks():
                 keep, records, errors = scorer.valid(chunk)
-                values, notes = scorer.predict(records)
-                writer.write(chunk, Kept(keep, records, values.tolist(), notes))
+                scored_rows = scorer.predict(records)
+                writer.write(
+                    chunk,
+                    Kept(keep, records, scored_rows.values, scored_rows.notes, scored_rows.bounds),
+                )
                 for line, field, message in sorted(errors, key=lambda e: int(e[0])):
                     if invalid < SHOWN_ERRORS:
                         progress.note(f"line {line}: {field}: {message}")
@@ -163,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-rows", type=int, default=8192, help="rows read at a time")
     parser.add_argument("--errors", type=Path, help="invalid rows (default: OUTPUT.errors.csv)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--coverage",
+        type=float,
+        help="coverage of the house_value_low/high columns: one of the model's calibrated "
+        "coverages, or 0 for none (default: HOUSING_INTERVAL_COVERAGE, 0.9)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:

@@ -15,7 +15,8 @@ from app.errors import StartupError
 from app.protocols.tabular import cell_value
 from modelspec.features import IMPUTED_COLUMN, RAW_COLUMNS
 
-OUTPUT_COLUMNS = ("house_value", "warnings")
+OUTPUT_COLUMNS = ("house_value", "house_value_low", "house_value_high", "warnings")
+RANGE_COLUMNS = ("house_value_low", "house_value_high")  # only when the run has ranges
 
 
 @dataclass
@@ -27,12 +28,24 @@ class Chunk:
 
 @dataclass
 class Kept:
-    """A chunk's scored rows: their indices in the chunk, parsed fields, dollars and notes."""
+    """A chunk's scored rows: their indices in the chunk, parsed fields, dollars, notes, and
+    each row's range (None: no ranges, and no range columns)."""
 
     index: list[int]
     records: list[dict[str, Any]]
     values: list[float]
     notes: list[str]
+    bounds: list[tuple[float, float]] | None = None
+
+    def answers(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Each kept row's index in the chunk and its output columns, in order."""
+        bounds = self.bounds if self.bounds is not None else [None] * len(self.values)
+        for i, value, note, b in zip(self.index, self.values, self.notes, bounds, strict=True):
+            out: dict[str, Any] = {"house_value": value}
+            if b is not None:
+                out["house_value_low"], out["house_value_high"] = b
+            out["warnings"] = note
+            yield i, out
 
 
 class Reader(Protocol):
@@ -161,13 +174,15 @@ class CsvWriter:
     def write(self, chunk: Chunk, kept: Kept) -> None:
         # An input that was scored before: its old answers are replaced, not repeated.
         columns = [c for c in chunk.columns if c not in OUTPUT_COLUMNS]
+        outputs = [c for c in OUTPUT_COLUMNS if kept.bounds is not None or c not in RANGE_COLUMNS]
         if not self._header:
-            self._out.writerow([*columns, *OUTPUT_COLUMNS])
+            self._out.writerow([*columns, *outputs])
             self._header = True
-        for i, value, note in zip(kept.index, kept.values, kept.notes, strict=True):
+        for i, answer in kept.answers():
             row = chunk.rows[i]  # the cells as they were: a CSV passes through unchanged
             cells = ["" if row.get(c) is None else row[c] for c in columns]
-            self._out.writerow([*cells, f"{value:.2f}", note])
+            dollars = [f"{v:.2f}" if isinstance(v, float) else v for v in answer.values()]
+            self._out.writerow([*cells, *dollars])
 
     def close(self) -> None:
         self._fh.close()
@@ -183,10 +198,8 @@ class ParquetWriter:
     def write(self, chunk: Chunk, kept: Kept) -> None:
         # The model's inputs as the numbers they were read as (a CSV's cells are text).
         rows = [
-            {**chunk.rows[i], **record, "house_value": value, "warnings": note}
-            for i, record, value, note in zip(
-                kept.index, kept.records, kept.values, kept.notes, strict=True
-            )
+            {**chunk.rows[i], **record, **answer}
+            for (i, answer), record in zip(kept.answers(), kept.records, strict=True)
         ]
         if not rows:
             return

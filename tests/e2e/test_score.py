@@ -11,8 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 
+from app.main import create_app
+from app.settings import Settings
 from reliability.server import ROOT
+from tests.integration.conftest import records
 from tests.integration.test_predict import eager_dollars
 
 # (data row, column, bad cell, the field the error must name)
@@ -61,7 +65,15 @@ def test_a_csv_with_bad_rows_is_scored_and_the_bad_rows_listed_by_line(
     assert "Traceback" not in done.stderr
 
     scored = pd.read_csv(out)
-    assert list(scored.columns[-2:]) == ["house_value", "warnings"]
+    assert list(scored.columns[-4:]) == [
+        "house_value",
+        "house_value_low",
+        "house_value_high",
+        "warnings",
+    ]
+    # The ranges at the default coverage (0.9), as /predict's: around each value, never below 0.
+    low, high = scored["house_value_low"], scored["house_value_high"]
+    assert ((low >= 0) & (low <= scored["house_value"]) & (scored["house_value"] <= high)).all()
     bad = {row for row, *_ in BAD_CELLS}
     kept = housing_frame.head(3000).drop(index=list(bad))
     assert len(scored) == len(kept)
@@ -85,10 +97,38 @@ def test_parquet_in_and_out_gives_the_csv_answers(
     assert done.returncode == 0, done.stderr
     again = score(artifacts, str(source), str(tmp_path / "out.csv"))
     assert again.returncode == 0, again.stderr
-    from_parquet = pd.read_parquet(tmp_path / "out.parquet")["house_value"].to_numpy()
-    from_csv = pd.read_csv(tmp_path / "out.csv")["house_value"].to_numpy()
+    columns = ["house_value", "house_value_low", "house_value_high"]
+    from_parquet = pd.read_parquet(tmp_path / "out.parquet")[columns].to_numpy()
+    from_csv = pd.read_csv(tmp_path / "out.csv")[columns].to_numpy()
     assert len(from_parquet) == len(frame)
     np.testing.assert_allclose(from_parquet, from_csv, atol=0.01)
+
+
+def test_the_range_columns_follow_the_coverage_and_match_predict(
+    artifacts: Path, bad_csv: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "input.csv"
+    pd.read_csv(bad_csv).drop(index=[row for row, *_ in BAD_CELLS]).head(20).to_csv(
+        source, index=False
+    )
+    done = score(artifacts, str(source), str(tmp_path / "wide.csv"), "--coverage", "0.95")
+    assert done.returncode == 0, done.stderr
+    none = score(artifacts, str(source), str(tmp_path / "none.csv"), "--coverage", "0")
+    assert none.returncode == 0, none.stderr
+    assert list(pd.read_csv(tmp_path / "none.csv").columns[-2:]) == ["house_value", "warnings"]
+    wrong = score(artifacts, str(source), str(tmp_path / "x.csv"), "--coverage", "0.42")
+    assert wrong.returncode == 1
+    assert "HOUSING_INTERVAL_COVERAGE=0.42 is not a calibrated coverage" in wrong.stderr
+    # The same rows through the service's own code path (in-process): the same ranges.
+    wide = pd.read_csv(tmp_path / "wide.csv")
+    app = create_app(Settings(artifacts=artifacts, device="cpu"))
+    with TestClient(app) as client:
+        answer = client.post(
+            "/predict?coverage=0.95", json={"instances": records(pd.read_csv(source))}
+        ).json()
+    want = [[r["low"], r["high"]] for r in answer["intervals"]]
+    got = wide[["house_value_low", "house_value_high"]].to_numpy()
+    np.testing.assert_allclose(got, want, atol=0.02)
 
 
 def test_a_file_without_the_model_columns_is_refused_with_a_hint(
