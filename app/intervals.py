@@ -20,6 +20,7 @@ import numpy as np
 
 from app.errors import InvalidInput
 from modelspec.intervals import IntervalCalibration
+from modelspec.intervals import bounds as conformal_bounds
 
 Interval = tuple[float, float]  # (low, high) in dollars
 
@@ -57,10 +58,9 @@ class Coverage:
                 (_cents(v - q * s), _cents(v + q * s)) for v, s in zip(values, scales, strict=True)
             ]
         else:
-            points, halves = np.asarray(values), q * np.asarray(scales)
-            lows = np.floor(np.maximum(points - halves, 0.0) * 100 + 0.5) / 100
-            highs = np.floor(np.maximum(points + halves, 0.0) * 100 + 0.5) / 100
-            bounds = list(zip(lows.tolist(), highs.tolist(), strict=True))
+            lows, highs = conformal_bounds(np.asarray(values), np.asarray(scales), q)
+            cents = [(np.floor(b * 100 + 0.5) / 100).tolist() for b in (lows, highs)]
+            bounds = list(zip(*cents, strict=True))
         return Ranges(self.coverage, bounds)
 
 

@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
-import math
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -30,7 +28,7 @@ from app.__main__ import load_settings
 from app.backends.base import Backend
 from app.errors import StartupError, validation_details
 from app.flags import Flagger
-from app.intervals import Coverage, Interval, log_scale_range, prices
+from app.intervals import Coverage, log_scale_range, prices
 from app.runtime import load_model, serving_intervals
 from app.schemas import request_adapter
 from app.score.files import Chunk, Kept, reader_for, to_record, writer_for
@@ -71,8 +69,8 @@ class Scorer:
         median: float,
         flagger: Flagger,
         chunk_rows: int,
-        coverage: Coverage | None = None,
-        log_scales: tuple[float, float] = (-math.inf, math.inf),
+        coverage: Coverage | None,
+        log_scales: tuple[float, float],
     ):
         self.backend, self.median, self.flagger = backend, median, flagger
         self.adapter = request_adapter(chunk_rows)
@@ -105,9 +103,9 @@ class Scorer:
         good = [j for j in range(len(records)) if j not in bad]
         return [keep[j] for j in good], [records[j] for j in good], errors
 
-    def predict(self, records: list[dict[str, object]]) -> Scored:
-        """Dollars, notes and (with a coverage and a scale head) ranges, as the service gives
-        them (``app.intervals``)."""
+    def predict(self, keep: list[int], records: list[dict[str, object]]) -> Kept:
+        """The chunk's rows ``keep`` (parsed as ``records``) scored: dollars, notes and (with a
+        coverage) ranges, as the service gives them (``app.intervals``)."""
         encoded = encode_records(records, self.median)
         out = prices(
             np.concatenate(
@@ -125,17 +123,10 @@ class Scorer:
         for flag in self.flagger.flags(encoded, values):
             notes[flag["row"]].append(f"{flag['field']}:{flag['code']}")
         bounds = None
-        if self.coverage is not None and (out.ndim == 2 or not len(encoded)):
-            scales = out[:, 1].tolist() if out.ndim == 2 else []
+        if self.coverage is not None:  # its model returns scales (``serving_intervals``)
+            scales = out[:, 1].tolist() if len(encoded) else []
             bounds = self.coverage.ranges(values.tolist(), scales).bounds
-        return Scored(values.tolist(), [";".join(n) for n in notes], bounds)
-
-
-@dataclass
-class Scored:
-    values: list[float]
-    notes: list[str]
-    bounds: list[Interval] | None
+        return Kept(keep, records, values.tolist(), [";".join(n) for n in notes], bounds)
 
 
 def score(args: argparse.Namespace) -> int:
@@ -167,11 +158,7 @@ def score(args: argparse.Namespace) -> int:
         try:
             for chunk in reader.chunks():
                 keep, records, errors = scorer.valid(chunk)
-                scored_rows = scorer.predict(records)
-                writer.write(
-                    chunk,
-                    Kept(keep, records, scored_rows.values, scored_rows.notes, scored_rows.bounds),
-                )
+                writer.write(chunk, scorer.predict(keep, records))
                 for line, field, message in sorted(errors, key=lambda e: int(e[0])):
                     if invalid < SHOWN_ERRORS:
                         progress.note(f"line {line}: {field}: {message}")
