@@ -64,7 +64,13 @@ def validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
     return [{"field": field_path(e["loc"]), "message": e["msg"], "type": e["type"]} for e in errors]
 
 
-_REASONS = {401: "unauthorized", 405: "method", 413: "too_large", 415: "media_type"}
+_REASONS = {
+    401: "unauthorized",
+    405: "method",
+    406: "not_acceptable",
+    413: "too_large",
+    415: "media_type",
+}
 
 
 def refusal_reason(exc: Exception, status: int) -> str:

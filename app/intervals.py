@@ -125,24 +125,32 @@ class Intervals:
         for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
             if key == "coverage":
                 text = value
-        if text is None:
-            return self.default
+        return self.default if text is None else self.parse(text, "coverage")
+
+    def parse(self, text: str, field: str) -> Coverage | None:
+        """``at`` for a coverage written as text (anything but a number is refused)."""
         try:
             coverage = float(text)
         except ValueError:
             coverage = -1.0
+        return self.at(coverage, field)
+
+    def at(self, coverage: float, field: str) -> Coverage | None:
+        """The table's ``coverage``, or None for 0 (no intervals). InvalidInput naming
+        ``field`` (where the request said it) for a coverage the table does not hold, or for
+        any coverage when the model has no table."""
         if coverage == 0:
             return None
         if self.table is None:
             reason = (
                 "this model has no calibrated intervals (it was trained before them); "
-                "ask with coverage=0, or retrain with `python -m training` and recompile"
+                "ask with coverage 0, or retrain with `python -m training` and recompile"
             )
         elif coverage in self._by_coverage:
             return self._lookup(coverage)
         else:
             reason = f"must be one of {_listed(self.coverages)}, or 0 for no intervals"
-        raise InvalidInput([{"field": "coverage", "message": reason, "type": "coverage"}])
+        raise InvalidInput([{"field": field, "message": reason, "type": "coverage"}])
 
 
 def _listed(coverages: list[float]) -> str:

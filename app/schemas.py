@@ -24,6 +24,7 @@ from modelspec.features import (
     OceanProximity,
     RawField,
 )
+from modelspec.intervals import COVERAGES
 
 
 def _strict(**extra: Any) -> ConfigDict:
@@ -336,30 +337,97 @@ class InferInput(_Closed):
     parameters: InferParameters | SkipJsonSchema[None] = None
 
 
+OipOutputName = Literal["house_value", "house_value_low", "house_value_high"]
+
+
 class InferRequestedOutput(_Closed):
-    name: Literal["house_value"]
+    name: OipOutputName = Field(
+        description="house_value_low and house_value_high: the price's range, at "
+        "parameters.coverage"
+    )
     parameters: dict[str, Any] | SkipJsonSchema[None] = None
+
+
+class InferRequestParameters(BaseModel):
+    coverage: float | SkipJsonSchema[None] = Field(
+        None,
+        description="The coverage of house_value_low and house_value_high (0: no range); "
+        "the server's default without it",
+        json_schema_extra={"enum": [0, *COVERAGES]},
+    )
+
+
+def _tensor(name: str) -> dict[str, Any]:
+    datatype = "BYTES" if name == CATEGORICAL_COLUMN else "FP32"
+    return {"name": name, "shape": [1], "datatype": datatype, "data": [EXAMPLE_RECORD[name]]}
 
 
 class InferRequest(_Closed):
     """The raw features, one tensor each (``total_bedrooms`` may be left out)."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "r-1",
+                    "inputs": [_tensor(name) for name in RAW_COLUMNS],
+                    "parameters": {"coverage": 0.9},
+                }
+            ]
+        },
+    )
+
     id: str | SkipJsonSchema[None] = Field(None, description="Echoed in the answer")
     inputs: list[InferInput] = Field(
         min_length=len(RAW_COLUMNS) - 1, max_length=len(RAW_COLUMNS), description="Each name once"
     )
-    outputs: list[InferRequestedOutput] | SkipJsonSchema[None] = None
-    parameters: dict[str, Any] | SkipJsonSchema[None] = None
+    outputs: list[InferRequestedOutput] | SkipJsonSchema[None] = Field(
+        None,
+        description="The outputs to answer, in this order; without it, all of them (the "
+        "range's only when the answer has one)",
+    )
+    parameters: InferRequestParameters | SkipJsonSchema[None] = None
+
+
+class InferOutputParameters(_Closed):
+    coverage: float = Field(description="The range's coverage")
 
 
 class InferOutput(_Closed):
-    name: Literal["house_value"]
+    name: OipOutputName
     datatype: Literal["FP32"]
     shape: list[int]
-    data: list[float] = Field(description="House values in dollars, in row order")
+    data: list[float] = Field(description="US dollars, in row order")
+    parameters: InferOutputParameters | SkipJsonSchema[None] = Field(
+        None, description="house_value_low and house_value_high only"
+    )
+
+
+def _output(name: str, value: float, coverage: float | None = None) -> dict[str, Any]:
+    tensor = {"name": name, "datatype": "FP32", "shape": [1], "data": [value]}
+    return tensor if coverage is None else {**tensor, "parameters": {"coverage": coverage}}
 
 
 class InferResponse(_Closed):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_name": "housing",
+                    "model_version": "3f2c9a1b7d4e",
+                    "id": "r-1",
+                    "outputs": [
+                        _output("house_value", 429055.59),
+                        _output("house_value_low", 354105.01, 0.9),
+                        _output("house_value_high", 504006.17, 0.9),
+                    ],
+                }
+            ]
+        },
+    )
+
     model_name: str
     model_version: str
     id: str | SkipJsonSchema[None] = None

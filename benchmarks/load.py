@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import httpx
 
@@ -168,16 +168,27 @@ def ensure_wrk() -> str:
     return wrk
 
 
+class Body(NamedTuple):
+    """What a point sends: its name, the file of its body, its rows per request, and a query
+    for ``/predict`` (e.g. ``?coverage=0``)."""
+
+    name: str
+    file: Path
+    rows: int
+    query: str = ""
+
+
 def run_wrk(
     wrk: str, url: str, body: Path, concurrency: int, seconds: int, core: str | None
 ) -> dict[str, int]:
-    """One wrk run POSTing ``body`` to ``url``/predict; pinned to ``core`` unless None."""
+    """One wrk run POSTing ``body`` to ``url`` (``/predict`` and any query); pinned to
+    ``core`` unless None."""
     pin = ["taskset", "-c", core] if core is not None else []
     out = subprocess.run(
         [
             *pin,
             *(wrk, "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s"),
-            *("-s", str(LUA), url + "/predict"),
+            *("-s", str(LUA), url),
         ],
         env={**os.environ, "BODY_FILE": str(body)},
         capture_output=True,
@@ -190,17 +201,18 @@ def run_wrk(
 def measure(
     wrk: str,
     server: Target,
-    body: tuple[str, Path, int],
+    body: Body,
     concurrency: int,
     seconds: int,
     core: str | None,
 ) -> Result:
-    """One point: ``body`` is (name, file, rows per request)."""
-    name, path, rows = body
-    run_wrk(wrk, server.url, path, min(concurrency, 8), 1, core)  # warm connections and caches
+    """One point: ``body`` POSTed to ``/predict`` at ``concurrency``."""
+    name, path, rows, query = body
+    url = f"{server.url}/predict{query}"
+    run_wrk(wrk, url, path, min(concurrency, 8), 1, core)  # warm connections and caches
     device_before = device_totals(server.url)
     cpu_before = server.cpu_seconds()
-    r = run_wrk(wrk, server.url, path, concurrency, seconds, core)
+    r = run_wrk(wrk, url, path, concurrency, seconds, core)
     cpu = server.cpu_seconds() - cpu_before
     device_after = device_totals(server.url)
     device_us_per_row = math.nan

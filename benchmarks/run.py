@@ -21,6 +21,9 @@ The servers:
   its CPU per request is the floor of the request path with every safeguard (c64 only);
 * on the xla device, batching on and off, when ``.venv-xla`` exists (``--devices``).
 
+Every answer carries its price range (``HOUSING_INTERVAL_COVERAGE``'s default); the service on
+the cpu device is also measured with ``?coverage=0`` at c64, for what the ranges cost.
+
 For the service, each point also gives the time its device calls took per row (from its own
 ``/metrics``, in the same window): on the cpu device that is the model's share of the core, and
 it bounds the rows/s any server could reach with this model here. Then the reference and the
@@ -41,12 +44,12 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from benchmarks.load import ROOT, CpuHog, Result, Server, ensure_wrk, measure
+from benchmarks.load import ROOT, Body, CpuHog, Result, Server, ensure_wrk, measure
 from benchmarks.targets import FLOOR, REFERENCE, SERVICE, STANDIN, check_targets
 from modelspec.features import EXAMPLE_RECORD
 
 SERVER_CORE, LOAD_CORE = "0", "1"
-Body = tuple[str, Path, int]
+NO_RANGE = ", no range"  # the same body with ``?coverage=0``
 Plan = tuple[str, list[str], dict[str, str]]
 
 
@@ -63,7 +66,16 @@ def write_bodies(folder: Path) -> dict[str, Body]:
         for i in range(100)
     ]
     many.write_bytes(json.dumps({"instances": records}).encode())
-    return {"1 record": ("1 record", one, 1), "100 records": ("100 records", many, 100)}
+    return {"1 record": Body("1 record", one, 1), "100 records": Body("100 records", many, 100)}
+
+
+def without_ranges(bodies: dict[str, Body]) -> dict[str, Body]:
+    """``bodies`` and each again with ``?coverage=0``: the price without its range."""
+    plain = {
+        name + NO_RANGE: body._replace(name=name + NO_RANGE, query="?coverage=0")
+        for name, body in bodies.items()
+    }
+    return {**bodies, **plain}
 
 
 def plans(devices: Iterable[str], artifacts: Path) -> list[Plan]:
@@ -95,12 +107,17 @@ def plans(devices: Iterable[str], artifacts: Path) -> list[Plan]:
 
 def points(server: str, bodies: dict[str, Body]) -> list[tuple[Body, int]]:
     """What each server is measured at (of the ``bodies`` given): single records at 1 and 64,
-    and 100-record requests at 64 where batching combines them."""
+    and 100-record requests at 64 where batching combines them; the service at 64 without
+    ranges too, for what they cost."""
     if server == FLOOR:
         return [(bodies["1 record"], 64)] if "1 record" in bodies else []
     wanted = [("1 record", 1), ("1 record", 64)]
+    if server == SERVICE:  # each right after its point with ranges
+        wanted.append(("1 record" + NO_RANGE, 64))
     if "batching off" not in server and server != STANDIN:
         wanted.append(("100 records", 64))
+    if server == SERVICE:
+        wanted.append(("100 records" + NO_RANGE, 64))
     return [(bodies[name], c) for name, c in wanted if name in bodies]
 
 
@@ -174,14 +191,14 @@ def _blank_nan(value: float) -> str:
 def print_table(title: str, results: list[Result]) -> None:
     print(f"\n{title}")
     head = (
-        f"{'server':<30} {'body':<12} {'conc':>4} {'req/s':>8} {'rows/s':>9} "
+        f"{'server':<30} {'body':<22} {'conc':>4} {'req/s':>8} {'rows/s':>9} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'device us/row':>13} {'errors':>6}"
     )
     print(head)
     print("-" * len(head))
     for r in results:
         print(
-            f"{r.server:<30} {r.body:<12} {r.concurrency:>4} {r.requests_per_s:>8,.0f} "
+            f"{r.server:<30} {r.body:<22} {r.concurrency:>4} {r.requests_per_s:>8,.0f} "
             f"{r.rows_per_s:>9,.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
             f"{r.cpu_us_per_request:>10.0f} {_blank_nan(r.device_us_per_row):>13} {r.errors:>6}"
         )
@@ -204,7 +221,7 @@ def main() -> int:
     rounds = args.rounds or (1 if args.quick else 3)
     wrk = ensure_wrk()
     artifacts = args.artifacts.resolve()
-    bodies = write_bodies(Path(tempfile.mkdtemp()))
+    bodies = without_ranges(write_bodies(Path(tempfile.mkdtemp())))
     plan = plans(args.devices.split(","), artifacts)
 
     servers = start(plan, SERVER_CORE)

@@ -1,7 +1,8 @@
-"""The targets of ``make bench`` (issue 13), checked against one run's medians.
+"""The targets of ``make bench`` (issues 13 and 14), checked against one run's medians.
 
-Every target is a ratio to the bare-ASGI reference measured in the same run, so the machine's
-speed on the day cancels out. Printed, not enforced: the benchmark reports.
+Every target is a ratio to the bare-ASGI reference, or to the service without price ranges,
+measured in the same run, so the machine's speed on the day cancels out. Printed, not
+enforced: the benchmark reports.
 """
 
 from __future__ import annotations
@@ -72,6 +73,16 @@ def check_targets(pinned: list[Result], contended: list[Result]) -> int:
                 f"0.5x the reference is {need:,.0f} rows/s; the model's own calls took "
                 f"{cpu_rows.device_us_per_row:.1f} us/row of the core in that run: at most "
                 f"{ceiling:,.0f} rows/s with no server at all ({ceiling / need:.2f}x the need)"
+            )
+    for body, unit in (("1 record", "req/s"), ("100 records", "rows/s")):
+        on, off = _get(pinned, SERVICE, body, 64), _get(pinned, SERVICE, f"{body}, no range", 64)
+        if on and off:
+            ratio = on.rows_per_s / off.rows_per_s
+            target(
+                f"cpu c64 {body} {unit} with ranges = {ratio:.2f}x without (?coverage=0) "
+                f"(>= 0.9); CPU/request {on.cpu_us_per_request:.0f} us against "
+                f"{off.cpu_us_per_request:.0f}",
+                ratio >= 0.9,
             )
     standin = _get(pinned, STANDIN, "1 record", 64)
     if standin and ref64:

@@ -4,10 +4,10 @@ Prediction routes are the hot path, so they skip FastAPI's routing, dependency i
 Request/Response objects (several times the cost of the model call: see the README's
 benchmark). Every request goes the same way: the guard's checks (``app.api.guard``), the
 subclass's ``decode`` into encoded rows and a typed context, the batcher, and the subclass's
-``reply`` from the rows' dollars, their intervals at the coverage the query asks for
-(``app.intervals``) and that context; any exception becomes the subclass's
-``refuse`` answer. The request id (``X-Request-ID``, taken or made) is on every answer and log
-line, and is the ``error_id`` of a 500.
+``reply`` from the rows' dollars, their intervals at the coverage the request asks for
+(``asked_coverage``, ``coverage_for``: ``app.intervals``) and that context; any exception
+becomes the subclass's ``refuse`` answer. The request id (``X-Request-ID``, taken or made)
+is on every answer and log line, and is the ``error_id`` of a 500.
 """
 
 from __future__ import annotations
@@ -108,8 +108,6 @@ class PredictionEndpoint(Generic[C]):
     route = ""
     # Accepted request media types; "" stands for a request without a Content-Type.
     media_types: frozenset[str] = frozenset({JSON, ""})
-    # Whether the query's ``coverage`` chooses the intervals (else there are none).
-    query_coverage = True
 
     def __init__(self, runtime: ModelRuntime, guard: Guard, recorder: RequestRecorder) -> None:
         self.runtime = runtime
@@ -122,6 +120,16 @@ class PredictionEndpoint(Generic[C]):
     def decode(self, body: bytes, headers: Headers) -> Decoded[C]:
         """Parse and validate the body into encoded rows (raise to refuse it)."""
         raise NotImplementedError
+
+    def asked_coverage(self, query: bytes, headers: Headers) -> Coverage | None:
+        """The coverage the request's query or headers ask for, before its body is read
+        (None: no intervals); the default is the query's ``coverage``."""
+        return self.runtime.intervals.choose(query)
+
+    def coverage_for(self, decoded: Decoded[C], asked: Coverage | None) -> Coverage | None:
+        """The coverage of the answer's intervals, once the body is decoded (None: none to
+        compute); the default is the one asked for. Raise to refuse the request."""
+        return asked
 
     def reply(
         self,
@@ -137,12 +145,13 @@ class PredictionEndpoint(Generic[C]):
         raise NotImplementedError
 
     async def answer(
-        self, body: bytes, headers: Headers, receive: Receive, coverage: Coverage | None
+        self, body: bytes, headers: Headers, receive: Receive, asked: Coverage | None
     ) -> Answer:
         runtime = self.runtime
         batcher = runtime.accepting_batcher()
         with batcher.arrivals:  # while it is parsed, the batcher may wait for its rows
             decoded = self.decode(body, headers)
+        coverage = self.coverage_for(decoded, asked)
         rows = decoded.encoded.shape[0]
         if rows:
             seen = len(body) / rows
@@ -170,9 +179,7 @@ class PredictionEndpoint(Generic[C]):
         )
         try:
             self.guard.admit(scope["method"], headers, self.media_types)
-            coverage = None
-            if self.query_coverage:
-                coverage = self.runtime.intervals.choose(scope["query_string"])
+            coverage = self.asked_coverage(scope["query_string"], headers)
             self.shed_early(headers)
             body = await self.guard.read_body(headers, receive)
             reply = await self.answer(body, headers, receive, coverage)

@@ -1,11 +1,17 @@
 """Open Inference Protocol (KServe v2) routes: health, metadata and ``infer``.
 
-Tensors are raw features (``app.protocols.oip``). Errors are ``{"error": "..."}``: 400 for a
-request the protocol or the validator refuses, the usual 401/413/415/503/504 otherwise.
+Tensors are raw features (``app.protocols.oip``). Outputs: those the request's ``outputs``
+names, in its order, else ``house_value`` and, when the answer has ranges, ``house_value_low``
+and ``house_value_high``. The range's coverage is the request's ``parameters.coverage`` (0: no
+range), else ``HOUSING_INTERVAL_COVERAGE``; asking for a range output that the answer cannot
+have (coverage 0, or a model without intervals) is refused. Errors are ``{"error": "..."}``:
+400 for a request the protocol or the validator refuses, the usual 401/413/415/503/504
+otherwise.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
@@ -21,7 +27,7 @@ from app.api.models import MODEL_NAME
 from app.deps import RuntimeDep
 from app.errors import InvalidInput, error_answer, validation_details
 from app.flags import Flag
-from app.intervals import Ranges
+from app.intervals import Coverage, Ranges
 from app.observe.access import RequestRecorder
 from app.protocols import oip
 from app.runtime import ModelRuntime
@@ -101,7 +107,7 @@ async def model_metadata(runtime: RuntimeDep) -> JSONResponse:
             "versions": [manifest.model_version],
             "platform": platform,
             "inputs": oip.input_metadata(),
-            "outputs": oip.output_metadata(),
+            "outputs": oip.output_metadata(runtime.intervals.table is not None),
         }
     )
 
@@ -114,12 +120,21 @@ def check_envelope(request: dict[str, Any]) -> None:
     flattening, in a message's repr, in the answer's JSON); ``make fuzz`` sends them all."""
     if "id" in request and type(request["id"]) is not str:
         raise oip.OipError('"id" must be a string')
+    parameters = request.get("parameters")
+    if parameters is not None and type(parameters) is not dict:
+        raise oip.OipError('"parameters" must be an object')
     outputs = request.get("outputs")
     if outputs is not None and type(outputs) is not list:
         raise oip.OipError('"outputs" must be a list')
+    seen = set()
     for out in outputs or []:
-        if type(out) is not dict or out.get("name") != oip.OUTPUT:
-            raise oip.OipError(f"the only output is {oip.OUTPUT!r}")
+        if type(out) is not dict or out.get("name") not in oip.OUTPUTS:
+            raise oip.OipError(f"each output is one of {', '.join(oip.OUTPUTS)}, by name")
+        if out["name"] in seen:
+            raise oip.OipError(f"output {out['name']!r} asked twice")
+        seen.add(out["name"])
+        if out.get("parameters") is not None and type(out["parameters"]) is not dict:
+            raise oip.OipError(f"output {out['name']!r}: parameters must be an object")
     for tensor in request["inputs"]:
         # An input without a string name: records_from says so.
         if type(tensor) is dict and type(tensor.get("name")) is str:
@@ -144,31 +159,78 @@ def _check_tensor(name: str, tensor: dict[str, Any]) -> None:
         raise oip.OipError(f"input {name!r}: data is nested deeper than [N, 1]")
 
 
-class InferEndpoint(PredictionEndpoint[dict[str, Any]]):
+@dataclass(slots=True)
+class Inference:
+    """A checked request, the outputs to answer (in order) and the coverage of their range."""
+
+    request: dict[str, Any]
+    outputs: tuple[str, ...]
+    coverage: Coverage | None
+
+
+class InferEndpoint(PredictionEndpoint[Inference]):
     """``POST /v2/models/housing/infer``."""
 
     route = f"{MODEL_PATH}/infer"
     media_types = frozenset({JSON, "application/octet-stream", ""})
-    # The protocol names its inputs and outputs in the body, not the query.
-    query_coverage = False
 
     def __init__(self, runtime: ModelRuntime, guard: Guard, recorder: RequestRecorder) -> None:
         super().__init__(runtime, guard, recorder)
         self.adapter = request_adapter(runtime.settings.max_instances)
 
-    def decode(self, body: bytes, headers: Headers) -> Decoded[dict[str, Any]]:
+    def decode(self, body: bytes, headers: Headers) -> Decoded[Inference]:
         request, tail = oip.split_body(body, headers.get(b"inference-header-content-length"))
         check_envelope(request)
         records = oip.records_from(request, tail)
         self.adapter.validate_python({"instances": records})
         encoded = encode_records(records, self.runtime.bedrooms_median, validated=True)
-        return Decoded(encoded, request)
+        return Decoded(encoded, self.plan(request))
+
+    def plan(self, request: dict[str, Any]) -> Inference:
+        """The outputs and coverage of an answer to ``request`` (its envelope checked)."""
+        intervals = self.runtime.intervals
+        coverage = intervals.default
+        parameters = request.get("parameters") or {}
+        if "coverage" in parameters:
+            value = parameters["coverage"]
+            number = type(value) in (int, float) and abs(value) <= 1
+            coverage = intervals.at(float(value) if number else -1.0, "parameters.coverage")
+        asked = tuple(out["name"] for out in request.get("outputs") or ())
+        if not asked:
+            names = (oip.OUTPUT,) if coverage is None else oip.OUTPUTS
+            return Inference(request, names, coverage)
+        if oip.LOW not in asked and oip.HIGH not in asked:
+            return Inference(request, asked, None)  # no range to compute
+        if coverage is None:
+            if intervals.table is None:
+                raise oip.OipError(
+                    f"{oip.LOW} and {oip.HIGH} need calibrated intervals, and this model has "
+                    "none (it was trained before them): retrain with `python -m training` and "
+                    "recompile"
+                )
+            why = (
+                "parameters.coverage is 0"
+                if "coverage" in parameters
+                else "the server's default coverage (HOUSING_INTERVAL_COVERAGE) is 0"
+            )
+            listed = ", ".join(f"{c:g}" for c in intervals.coverages)
+            raise oip.OipError(
+                f"{oip.LOW} and {oip.HIGH} are a price range, and {why}: ask with "
+                f"parameters.coverage, one of {listed}"
+            )
+        return Inference(request, asked, coverage)
+
+    def asked_coverage(self, query: bytes, headers: Headers) -> Coverage | None:
+        return None  # the protocol asks in the body (``plan``), not the query
+
+    def coverage_for(self, decoded: Decoded[Inference], asked: Coverage | None) -> Coverage | None:
+        return decoded.context.coverage
 
     def reply(
         self,
         values: list[float],
         ranges: Ranges | None,
-        decoded: Decoded[dict[str, Any]],
+        decoded: Decoded[Inference],
         headers: Headers,
         flags: list[Flag],
     ) -> Answer:
@@ -176,7 +238,9 @@ class InferEndpoint(PredictionEndpoint[dict[str, Any]]):
         has no place for structured per-row notes)."""
         assert self.runtime.manifest is not None
         version = self.runtime.manifest.model_version
-        return Answer(oip.response(decoded.context, MODEL_NAME, version, values))
+        plan = decoded.context
+        answer = oip.response(plan.request, MODEL_NAME, version, plan.outputs, values, ranges)
+        return Answer(answer)
 
     def refuse(self, exc: Exception, request_id: str) -> Answer:
         if isinstance(exc, oip.OipError):

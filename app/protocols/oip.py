@@ -11,7 +11,10 @@ Tensor data comes as JSON (``data``, flattened row-major) or, as ``tritonclient`
 default, in the binary tensor extension: the JSON header is the first
 ``Inference-Header-Content-Length`` bytes, followed by each binary input in order
 (``parameters.binary_data_size`` bytes; little-endian; BYTES as 4-byte length + bytes).
-The output ``house_value`` (FP32, ``[N]``) is always JSON, which every client reads.
+Outputs (FP32, ``[N]``, always JSON, which every client reads): ``house_value``, and with a
+model that has calibrated intervals ``house_value_low`` and ``house_value_high``, each with
+``parameters.coverage``. A request may name the outputs it wants (``outputs``), and the
+coverage of the range (``parameters.coverage``): ``app.api.oip`` decides both.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from typing import Any
 import numpy as np
 import orjson
 
+from app.intervals import Ranges
 from modelspec.features import CATEGORICAL_COLUMN, IMPUTED_COLUMN, NUMERIC_COLUMNS, RAW_COLUMNS
 
 OUTPUT = "house_value"
+LOW, HIGH = "house_value_low", "house_value_high"
+OUTPUTS = (OUTPUT, LOW, HIGH)
 NUMERIC_TYPES = {
     "FP16": "<f2",
     "FP32": "<f4",
@@ -51,8 +57,12 @@ def input_metadata() -> list[dict[str, Any]]:
     ]
 
 
-def output_metadata() -> list[dict[str, Any]]:
-    return [{"name": OUTPUT, "datatype": "FP32", "shape": [-1]}]
+def output_metadata(ranges: bool) -> list[dict[str, Any]]:
+    """The outputs: the price, and its range when the model has one."""
+    return [
+        {"name": name, "datatype": "FP32", "shape": [-1]}
+        for name in (OUTPUTS if ranges else (OUTPUT,))
+    ]
 
 
 def split_body(body: bytes, header_length: bytes | None) -> tuple[dict[str, Any], bytes]:
@@ -173,12 +183,33 @@ def records_from(request: dict[str, Any], tail: bytes) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
-def response(request: dict[str, Any], model: str, version: str, values: list[float]) -> bytes:
-    out: dict[str, Any] = {
-        "model_name": model,
-        "model_version": version,
-        "outputs": [{"name": OUTPUT, "datatype": "FP32", "shape": [len(values)], "data": values}],
-    }
+def response(
+    request: dict[str, Any],
+    model: str,
+    version: str,
+    names: tuple[str, ...],
+    values: list[float],
+    ranges: Ranges | None,
+) -> bytes:
+    """The answer with the outputs ``names``, in that order; the range's need ``ranges``."""
+    columns: dict[str, list[float]] = {OUTPUT: values}
+    parameters: dict[str, float] = {}
+    if ranges is not None:
+        lows, highs = zip(*ranges.bounds, strict=True)
+        columns[LOW], columns[HIGH] = list(lows), list(highs)
+        parameters["coverage"] = ranges.coverage
+    outputs = []
+    for name in names:
+        tensor: dict[str, Any] = {
+            "name": name,
+            "datatype": "FP32",
+            "shape": [len(values)],
+            "data": columns[name],
+        }
+        if name != OUTPUT:
+            tensor["parameters"] = parameters
+        outputs.append(tensor)
+    out: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
     if "id" in request:
         out["id"] = request["id"]
     return orjson.dumps(out)

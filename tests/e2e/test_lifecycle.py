@@ -17,6 +17,7 @@ import pytest
 import tritonclient.http as triton
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.protocols.oip import OUTPUTS
 from modelspec.features import CATEGORICAL_COLUMN, EXAMPLE_RECORD, NUMERIC_COLUMNS
 from tests.e2e.server import serve
 from tests.integration.conftest import records
@@ -109,11 +110,15 @@ def test_a_standard_oip_client_gets_the_same_answers(
     with serve(artifacts, HOUSING_DEVICE="cpu") as server:
         server.wait_ready()
         with httpx.Client(base_url=server.url, timeout=10) as client:
-            expected = client.post("/predict", json={"instances": records(frame)}).json()
+            expected = client.post(
+                "/predict?coverage=0.8", json={"instances": records(frame)}
+            ).json()
         client = triton.InferenceServerClient(f"127.0.0.1:{server.port}")
         assert client.is_server_live() and client.is_server_ready()
         assert client.is_model_ready("housing")
-        assert client.get_model_metadata("housing")["name"] == "housing"
+        metadata = client.get_model_metadata("housing")
+        assert metadata["name"] == "housing"
+        assert [o["name"] for o in metadata["outputs"]] == list(OUTPUTS)
         inputs = []
         for name in NUMERIC_COLUMNS:  # binary tensors, tritonclient's default
             tensor = triton.InferInput(name, [len(frame)], "FP32")
@@ -122,15 +127,20 @@ def test_a_standard_oip_client_gets_the_same_answers(
         ocean = triton.InferInput(CATEGORICAL_COLUMN, [len(frame)], "BYTES")
         ocean.set_data_from_numpy(frame[CATEGORICAL_COLUMN].to_numpy(object))
         inputs.append(ocean)
-        result = client.infer(
-            "housing", inputs, outputs=[triton.InferRequestedOutput("house_value")]
-        )
+        asked = [triton.InferRequestedOutput(name) for name in OUTPUTS]
+        result = client.infer("housing", inputs, outputs=asked, parameters={"coverage": 0.8})
+        only = client.infer("housing", inputs, outputs=[triton.InferRequestedOutput("house_value")])
         client.close()
         assert server.terminate() == 0
     got = result.as_numpy("house_value")
     assert got.shape == (len(frame),)
     # float32 inputs on the wire: the same rows to within float32 rounding of the inputs.
     assert got.tolist() == pytest.approx(expected["predictions"], rel=1e-4)
+    for name, end in (("house_value_low", "low"), ("house_value_high", "high")):
+        want = [r[end] for r in expected["intervals"]]
+        assert result.as_numpy(name).tolist() == pytest.approx(want, rel=1e-4), name
+    assert only.as_numpy("house_value_low") is None  # asked for the price only
+    assert only.as_numpy("house_value").tolist() == got.tolist()
 
 
 def _sample(text: str, name: str, route: str) -> float:

@@ -11,7 +11,7 @@ from benchmarks.targets import FLOOR, REFERENCE, SERVICE, STANDIN, check_targets
 def _result(
     server: str, body: str, c: int, rps: float, p50: float, p99: float, cpu: float
 ) -> Result:
-    rows = 100 if body == "100 records" else 1
+    rows = 100 if body.startswith("100 records") else 1
     return Result(server, body, c, rps, p50, p99, 0, rows, cpu, 4.0 if rows == 100 else 1.0)
 
 
@@ -27,9 +27,16 @@ def test_the_targets_are_ratios_to_the_reference_of_the_same_run(
         _result(SERVICE, "100 records", 64, 1_000, 60, 90, 900),  # rows 0.20x: missed
         _result(STANDIN, "1 record", 64, 6_000, 9, 12, 150),  # CPU 1.5x: met
         _result(FLOOR, "1 record", 64, 7_000, 8, 11, 120),
+        _result(SERVICE, "1 record, no range", 64, 5_400, 9, 13, 180),  # 0.93x: met
+        _result(SERVICE, "100 records, no range", 64, 1_250, 50, 80, 800),  # 0.80x: missed
     ]
     assert check_targets(pinned, []) == 0
     out = capsys.readouterr().out
+    assert (
+        "[ok] cpu c64 1 record req/s with ranges = 0.93x without (?coverage=0) (>= 0.9); "
+        "CPU/request 190 us against 180"
+    ) in out
+    assert "[MISSED] cpu c64 100 records rows/s with ranges = 0.80x without" in out
     assert "[ok] cpu c64 1-record req/s = 0.50x" in out
     assert "[ok] cpu c64 1-record p99 = 1.40x" in out
     assert "[MISSED] cpu c1 p50 = 3.50x" in out
