@@ -112,12 +112,10 @@ def points(server: str, bodies: dict[str, Body]) -> list[tuple[Body, int]]:
     if server == FLOOR:
         return [(bodies["1 record"], 64)] if "1 record" in bodies else []
     wanted = [("1 record", 1), ("1 record", 64)]
-    if server == SERVICE:  # each right after its point with ranges
-        wanted.append(("1 record" + NO_RANGE, 64))
     if "batching off" not in server and server != STANDIN:
         wanted.append(("100 records", 64))
     if server == SERVICE:
-        wanted.append(("100 records" + NO_RANGE, 64))
+        wanted += [("1 record" + NO_RANGE, 64), ("100 records" + NO_RANGE, 64)]
     return [(bodies[name], c) for name, c in wanted if name in bodies]
 
 
@@ -154,17 +152,28 @@ def run_rounds(
     load_core: str | None,
 ) -> list[Result]:
     # Point by point, every server in turn: a ratio's two sides are measured seconds apart,
-    # not minutes (this machine's speed drifts by a third within minutes).
+    # not minutes (this machine's speed drifts by a third within minutes). A point without
+    # ranges is measured right beside its point with them, first in every other round.
     order: list[tuple[Body, int]] = []
     for server in servers:
         order += [p for p in points(server.name, bodies) if p not in order]
     results: list[Result] = []
     for round_ in range(1, rounds + 1):
         for point in order:
+            body, concurrency = point
+            if body.name.endswith(NO_RANGE):
+                continue
             for server in servers:
-                if point in points(server.name, bodies):
-                    body, concurrency = point
-                    results.append(measure(wrk, server, body, concurrency, seconds, load_core))
+                wanted = points(server.name, bodies)
+                if point not in wanted:
+                    continue
+                pair = [point]
+                plain = (bodies.get(body.name + NO_RANGE), concurrency)
+                if plain in wanted:
+                    pair = [point, plain] if round_ % 2 else [plain, point]
+                for b, c in pair:
+                    assert b is not None
+                    results.append(measure(wrk, server, b, c, seconds, load_core))
         print(f"round {round_}/{rounds} done", file=sys.stderr)
     return medians(results)
 

@@ -5,7 +5,8 @@
 Starts a real server (cpu, batching on) unless ``--url`` is given, sends the requests of
 ``reliability.workload`` from ``--concurrency`` keep-alive connections at once, and checks
 that every answer is 200 and equals the offline model's dollars for exactly that request's
-rows, in order (relative error <= 1e-5). Prints the counts; exits 1 on any mismatch.
+rows, in order (relative error <= 1e-5), and their price ranges (within 1e-5 of the price,
+plus a cent for rounding). Prints the counts; exits 1 on any mismatch.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from reliability.server import serve
 from reliability.workload import Request, data_path, make_requests, offline_rows
 
 RELATIVE_TOLERANCE = 1e-5
+CENT = 0.01  # ranges are rounded to the cent, the offline model's are not
 
 
 @dataclass
@@ -38,6 +40,8 @@ class LoadcheckReport:
     by_route: Counter[str] = field(default_factory=Counter)
     wrong: list[str] = field(default_factory=list)  # what was wrong, one line per request
     worst_relative_error: float = 0.0
+    ranges: int = 0  # rows whose range was checked
+    worst_range_error: float = 0.0  # dollars
 
     @property
     def passed(self) -> bool:
@@ -51,6 +55,8 @@ class LoadcheckReport:
             "statuses " + "  ".join(f"{s}: {n}" for s, n in sorted(self.statuses.items())),
             f"answers equal to the offline model: {self.requests - len(self.wrong)}"
             f"/{self.requests}; worst relative error {self.worst_relative_error:.2e}",
+            f"price ranges checked: {self.ranges} rows; worst bound off by "
+            f"${self.worst_range_error:.2f}",
         ]
         out += [f"  WRONG {w}" for w in self.wrong[:10]]
         return out
@@ -62,16 +68,26 @@ def _check(request: Request, status: int, body: bytes, report: LoadcheckReport, 
     if status != 200:
         report.wrong.append(f"#{n} {request.route}: {status} {body[:200]!r}")
         return
-    got = np.asarray(request.read(body), dtype=np.float64)
-    if got.shape != request.expected.shape:
-        count = f"{got.shape[0]} values for {len(request.expected)} rows"
+    got = request.read(body)
+    want = request.expected
+    if got.shape != want.shape:
+        count = f"{got.shape[0]} rows x {got.shape[1]} for {want.shape[0]} x {want.shape[1]}"
         report.wrong.append(f"#{n} {request.route}: {count}")
         return
-    relative = np.abs(got - request.expected) / np.abs(request.expected)
+    relative = np.abs(got[:, 0] - want[:, 0]) / np.abs(want[:, 0])
     worst = float(relative.max())
     report.worst_relative_error = max(report.worst_relative_error, worst)
     if not worst <= RELATIVE_TOLERANCE:  # `not <=`: a NaN is wrong too
         report.wrong.append(f"#{n} {request.route}: row {int(relative.argmax())} off by {worst}")
+        return
+    if want.shape[1] == 3:
+        off = np.abs(got[:, 1:] - want[:, 1:]).max(axis=1)
+        allowed = RELATIVE_TOLERANCE * np.abs(want[:, 0]) + CENT
+        report.ranges += len(off)
+        report.worst_range_error = max(report.worst_range_error, float(off.max()))
+        if not np.all(off <= allowed):
+            row = int(np.argmax(off - allowed))
+            report.wrong.append(f"#{n} {request.route}: row {row}'s range off by ${off[row]:.2f}")
 
 
 async def run_load(url: str, requests: list[Request], concurrency: int) -> LoadcheckReport:
@@ -84,6 +100,8 @@ async def run_load(url: str, requests: list[Request], concurrency: int) -> Loadc
         for n, request in queue:  # one shared iterator: each request is taken exactly once
             try:
                 headers = {"content-type": request.content_type}
+                if request.accept is not None:
+                    headers["accept"] = request.accept
                 async with session.post(request.route, data=request.body, headers=headers) as r:
                     body = await r.read()
             except aiohttp.ClientError as exc:

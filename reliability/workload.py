@@ -4,7 +4,11 @@ Every request takes its own random rows (not a contiguous slice), so an answer t
 another request, or rows that come back shuffled, cannot pass for the right one. Some
 ``total_bedrooms`` are left out -- absent, ``null``, an empty CSV cell -- as clients send them.
 The expected values come from the eager model in ``model.pt`` (training's checkpoint), not
-from the compiled artifact the server runs: the check covers compile as well as serving.
+from the compiled artifact the server runs: the check covers compile as well as serving. With
+a model that has calibrated intervals, each row also expects its price range at the server's
+default coverage (``DEFAULT_COVERAGE``), and the requests ask for it on every protocol: JSON's
+``intervals``, OIP's ``house_value_low``/``_high``, CSV's ``Accept: text/csv;columns=3`` on half
+of the CSV requests (the other half stays one value a line).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import orjson
 import pandas as pd
 import torch
 
+from app.protocols.oip import OUTPUTS
 from compile.targets import load_eager
 from modelspec.features import (
     CATEGORICAL_COLUMN,
@@ -29,11 +34,13 @@ from modelspec.features import (
     RAW_COLUMNS,
     encode_records,
 )
+from modelspec.intervals import bounds
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/california-housing"
 MISSING_SHARE = 0.05  # of rows sent without total_bedrooms (the data set itself has 1%)
 JSON = "application/json"
 CSV = "text/csv"
+DEFAULT_COVERAGE = 0.9  # HOUSING_INTERVAL_COVERAGE's default: the server under test keeps it
 
 
 def data_path() -> Path:
@@ -48,18 +55,22 @@ class Request:
     route: str
     body: bytes
     content_type: str
-    expected: np.ndarray  # dollars, one per row, in request order
-    read: Callable[[bytes], list[float]]  # the answer body -> its dollars
+    # Per row, in request order: dollars (rows, 1), or dollars, low and high (rows, 3).
+    expected: np.ndarray
+    read: Callable[[bytes], np.ndarray]  # the answer body -> its table, the same shape
+    accept: str | None = None
 
 
 @dataclass(frozen=True)
 class Rows:
     records: list[dict[str, Any]]  # total_bedrooms is None where it is left out
-    expected: np.ndarray
+    expected: np.ndarray  # (rows, 3) with ranges, else (rows, 1)
 
 
 def offline_rows(artifacts: Path, frame: pd.DataFrame, seed: int) -> Rows:
-    """Every row of ``frame`` as a request record, with the eager model's dollars for it."""
+    """Every row of ``frame`` as a request record, with the eager model's dollars for it and,
+    when the model has intervals, its range at ``DEFAULT_COVERAGE`` (the scale clamped to the
+    calibration rows' as serving clamps it)."""
     rng = np.random.default_rng(seed)
     records: list[dict[str, Any]] = frame[list(RAW_COLUMNS)].to_dict(orient="records")  # type: ignore[assignment]
     for r, drop in zip(records, rng.random(len(records)) < MISSING_SHARE, strict=True):
@@ -68,10 +79,17 @@ def offline_rows(artifacts: Path, frame: pd.DataFrame, seed: int) -> Rows:
     model, manifest = load_eager(artifacts)
     median = manifest.preprocessing.total_bedrooms_median
     encoded = torch.from_numpy(encode_records(records, median))
+    chunks = [encoded[i : i + 4096] for i in range(0, len(encoded), 4096)]
     model.eval()
     with torch.no_grad():
-        expected = torch.cat([model(encoded[i : i + 4096]) for i in range(0, len(encoded), 4096)])
-    return Rows(records, expected.double().numpy())
+        point = torch.cat([model(chunk) for chunk in chunks]).double().numpy()
+        table = manifest.intervals
+        if table is None:
+            return Rows(records, point[:, None])
+        log_scale = torch.cat([model.log_scale(chunk) for chunk in chunks]).double().numpy()
+    scale = np.clip(np.exp(log_scale), *table.scale_range)
+    low, high = bounds(point, scale, table.quantile(DEFAULT_COVERAGE))
+    return Rows(records, np.column_stack((point, low, high)))
 
 
 def _predict_one(record: dict[str, Any], rng: np.random.Generator) -> bytes:
@@ -105,20 +123,32 @@ def _oip(records: list[dict[str, Any]]) -> bytes:
     return orjson.dumps({"inputs": inputs})
 
 
-def _read_one(body: bytes) -> list[float]:
-    return [orjson.loads(body)["house_value"]]
+def _table(values: list[float], ranges: list[dict[str, float]] | None) -> np.ndarray:
+    if ranges is None:
+        return np.asarray(values, np.float64)[:, None]
+    lows, highs = [r["low"] for r in ranges], [r["high"] for r in ranges]
+    return np.column_stack((values, lows, highs)).astype(np.float64)
 
 
-def _read_many(body: bytes) -> list[float]:
-    return list(orjson.loads(body)["predictions"])
+def _read_one(body: bytes) -> np.ndarray:
+    answer = orjson.loads(body)
+    interval = answer.get("interval")
+    return _table([answer["house_value"]], None if interval is None else [interval])
 
 
-def _read_csv(body: bytes) -> list[float]:
-    return [float(line) for line in body.decode().splitlines()]
+def _read_many(body: bytes) -> np.ndarray:
+    answer = orjson.loads(body)
+    return _table(answer["predictions"], answer.get("intervals"))
 
 
-def _read_oip(body: bytes) -> list[float]:
-    return list(orjson.loads(body)["outputs"][0]["data"])
+def _read_csv(body: bytes) -> np.ndarray:
+    lines = body.decode().splitlines()
+    return np.array([[float(v) for v in line.split(",")] for line in lines], np.float64)
+
+
+def _read_oip(body: bytes) -> np.ndarray:
+    outputs = {o["name"]: o["data"] for o in orjson.loads(body)["outputs"]}
+    return np.column_stack([outputs[name] for name in OUTPUTS if name in outputs])
 
 
 def make_requests(rows: Rows, count: int, seed: int) -> list[Request]:
@@ -139,7 +169,10 @@ def make_requests(rows: Rows, count: int, seed: int) -> list[Request]:
             body = orjson.dumps({"instances": chosen})
             out.append(Request("/predict", body, JSON, expected, _read_many))
         elif kind < 0.85:
-            out.append(Request("/invocations", _csv(chosen), CSV, expected, _read_csv))
+            ranges = expected.shape[1] > 1 and rng.random() < 0.5
+            accept = f"{CSV};columns=3" if ranges else CSV
+            csv_expected = expected if ranges else expected[:, :1]
+            out.append(Request("/invocations", _csv(chosen), CSV, csv_expected, _read_csv, accept))
         else:
             out.append(Request("/v2/models/housing/infer", _oip(chosen), JSON, expected, _read_oip))
     return out
