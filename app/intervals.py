@@ -105,7 +105,7 @@ class Intervals:
             if default not in self._by_coverage:
                 raise ValueError(
                     f"HOUSING_INTERVAL_COVERAGE={default:g} is not a calibrated coverage; the "
-                    f"manifest has {_listed(self.coverages)} (or 0 for no ranges)"
+                    f"manifest has {listed(self.coverages)} (or 0 for no ranges)"
                 )
             self.default = self._lookup(default)
 
@@ -149,9 +149,10 @@ class Intervals:
         elif coverage in self._by_coverage:
             return self._lookup(coverage)
         else:
-            reason = f"must be one of {_listed(self.coverages)}, or 0 for no intervals"
+            reason = f"must be one of {listed(self.coverages)}, or 0 for no intervals"
         raise InvalidInput([{"field": field, "message": reason, "type": "coverage"}])
 
 
-def _listed(coverages: list[float]) -> str:
+def listed(coverages: list[float]) -> str:
+    """``0.5, 0.6, ...``: the coverages as a request writes them."""
     return ", ".join(f"{c:g}" for c in coverages)

@@ -45,11 +45,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from benchmarks.load import ROOT, Body, CpuHog, Result, Server, ensure_wrk, measure
-from benchmarks.targets import FLOOR, REFERENCE, SERVICE, STANDIN, check_targets
+from benchmarks.targets import FLOOR, NO_RANGE, REFERENCE, SERVICE, STANDIN, check_targets
 from modelspec.features import EXAMPLE_RECORD
 
 SERVER_CORE, LOAD_CORE = "0", "1"
-NO_RANGE = ", no range"  # the same body with ``?coverage=0``
 Plan = tuple[str, list[str], dict[str, str]]
 
 

@@ -15,6 +15,7 @@ REFERENCE = "reference (bare ASGI)"
 SERVICE = "cpu batching on"
 STANDIN = "neuron stand-in, batching on"
 FLOOR = "free device (floor)"
+NO_RANGE = ", no range"  # a body's name with ``?coverage=0``: the price without its range
 
 
 def _get(results: list[Result], server: str, body: str, c: int) -> Result | None:
@@ -75,7 +76,7 @@ def check_targets(pinned: list[Result], contended: list[Result]) -> int:
                 f"{ceiling:,.0f} rows/s with no server at all ({ceiling / need:.2f}x the need)"
             )
     for body, unit in (("1 record", "req/s"), ("100 records", "rows/s")):
-        on, off = _get(pinned, SERVICE, body, 64), _get(pinned, SERVICE, f"{body}, no range", 64)
+        on, off = _get(pinned, SERVICE, body, 64), _get(pinned, SERVICE, body + NO_RANGE, 64)
         if on and off:
             ratio = on.rows_per_s / off.rows_per_s
             target(

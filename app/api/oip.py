@@ -27,7 +27,7 @@ from app.api.models import MODEL_NAME
 from app.deps import RuntimeDep
 from app.errors import InvalidInput, error_answer, validation_details
 from app.flags import Flag
-from app.intervals import Coverage, Ranges
+from app.intervals import Coverage, Ranges, listed
 from app.observe.access import RequestRecorder
 from app.protocols import oip
 from app.runtime import ModelRuntime
@@ -213,10 +213,9 @@ class InferEndpoint(PredictionEndpoint[Inference]):
                 if "coverage" in parameters
                 else "the server's default coverage (HOUSING_INTERVAL_COVERAGE) is 0"
             )
-            listed = ", ".join(f"{c:g}" for c in intervals.coverages)
             raise oip.OipError(
                 f"{oip.LOW} and {oip.HIGH} are a price range, and {why}: ask with "
-                f"parameters.coverage, one of {listed}"
+                f"parameters.coverage, one of {listed(intervals.coverages)}"
             )
         return Inference(request, asked, coverage)
 

@@ -78,13 +78,14 @@ def _csv_columns(accept: str) -> int:
             key, _, value = parameter.partition("=")
             if key.strip() != "columns":
                 continue
-            if value.strip().strip('"') not in ("1", "3"):
+            columns = value.strip().strip('"')
+            if columns not in ("1", "3"):
                 raise RequestRefused(
                     406,
-                    f"Accept {CSV};columns={value.strip()} cannot be answered: columns is 1 "
+                    f"Accept {CSV};columns={columns} cannot be answered: columns is 1 "
                     "(the value) or 3 (value,low,high)",
                 )
-            return int(value.strip().strip('"'))
+            return int(columns)
     return 1
 
 
