@@ -29,6 +29,11 @@ on every future of the batch, a result with the wrong row count fails the whole 
 whose caller has gone (deadline passed, client disconnected: the future is cancelled) are
 dropped before the device call.
 
+Every request is queued for a model (``submit``'s ``model``, passed to the device call and the
+screen as it is): a batch holds the rows of one model only, so when the runtime swaps models
+(``app.reload``), rows queued for the old one still run on it, in order, and the new model's
+start with the next batch. A request split into parts is queued for one model, all its parts.
+
 Work that can be done once per batch is: given a ``screen``, each batch's rows and results are
 screened in one call, which returns the rows worth a closer look; the ticket of a request that
 holds one of them has ``flagged`` set, and the others cost nothing more (``app.flags``).
@@ -46,15 +51,17 @@ from concurrent.futures import Executor
 from contextlib import suppress
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
 from app.timeouts import Timeouts
 
-DeviceCall = Callable[[np.ndarray], np.ndarray]
-# (a batch's rows, their results) -> indices of the rows worth a closer look, ascending.
-Screen = Callable[[np.ndarray, np.ndarray], list[int]]
+M = TypeVar("M")  # what a request is queued for: a model (None where there is only one)
+# (a batch's rows, the model its requests were queued for) -> its results.
+DeviceCall = Callable[[np.ndarray, M | None], np.ndarray]
+# (a batch's rows, their results, its model) -> indices of the rows worth a closer look.
+Screen = Callable[[np.ndarray, np.ndarray, M | None], list[int]]
 
 
 class BatchObserver(Protocol):
@@ -147,23 +154,28 @@ class BatchStats:
     failed_calls: int = 0
 
 
-class _Item:
-    __slots__ = ("enqueued", "future", "rows", "size", "ticket")
+class _Item(Generic[M]):
+    __slots__ = ("enqueued", "future", "model", "rows", "size", "ticket")
 
     def __init__(
-        self, rows: np.ndarray, future: asyncio.Future[list[float]], ticket: Ticket
+        self,
+        rows: np.ndarray,
+        future: asyncio.Future[list[float]],
+        ticket: Ticket,
+        model: M | None,
     ) -> None:
         self.rows = rows
         self.size: int = rows.shape[0]
         self.future = future
         self.ticket = ticket
+        self.model = model
         self.enqueued = time.monotonic()
 
 
-class Batcher:
+class Batcher(Generic[M]):
     def __init__(
         self,
-        call: DeviceCall,
+        call: DeviceCall[M],
         executor: Executor | None,
         *,
         max_batch_size: int,
@@ -171,7 +183,7 @@ class Batcher:
         queue_rows: int,
         max_chunk: int,
         observer: BatchObserver | None = None,
-        screen: Screen | None = None,
+        screen: Screen[M] | None = None,
     ) -> None:
         if max_batch_size < 1 or queue_rows < 1 or max_chunk < 1 or max_delay_s < 0:
             raise ValueError("batch size, queue rows and chunk must be positive, delay >= 0")
@@ -186,7 +198,7 @@ class Batcher:
         self.queue_rows = queue_rows
         self.combine = max_batch_size > 1
         self._part_rows = max_batch_size if self.combine else max_chunk
-        self._queue: deque[_Item] = deque()
+        self._queue: deque[_Item[M]] = deque()
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
         # ``with batcher.arrivals:`` around a request's reading and parsing (see Arrivals).
@@ -219,8 +231,11 @@ class Batcher:
                 item.future.set_exception(ShuttingDown("the server is shutting down"))
         self._queued_rows = 0
 
-    def submit(self, rows: np.ndarray, timeout_s: float | None = None) -> Ticket:
-        """Queue ``rows``; ``await ticket.result()`` gives their results, in order, as floats.
+    def submit(
+        self, rows: np.ndarray, timeout_s: float | None = None, model: M | None = None
+    ) -> Ticket:
+        """Queue ``rows`` for ``model``; ``await ticket.result()`` gives their results, in
+        order, as floats.
 
         After ``timeout_s`` the ticket fails with ``DeadlineExceeded`` and its rows that have
         not run yet are dropped. Raises ``Overloaded`` at once when the queue is full.
@@ -236,7 +251,7 @@ class Batcher:
         ticket = Ticket()
         step = self._part_rows
         for part in (rows,) if n <= step else (rows[i : i + step] for i in range(0, n, step)):
-            item = _Item(part, loop.create_future(), ticket)
+            item = _Item(part, loop.create_future(), ticket, model)
             self._queue.append(item)
             ticket.futures.append(item.future)
         self._queued_rows += n
@@ -267,13 +282,16 @@ class Batcher:
             with suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
 
-    def _take_batch(self) -> list[_Item]:
-        items: list[_Item] = []
+    def _take_batch(self) -> list[_Item[M]]:
+        items: list[_Item[M]] = []
         rows = 0
+        model: M | None = None
         while self._queue:
             head = self._queue[0]
             size = head.size
-            if items and (not self.combine or rows + size > self.max_batch_size):
+            if items and (
+                not self.combine or rows + size > self.max_batch_size or head.model is not model
+            ):
                 break
             self._queue.popleft()
             self._queued_rows -= size
@@ -282,6 +300,8 @@ class Batcher:
                 if self._observer is not None:
                     self._observer.observe_dropped(size)
                 continue
+            if not items:
+                model = head.model  # the first live item decides the batch's model
             items.append(head)
             rows += size
         return items
@@ -299,14 +319,15 @@ class Batcher:
             if not items:
                 continue
             batch = items[0].rows if len(items) == 1 else np.concatenate([i.rows for i in items])
+            model = items[0].model
             self.stats.device_calls += 1
             self.stats.rows += batch.shape[0]
             started = time.monotonic()
             try:
                 if self._executor is None:
-                    out = self._call(batch)
+                    out = self._call(batch, model)
                 else:
-                    out = await loop.run_in_executor(self._executor, self._call, batch)
+                    out = await loop.run_in_executor(self._executor, self._call, batch, model)
             except asyncio.CancelledError:  # stop() during a device call
                 for item in items:
                     if not item.future.done():
@@ -337,13 +358,13 @@ class Batcher:
                             ticket.scales += scales[start:end]
                     item.future.set_result(values[start:end])
                 start = end
-            flagged = self._screen(batch, dollars) if self._screen is not None else []
+            flagged = self._screen(batch, dollars, model) if self._screen is not None else []
             if flagged:
                 starts = list(accumulate((item.size for item in items[:-1]), initial=0))
                 for row in flagged:
                     items[bisect.bisect_right(starts, row) - 1].ticket.flagged = True
 
-    def _fail(self, items: list[_Item], exc: Exception) -> None:
+    def _fail(self, items: list[_Item[M]], exc: Exception) -> None:
         self.stats.failed_calls += 1
         if self._observer is not None:
             self._observer.observe_failure(exc)

@@ -17,6 +17,7 @@ from app.api.endpoint import PredictionEndpoint
 from app.api.guard import Guard
 from app.api.oip import InferEndpoint
 from app.api.predict import PredictEndpoint
+from app.api.repository import repository_router
 from app.api.sagemaker import InvocationsEndpoint
 from app.errors import StartupError, install_error_handlers
 from app.observe.access import RequestRecorder, RequestRecorderMiddleware
@@ -86,9 +87,14 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
     )
     install_error_handlers(app)
     app.include_router(api_router)
+    app.include_router(repository_router(guard))
     app.include_router(prediction_docs(settings.max_instances))
     mount_docs(app)
-    app.add_middleware(RequestRecorderMiddleware, recorder=recorder)
+    app.add_middleware(
+        RequestRecorderMiddleware,
+        recorder=recorder,
+        model_version=lambda: None if runtime.model is None else runtime.model.version,
+    )
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -1,8 +1,13 @@
-"""The model runtime: verifies the artifacts, loads the model on its device, answers batches.
+"""The model runtime: loads the model on its device, answers batches, swaps models.
 
 All device work -- load, warm-up, every forward -- runs on one dedicated thread: the event loop
 never blocks on the device, calls stay serial, and device runtimes that care about the thread
 that loaded them (Neuron, XLA) always see the same one.
+
+The model in service is a ``Served`` (``app.served``): ``model``. ``reload`` loads and checks
+a new one from the artifacts folder while the current one keeps serving, then swaps it in
+between two device calls; requests already queued finish on the model they were queued for
+(``app.batching``), and any failure leaves the current model in service.
 
 The runtime also watches the device: after ``HOUSING_MAX_CONSECUTIVE_FAILURES`` failed calls
 in a row it turns readiness to 503 (status ``failing``) so the load balancer routes elsewhere,
@@ -17,22 +22,20 @@ import enum
 import gc
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from app.backends.base import Backend, warm_up
-from app.backends.select import DeviceProbes, load_backend, resolve_device
+from app.backends.select import DeviceProbes
 from app.batching import Batcher
 from app.errors import NotReadyError, StartupError
 from app.flags import Flagger
-from app.intervals import Intervals, log_scale_range, prices
+from app.intervals import Intervals
 from app.observe.metrics import Metrics
+from app.served import BackendWrapper, Served, load_served
 from app.settings import Settings
-from modelspec.manifest import ARTIFACT_FILE, MANIFEST_FILE, ArtifactError, Manifest, sha256_file
+from modelspec.manifest import Manifest
 
 logger = logging.getLogger("housing.runtime")
 
@@ -44,87 +47,20 @@ class Status(enum.StrEnum):
     STOPPING = "stopping"
 
 
-# Test seam: wraps the loaded backend after warm-up, so tests can make device calls fail
-# (``tests/fakes/faulty_device.py``). Production code never passes one.
-BackendWrapper = Callable[[Backend], Backend]
+class ReloadRefused(Exception):
+    """A reload that left the current model in service; the message says why, ``status`` is
+    the HTTP status of the answer to the trigger."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-def verify_artifacts(folder: Path) -> tuple[Manifest, Path]:
-    """The manifest and the compiled artifact it vouches for, or an ArtifactError with a fix."""
-    manifest = Manifest.load(folder)
-    manifest.check_feature_hash(folder / MANIFEST_FILE)
-    compiled = manifest.compiled
-    if compiled is None:
-        raise ArtifactError(
-            f"{folder / MANIFEST_FILE} has no compiled artifact",
-            f"run `python -m compile` (it writes {ARTIFACT_FILE} and records it in the manifest).",
-        )
-    artifact = folder / compiled.artifact
-    if not artifact.is_file():
-        raise ArtifactError(
-            f"the manifest names {artifact}, which does not exist",
-            "run `python -m compile` again, or copy the whole artifacts folder, not only "
-            "manifest.json.",
-        )
-    digest = sha256_file(artifact)
-    if digest != compiled.sha256:
-        raise ArtifactError(
-            f"{artifact} has sha256 {digest[:12]}..., the manifest expects "
-            f"{compiled.sha256[:12]}... (the file is corrupted or from another compile)",
-            "copy model_neuron.pt and manifest.json together from one compile, or re-run "
-            "`python -m compile`.",
-        )
-    return manifest, artifact
+class ReloadBusy(ReloadRefused):
+    """Another reload is running (409)."""
 
-
-def load_model(
-    settings: Settings, probes: DeviceProbes | None = None
-) -> tuple[Manifest, str, Backend]:
-    """Verify the artifacts, load the model on its device and warm it up (on the calling
-    thread, which then owns the device); StartupError with a hint on any failure. Shared by
-    the server and ``python -m app.score``."""
-    try:
-        manifest, artifact = verify_artifacts(settings.artifacts)
-    except ArtifactError as exc:
-        raise StartupError(str(exc)) from None
-    compiled = manifest.compiled
-    assert compiled is not None
-    if compiled.torch_version != torch.__version__:
-        logger.warning(
-            "artifact compiled with torch %s, serving with torch %s",
-            compiled.torch_version,
-            torch.__version__,
-        )
-    device = resolve_device(settings.device, probes)
-    logger.info("device %s (HOUSING_DEVICE=%s)", device, settings.device)
-    torch.set_num_threads(settings.torch_threads)
-    backend = load_backend(device, artifact, manifest)
-    warm_up(backend, compiled)
-    return manifest, device, backend
-
-
-def serving_intervals(manifest: Manifest, default: float) -> Intervals:
-    """The manifest's interval table, if its artifact returns the scales it needs; StartupError
-    for a default coverage the table does not hold. A model without a table serves points
-    only, and the log says so once."""
-    compiled = manifest.compiled
-    assert compiled is not None
-    table = manifest.intervals
-    if table is not None and not compiled.reference_log_scales:
-        raise StartupError(
-            f"{MANIFEST_FILE} has an interval calibration but {compiled.artifact} returns no "
-            "scales: it was compiled before prediction intervals. Hint: re-run "
-            "`python -m compile`."
-        )
-    if table is None and default:
-        logger.warning(
-            "the model has no calibrated intervals (trained before them): answers carry no "
-            "price range. Retrain with `python -m training` to serve them."
-        )
-    try:
-        return Intervals(table, default)
-    except ValueError as exc:
-        raise StartupError(f"{exc}. Hint: set HOUSING_INTERVAL_COVERAGE to one of them.") from None
+    def __init__(self) -> None:
+        super().__init__("another reload is running; try again when it is done", 409)
 
 
 class ModelRuntime:
@@ -136,71 +72,124 @@ class ModelRuntime:
     ) -> None:
         self.settings = settings
         self.status = Status.STARTING
-        self.device: str | None = None
-        self.manifest: Manifest | None = None
+        self.model: Served | None = None
         self._probes = probes
         self._wrap_backend = wrap_backend
         self.consecutive_failures = 0
         self._recheck: asyncio.Task[None] | None = None
-        self._backend: Backend | None = None
-        self._bedrooms_median = 0.0
-        # Each row's log-scale is clamped to the calibration rows' (``app.intervals.prices``).
-        self._log_scale_range = log_scale_range(None)
+        self._reloading = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
-        self.batcher: Batcher | None = None
-        self.flagger = Flagger({})  # replaced by the manifest's ranges at load
-        self.intervals = Intervals(None, 0)  # replaced by the manifest's table at load
+        self.batcher: Batcher[Served] | None = None
         self.metrics = Metrics()
 
     @property
     def ready(self) -> bool:
         return self.status is Status.READY
 
-    def _load(self) -> None:
+    # The model in service's parts, for the routes that describe it (None before it loads).
+
+    @property
+    def manifest(self) -> Manifest | None:
+        return None if self.model is None else self.model.manifest
+
+    @property
+    def device(self) -> str | None:
+        return None if self.model is None else self.model.device
+
+    @property
+    def intervals(self) -> Intervals:
+        return Intervals(None, 0) if self.model is None else self.model.intervals
+
+    @property
+    def flagger(self) -> Flagger:
+        return Flagger({}) if self.model is None else self.model.flagger
+
+    def _load(self) -> Served:
         started = time.perf_counter()
-        manifest, device, backend = load_model(self.settings, self._probes)
-        if self._wrap_backend is not None:
-            backend = self._wrap_backend(backend)
-        self.manifest, self.device, self._backend = manifest, device, backend
-        compiled = manifest.compiled
-        assert compiled is not None
-        self.metrics.model_info.labels(
-            manifest.model_version, compiled.sha256, device, compiled.target, manifest.feature_hash
-        ).set(1)
-        self._bedrooms_median = manifest.preprocessing.total_bedrooms_median
-        self.flagger = Flagger(manifest.preprocessing.input_ranges, self.metrics.observe_flag)
-        self.intervals = serving_intervals(manifest, self.settings.interval_coverage)
-        self._log_scale_range = log_scale_range(manifest.intervals)
+        served = load_served(
+            self.settings, self.metrics.observe_flag, self._probes, self._wrap_backend
+        )
         logger.info(
             "model %s ready on %s in %.2fs (batch sizes %s)",
-            manifest.model_version,
-            device,
+            served.version,
+            served.device,
             time.perf_counter() - started,
-            list(backend.batch_sizes),
+            list(served.backend.batch_sizes),
         )
+        return served
+
+    def _show(self, served: Served, previous: Served | None) -> None:
+        """``housing_model_info`` is 1 for ``served`` and 0 for ``previous`` (0, not removed:
+        with several workers, each writes its own value and the maximum is shown)."""
+        for model, value in ((previous, 0), (served, 1)):
+            if model is not None:
+                compiled = model.manifest.compiled
+                assert compiled is not None
+                labels = (model.version, compiled.sha256, model.device, compiled.target)
+                self.metrics.model_info.labels(*labels, model.manifest.feature_hash).set(value)
+
+    async def reload(self) -> tuple[Served, Served]:
+        """Load the artifacts folder's model on the device thread while the current one keeps
+        serving, check it as at startup, and swap it in: ``(previous, current)``. Requests
+        already queued finish on the model they were queued for. ReloadRefused, with the
+        reason, when another reload is running or the new model fails a check; the current
+        model serves on either way."""
+        previous = self.model
+        if previous is None or self.batcher is None:
+            logger.error("reload refused: the server has not finished starting")
+            raise ReloadRefused("the server has not finished starting", 503)
+        if self._reloading.locked():
+            self.metrics.reloads.labels("busy").inc()
+            logger.error("reload refused; model %s serves on: another is running", previous.version)
+            raise ReloadBusy()
+        async with self._reloading:
+            started = time.perf_counter()
+            try:
+                loop = asyncio.get_running_loop()
+                served = await loop.run_in_executor(self._executor, self._load)
+                _check_fits(served, previous)
+            except (StartupError, ReloadRefused) as exc:
+                self.metrics.reloads.labels("refused").inc()
+                logger.error("reload refused; model %s serves on: %s", previous.version, exc)
+                raise ReloadRefused(str(exc)) from None
+            if served.version == previous.version:
+                self.metrics.reloads.labels("unchanged").inc()
+                logger.info("reload: model %s is already serving", served.version)
+                return previous, previous
+            self.model = served  # between two device calls: the loop runs one thing at a time
+            self._show(served, previous)
+            self.metrics.reloads.labels("ok").inc()
+            logger.info(
+                "model %s replaces %s (%.2fs to load and check)",
+                served.version,
+                previous.version,
+                time.perf_counter() - started,
+            )
+            return previous, served
 
     async def start(self) -> None:
         """Verify, load and warm up; raises StartupError (with a hint) on any failure."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+        served = await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+        self.model = served
+        self._show(served, None)
         # Again on this thread, which makes the device calls when they run inline (cpu):
         # OpenMP keeps its thread count per calling thread, and on 2 threads a 64-row call
         # waits ~38 ms at their barrier whenever the other core is busy (0.3 ms on 1 thread).
         torch.set_num_threads(self.settings.torch_threads)
-        assert self._backend is not None
-        largest = max(self._backend.batch_sizes)
+        largest = max(served.backend.batch_sizes)
         threaded = self.settings.device_thread
         if threaded is None:
-            threaded = self.device != "cpu"
+            threaded = served.device != "cpu"
         logger.info("device calls run %s", "on the device thread" if threaded else "inline")
         self.batcher = Batcher(
-            self._dollars,
+            _dollars,
             self._executor if threaded else None,
             max_batch_size=self.settings.max_batch_size or largest,
             max_delay_s=self.settings.max_delay_ms / 1000,
             queue_rows=self.settings.queue_rows,
             max_chunk=largest,
             observer=self,
-            screen=self.flagger.screen,
+            screen=_screen,
         )
         self.batcher.start()
         # Everything loaded so far (torch, the model, the app) lives as long as the process.
@@ -231,17 +220,15 @@ class ModelRuntime:
             )
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def _dollars(self, encoded: np.ndarray) -> np.ndarray:
-        """The batcher's device call: the model's answers, to the cent (one rounding a batch);
-        with a scale head, ``(n, 2)``: the answers and each row's scale in dollars."""
-        assert self._backend is not None
-        return prices(self._backend.predict(encoded), self._log_scale_range)
+    def serving(self) -> Served:
+        """The model in service, while requests are taken: ready, or draining after SIGTERM
+        (requests already on their way still get answers); NotReadyError (503) otherwise."""
+        model = self.model
+        if model is None or self.batcher is None or self.status is Status.STARTING:
+            raise NotReadyError("the model is not ready")
+        return model
 
-    @property
-    def bedrooms_median(self) -> float:
-        return self._bedrooms_median
-
-    def accepting_batcher(self) -> Batcher:
+    def accepting_batcher(self) -> Batcher[Served]:
         """The batcher, while requests are taken: ready, or draining after SIGTERM (requests
         already on their way still get answers); NotReadyError (503) otherwise."""
         batcher = self.batcher
@@ -287,14 +274,38 @@ class ModelRuntime:
         Without this, a server that the load balancer has stopped sending requests to would
         never see the success that makes it ready again.
         """
-        assert self.manifest is not None and self.manifest.compiled is not None
-        reference = np.asarray(self.manifest.compiled.reference_inputs, dtype=np.float32)
         while self.status is Status.FAILING and self.batcher is not None:
             # A timer, not a synchronisation: the retry period is the point.
             await asyncio.sleep(self.settings.recheck_interval_s)
-            if self.status is not Status.FAILING:
+            model = self.model
+            if self.status is not Status.FAILING or model is None:
                 break
+            compiled = model.manifest.compiled
+            assert compiled is not None
+            reference = np.asarray(compiled.reference_inputs, dtype=np.float32)
             try:
-                await self.batcher.submit(reference, self.settings.request_timeout_s).result()
+                timeout = self.settings.request_timeout_s
+                await self.batcher.submit(reference, timeout, model).result()
             except Exception:  # noqa: BLE001 - counted by observe_failure; try again later
                 logger.debug("recheck: the device still fails", exc_info=True)
+
+
+def _dollars(encoded: np.ndarray, model: Served | None) -> np.ndarray:
+    """The batcher's device call: a batch's rows on the model they were queued for."""
+    assert model is not None
+    return model.dollars(encoded)
+
+
+def _screen(encoded: np.ndarray, dollars: np.ndarray, model: Served | None) -> list[int]:
+    assert model is not None
+    return model.flagger.screen(encoded, dollars)
+
+
+def _check_fits(served: Served, previous: Served) -> None:
+    """ReloadRefused for a model this running server cannot swap in: one on another device
+    (the batcher's thread and settings were chosen for the running one's)."""
+    if served.device != previous.device:
+        raise ReloadRefused(
+            f"the new model loaded on {served.device}, the running one on {previous.device}; "
+            "restart the server to change devices"
+        )

@@ -304,6 +304,14 @@ class ModelMetadata(_Closed):
     outputs: list[TensorMetadata]
 
 
+class Reloaded(_Closed):
+    name: str
+    version: str = Field(description="The model serving now")
+    previous_version: str = Field(description="The model that served before the reload")
+    changed: bool = Field(description="False: the artifact was the one already serving")
+    seconds: float = Field(description="Time to load, check and swap in the new model")
+
+
 class ServerLive(_Closed):
     live: bool
 

@@ -1,6 +1,7 @@
 """One server process: uvicorn around the app, with the shutdown an orchestrator expects.
 
-On SIGTERM (or SIGINT):
+SIGHUP reloads the model from the artifacts folder without dropping a request
+(``ModelRuntime.reload``). On SIGTERM (or SIGINT):
 
 1. readiness turns 503 at once (``runtime.begin_stopping``), so probes take the instance out;
 2. for ``HOUSING_DRAIN_DELAY_S`` the server still accepts and answers (a load balancer that
@@ -13,6 +14,7 @@ On SIGTERM (or SIGINT):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -28,7 +30,7 @@ from app.errors import StartupError
 from app.main import create_app
 from app.observe.logs import log_config
 from app.onewrite import OneWriteHttpProtocol
-from app.runtime import ModelRuntime
+from app.runtime import ModelRuntime, ReloadRefused
 from app.settings import Settings
 from app.workers import WORKER_READY_FD_ENV
 
@@ -56,6 +58,7 @@ class HousingServer(uvicorn.Server):
         self.settings = settings
         self.stop_requested_at: float | None = None
         self._stop_at: float | None = None
+        self._reloads: set[asyncio.Task[None]] = set()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.stop_requested_at is None:
@@ -82,12 +85,24 @@ class HousingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
+        # SIGHUP reloads the model (``ModelRuntime.reload``, which logs the outcome).
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hangup)
         ready_fd = os.environ.get(WORKER_READY_FD_ENV)
         if ready_fd is not None:  # a supervisor's worker: tell it startup completed
             with contextlib.suppress(OSError, ValueError):
                 if self.started:
                     os.write(int(ready_fd), b"1")
                 os.close(int(ready_fd))  # a failed startup: EOF tells the supervisor
+
+    def _hangup(self) -> None:
+        logger.info("SIGHUP: reloading the model from %s", self.settings.artifacts)
+        task = asyncio.get_running_loop().create_task(self._reload(), name="reload")
+        self._reloads.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload(self) -> None:
+        with contextlib.suppress(ReloadRefused):  # logged by the runtime, with the reason
+            await self.runtime.reload()
 
     async def on_tick(self, counter: int) -> bool:
         if self._stop_at is not None and time.monotonic() >= self._stop_at:
@@ -145,6 +160,8 @@ def run_server(
     # the signal (143), so a non-zero exit always means something went wrong.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _already_drained)
+    # Until startup installs the reload handler, a SIGHUP must not end the process.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     server.run(sockets=sockets)
     # uvicorn returns without raising when the lifespan startup fails: make that an exit code.
     return 0 if server.started else 1

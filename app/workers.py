@@ -171,17 +171,29 @@ def supervise(settings: Settings, plan: WorkerPlan) -> int:
         workers.append(_Worker(i, env, sock.fileno()))
 
     stop = threading.Event()
+    hangup = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    def on_hangup(signum: int, frame: FrameType | None) -> None:
+        hangup.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     for w in workers:
         w.start()
     logger.info("supervisor listening on http://%s:%d with %d workers", host, port, plan.count)
     failed = False
     while not stop.is_set():
+        if hangup.is_set():  # each worker reloads its model (app.server), serving on meanwhile
+            hangup.clear()
+            relayed = [w for w in workers if w.proc is not None and w.proc.poll() is None]
+            for w in relayed:
+                assert w.proc is not None
+                w.proc.send_signal(signal.SIGHUP)
+            logger.info("SIGHUP: relayed to %d worker(s)", len(relayed))
         for w in workers:
             assert w.proc is not None
             code = w.proc.poll()

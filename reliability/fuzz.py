@@ -123,11 +123,11 @@ class FuzzReport:
 
     def lines(self) -> list[str]:
         kinds = ("positive", "negative", "derived")
-        out = [f"{'operation':<31}" + "".join(f"{k:>9}" for k in kinds) + "  failed  statuses"]
+        out = [f"{'operation':<40}" + "".join(f"{k:>9}" for k in kinds) + "  failed  statuses"]
         for op in self.operations:
             counts = "".join(f"{op.cases[k] or '-':>9}" for k in kinds)
             statuses = "  ".join(f"{s}: {n}" for s, n in sorted(op.statuses.items()))
-            out.append(f"{op.label:<31}{counts}  {sum(op.failures.values()):>6}  {statuses}")
+            out.append(f"{op.label:<40}{counts}  {sum(op.failures.values()):>6}  {statuses}")
         rate = self.cases / self.seconds if self.seconds else 0.0
         out.append(
             f"total {self.cases} cases in {self.seconds:.1f}s ({rate:,.0f} cases/s); "

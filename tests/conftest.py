@@ -7,12 +7,16 @@ next to the repository). Tests are auto-marked by folder: unit, integration, e2e
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
+
+from modelspec.manifest import CHECKPOINT_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "california-housing" / "housing.csv"
@@ -72,4 +76,21 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, housing_csv: Path) -> Pa
     env = {"HOUSING_DATA": str(housing_csv), "HOUSING_ARTIFACTS": str(folder)}
     run_module("training", "--epochs", str(QUICK_EPOCHS), "--no-progress", env=env)
     run_module("compile", "--target", "cpu", env=env)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def other_artifacts(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Path:
+    """A second model for reloads: ``artifacts``' checkpoint with every bias moved by 0.05,
+    compiled by ``python -m compile`` (its own version, reference rows and eager model)."""
+    folder = tmp_path_factory.mktemp("other-artifacts")
+    for path in artifacts.iterdir():
+        if path.is_file():
+            shutil.copy2(path, folder / path.name)
+    checkpoint = torch.load(folder / CHECKPOINT_FILE, weights_only=True)
+    for name, tensor in checkpoint["state_dict"].items():
+        if name.endswith(".bias"):
+            tensor += 0.05
+    torch.save(checkpoint, folder / CHECKPOINT_FILE)
+    run_module("compile", "--target", "cpu", env={"HOUSING_ARTIFACTS": str(folder)})
     return folder

@@ -30,6 +30,7 @@ from app.intervals import Coverage, Ranges
 from app.observe.access import RequestRecorder
 from app.observe.logs import request_id_from
 from app.runtime import ModelRuntime
+from app.served import Served
 from app.timeouts import Timeouts
 
 JSON = "application/json"
@@ -117,22 +118,25 @@ class PredictionEndpoint(Generic[C]):
         self.bytes_per_row = 0.0
         self.watches: Timeouts[_Watch] = Timeouts(WATCH_AFTER_S, _Watch.start)
 
-    def decode(self, body: bytes, headers: Headers) -> Decoded[C]:
-        """Parse and validate the body into encoded rows (raise to refuse it)."""
+    def decode(self, model: Served, body: bytes, headers: Headers) -> Decoded[C]:
+        """Parse and validate the body into encoded rows for ``model`` (raise to refuse it)."""
         raise NotImplementedError
 
-    def asked_coverage(self, query: bytes, headers: Headers) -> Coverage | None:
+    def asked_coverage(self, model: Served, query: bytes, headers: Headers) -> Coverage | None:
         """The coverage the request's query or headers ask for, before its body is read
         (None: no intervals); the default is the query's ``coverage``."""
-        return self.runtime.intervals.choose(query)
+        return model.intervals.choose(query)
 
-    def coverage_for(self, decoded: Decoded[C], asked: Coverage | None) -> Coverage | None:
+    def coverage_for(
+        self, model: Served, decoded: Decoded[C], asked: Coverage | None
+    ) -> Coverage | None:
         """The coverage of the answer's intervals, once the body is decoded (None: none to
         compute); the default is the one asked for. Raise to refuse the request."""
         return asked
 
     def reply(
         self,
+        model: Served,
         values: list[float],
         ranges: Ranges | None,
         decoded: Decoded[C],
@@ -145,26 +149,34 @@ class PredictionEndpoint(Generic[C]):
         raise NotImplementedError
 
     async def answer(
-        self, body: bytes, headers: Headers, receive: Receive, asked: Coverage | None
+        self,
+        model: Served,
+        body: bytes,
+        headers: Headers,
+        receive: Receive,
+        asked: Coverage | None,
     ) -> Answer:
+        """The whole request on ``model``: every row of it runs on that model, and every rule
+        (imputation, ranges, warnings) is that model's, whatever model is swapped in
+        meanwhile."""
         runtime = self.runtime
         batcher = runtime.accepting_batcher()
         with batcher.arrivals:  # while it is parsed, the batcher may wait for its rows
-            decoded = self.decode(body, headers)
-        coverage = self.coverage_for(decoded, asked)
+            decoded = self.decode(model, body, headers)
+        coverage = self.coverage_for(model, decoded, asked)
         rows = decoded.encoded.shape[0]
         if rows:
             seen = len(body) / rows
             self.bytes_per_row += (seen - self.bytes_per_row) * (0.1 if self.bytes_per_row else 1)
-        ticket = batcher.submit(decoded.encoded, runtime.settings.request_timeout_s)
+        ticket = batcher.submit(decoded.encoded, runtime.settings.request_timeout_s, model)
         with _Watch(self.watches, ticket, receive):
             values = dollars(await ticket.result())
         flags = []
         if ticket.flagged:
-            flags = runtime.flagger.flags(decoded.encoded, np.asarray(values))
+            flags = model.flagger.flags(decoded.encoded, np.asarray(values))
         scales = ticket.scales
         ranges = None if coverage is None or scales is None else coverage.ranges(values, scales)
-        return self.reply(values, ranges, decoded, headers, flags)
+        return self.reply(model, values, ranges, decoded, headers, flags)
 
     def refuse(self, exc: Exception, request_id: str) -> Answer:
         """The answer for a failure; the default is /predict's ``{"detail": ...}`` format."""
@@ -177,12 +189,14 @@ class PredictionEndpoint(Generic[C]):
         request_id = request_id_from(
             None if (rid := headers.get(b"x-request-id")) is None else rid.decode("latin-1")
         )
+        model = None
         try:
             self.guard.admit(scope["method"], headers, self.media_types)
-            coverage = self.asked_coverage(scope["query_string"], headers)
+            model = self.runtime.serving()  # the whole request is this model's
+            coverage = self.asked_coverage(model, scope["query_string"], headers)
             self.shed_early(headers)
             body = await self.guard.read_body(headers, receive)
-            reply = await self.answer(body, headers, receive, coverage)
+            reply = await self.answer(model, body, headers, receive, coverage)
         except ClientDisconnected:
             self.recorder.finish(scope, self.route, 499, started, request_id)
             return  # nobody is left to answer
@@ -194,6 +208,8 @@ class PredictionEndpoint(Generic[C]):
             (b"content-length", b"%d" % len(reply.body)),
             (b"x-request-id", request_id.encode()),
         ]
+        if model is not None:
+            raw.append((b"x-model-version", model.version.encode()))
         raw += [(k.lower().encode(), v.encode()) for k, v in reply.headers]
         await send({"type": "http.response.start", "status": reply.status, "headers": raw})
         await send({"type": "http.response.body", "body": reply.body})

@@ -27,7 +27,7 @@ from app.api.models import MODEL_NAME
 from app.deps import RuntimeDep
 from app.errors import InvalidInput, error_answer, validation_details
 from app.flags import Flag
-from app.intervals import Coverage, Ranges, listed
+from app.intervals import Coverage, Intervals, Ranges, listed
 from app.observe.access import RequestRecorder
 from app.protocols import oip
 from app.runtime import ModelRuntime
@@ -41,6 +41,7 @@ from app.schemas import (
     ServerMetadata,
     request_adapter,
 )
+from app.served import Served
 from modelspec.features import encode_records
 
 SERVER_NAME = "housing-inference"
@@ -178,17 +179,18 @@ class InferEndpoint(PredictionEndpoint[Inference]):
         super().__init__(runtime, guard, recorder)
         self.adapter = request_adapter(runtime.settings.max_instances)
 
-    def decode(self, body: bytes, headers: Headers) -> Decoded[Inference]:
+    def decode(self, model: Served, body: bytes, headers: Headers) -> Decoded[Inference]:
         request, tail = oip.split_body(body, headers.get(b"inference-header-content-length"))
         check_envelope(request)
         records = oip.records_from(request, tail)
         self.adapter.validate_python({"instances": records})
-        encoded = encode_records(records, self.runtime.bedrooms_median, validated=True)
-        return Decoded(encoded, self.plan(request))
+        encoded = encode_records(records, model.bedrooms_median, validated=True)
+        return Decoded(encoded, self.plan(model.intervals, request))
 
-    def plan(self, request: dict[str, Any]) -> Inference:
-        """The outputs and coverage of an answer to ``request`` (its envelope checked)."""
-        intervals = self.runtime.intervals
+    @staticmethod
+    def plan(intervals: Intervals, request: dict[str, Any]) -> Inference:
+        """The outputs and coverage of an answer to ``request`` (its envelope checked), by the
+        model's ``intervals``."""
         coverage = intervals.default
         parameters = request.get("parameters") or {}
         if "coverage" in parameters:
@@ -219,14 +221,17 @@ class InferEndpoint(PredictionEndpoint[Inference]):
             )
         return Inference(request, asked, coverage)
 
-    def asked_coverage(self, query: bytes, headers: Headers) -> Coverage | None:
+    def asked_coverage(self, model: Served, query: bytes, headers: Headers) -> Coverage | None:
         return None  # the protocol asks in the body (``plan``), not the query
 
-    def coverage_for(self, decoded: Decoded[Inference], asked: Coverage | None) -> Coverage | None:
+    def coverage_for(
+        self, model: Served, decoded: Decoded[Inference], asked: Coverage | None
+    ) -> Coverage | None:
         return decoded.context.coverage
 
     def reply(
         self,
+        model: Served,
         values: list[float],
         ranges: Ranges | None,
         decoded: Decoded[Inference],
@@ -235,10 +240,8 @@ class InferEndpoint(PredictionEndpoint[Inference]):
     ) -> Answer:
         """The protocol's outputs; flags are counted in the metrics but not sent (its answer
         has no place for structured per-row notes)."""
-        assert self.runtime.manifest is not None
-        version = self.runtime.manifest.model_version
         plan = decoded.context
-        answer = oip.response(plan.request, MODEL_NAME, version, plan.outputs, values, ranges)
+        answer = oip.response(plan.request, MODEL_NAME, model.version, plan.outputs, values, ranges)
         return Answer(answer)
 
     def refuse(self, exc: Exception, request_id: str) -> Answer:

@@ -34,6 +34,7 @@ from app.schemas import (
     record_adapter,
     request_adapter,
 )
+from app.served import Served
 from modelspec.features import EXAMPLE_RECORD, IMPUTED_COLUMN, encode, encode_records
 from modelspec.intervals import COVERAGES
 
@@ -101,11 +102,12 @@ class PredictEndpoint(PredictionEndpoint[bool]):
         super().__init__(runtime, guard, recorder)
         self.json = RecordsJson(runtime.settings.max_instances)
 
-    def decode(self, body: bytes, headers: Headers) -> Decoded[bool]:
-        return self.json.decode(body, self.runtime.bedrooms_median)
+    def decode(self, model: Served, body: bytes, headers: Headers) -> Decoded[bool]:
+        return self.json.decode(body, model.bedrooms_median)
 
     def reply(
         self,
+        model: Served,
         values: list[float],
         ranges: Ranges | None,
         decoded: Decoded[bool],

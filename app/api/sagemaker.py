@@ -30,6 +30,7 @@ from app.observe.access import RequestRecorder
 from app.protocols.tabular import parse_csv
 from app.runtime import ModelRuntime
 from app.schemas import ErrorMessage, HouseValue, InternalError, Predictions, Readiness
+from app.served import Served
 from modelspec.features import EXAMPLE_RECORD, RAW_COLUMNS, encode_records
 
 CSV = "text/csv"
@@ -109,27 +110,27 @@ class InvocationsEndpoint(PredictionEndpoint[Invocation]):
         super().__init__(runtime, guard, recorder)
         self.json = RecordsJson(runtime.settings.max_instances)
 
-    def asked_coverage(self, query: bytes, headers: Headers) -> Coverage | None:
+    def asked_coverage(self, model: Served, query: bytes, headers: Headers) -> Coverage | None:
         attributes = headers.get(CUSTOM_ATTRIBUTES)
         if attributes is not None and b"coverage" in attributes and b"coverage" not in query:
             text = custom_attribute(attributes, "coverage")
             if text is not None:
-                return self.runtime.intervals.parse(
-                    text, "X-Amzn-SageMaker-Custom-Attributes.coverage"
-                )
-        return self.runtime.intervals.choose(query)
+                return model.intervals.parse(text, "X-Amzn-SageMaker-Custom-Attributes.coverage")
+        return model.intervals.choose(query)
 
-    def decode(self, body: bytes, headers: Headers) -> Decoded[Invocation]:
+    def decode(self, model: Served, body: bytes, headers: Headers) -> Decoded[Invocation]:
         kind = media_type(headers.get(b"content-type")) or JSON
         answer, columns = answer_format(headers.get(b"accept"), kind)
-        median = self.runtime.bedrooms_median
+        median = model.bedrooms_median
         if kind != CSV:
             decoded = self.json.decode(body, median)
             return Decoded(decoded.encoded, Invocation(decoded.context, answer, columns))
         records = parse_csv(body, self.json.adapter)
         return Decoded(encode_records(records, median), Invocation(False, answer, columns))
 
-    def coverage_for(self, decoded: Decoded[Invocation], asked: Coverage | None) -> Coverage | None:
+    def coverage_for(
+        self, model: Served, decoded: Decoded[Invocation], asked: Coverage | None
+    ) -> Coverage | None:
         """None for one value per line (no range to compute); a 406 for three columns
         without a range."""
         columns = decoded.context.columns
@@ -138,7 +139,7 @@ class InvocationsEndpoint(PredictionEndpoint[Invocation]):
         if columns == RANGE_COLUMNS and asked is None:
             why = (
                 "this model has no calibrated intervals (trained before them)"
-                if self.runtime.intervals.table is None
+                if model.intervals.table is None
                 else "the coverage asked for is 0 (?coverage=, the custom attributes, or "
                 "HOUSING_INTERVAL_COVERAGE)"
             )
@@ -147,6 +148,7 @@ class InvocationsEndpoint(PredictionEndpoint[Invocation]):
 
     def reply(
         self,
+        model: Served,
         values: list[float],
         ranges: Ranges | None,
         decoded: Decoded[Invocation],

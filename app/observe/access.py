@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,11 +57,19 @@ class RequestRecorder:
 
 
 class RequestRecorderMiddleware:
-    """Request id in and out, metrics and the access log for FastAPI's routes."""
+    """Request id in and out, the model's version out (``X-Model-Version``, from
+    ``model_version``: None before a model is loaded), metrics and the access log for
+    FastAPI's routes."""
 
-    def __init__(self, app: ASGIApp, recorder: RequestRecorder) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        recorder: RequestRecorder,
+        model_version: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self.app = app
         self.recorder = recorder
+        self.model_version = model_version
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,6 +86,9 @@ class RequestRecorderMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                version = self.model_version()
+                if version is not None:
+                    headers.append((b"x-model-version", version.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -142,6 +142,14 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.reloads = Counter(
+            "housing_model_reloads",
+            "Model reloads (app/reload.py) by result: ok, unchanged (the same artifact), "
+            "refused (its checks failed: the current model serves on), busy (another reload "
+            "was running)",
+            ["result"],
+            registry=r,
+        )
         # Label lookups cost a dict hit and a lock each; the hot routes cache their children.
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._flag_children: dict[tuple[str, str], Any] = {}

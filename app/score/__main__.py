@@ -29,9 +29,9 @@ from app.backends.base import Backend
 from app.errors import StartupError, validation_details
 from app.flags import Flagger
 from app.intervals import Coverage, log_scale_range, prices
-from app.runtime import load_model, serving_intervals
 from app.schemas import request_adapter
 from app.score.files import Chunk, Kept, reader_for, to_record, writer_for
+from app.served import load_model, serving_intervals
 from modelspec.features import encode_records
 
 SHOWN_ERRORS = 10

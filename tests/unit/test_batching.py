@@ -21,18 +21,21 @@ def anyio_backend() -> str:
 
 
 class Device:
-    """Doubles column 0; records each call's batch size; can be held or made to fail."""
+    """Doubles column 0; records each call's batch size and model; can be held or made to
+    fail."""
 
     def __init__(self) -> None:
         self.calls: list[int] = []
+        self.models: list[str | None] = []
         self.gate = threading.Event()
         self.gate.set()
         self.fail: Exception | None = None
         self.drop_one = False
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, model: str | None = None) -> np.ndarray:
         self.gate.wait(5)
         self.calls.append(x.shape[0])
+        self.models.append(model)
         if self.fail is not None:
             raise self.fail
         out = x[:, 0] * 2
@@ -82,7 +85,7 @@ async def test_inline_calls_run_on_the_loop_thread() -> None:
     device = Device()
     seen: list[str] = []
 
-    def call(x: np.ndarray) -> np.ndarray:
+    def call(x: np.ndarray, model: None) -> np.ndarray:
         seen.append(threading.current_thread().name)
         return device(x)
 
@@ -255,7 +258,7 @@ async def test_stop_fails_the_running_and_the_queued_requests() -> None:
 async def test_the_screen_runs_once_per_batch_and_flags_only_the_tickets_it_names() -> None:
     screened: list[int] = []
 
-    def screen(batch: np.ndarray, out: np.ndarray) -> list[int]:
+    def screen(batch: np.ndarray, out: np.ndarray, model: None) -> list[int]:
         screened.append(batch.shape[0])
         return np.flatnonzero(out > 10).tolist()  # rows whose doubled value is above 10
 
@@ -283,7 +286,7 @@ async def test_the_screen_runs_once_per_batch_and_flags_only_the_tickets_it_name
 
 
 async def test_a_device_with_scales_gives_each_ticket_its_rows_scales_in_order() -> None:
-    def scaled(x: np.ndarray) -> np.ndarray:  # (n, 2): values, and scales of a tenth of them
+    def scaled(x: np.ndarray, model: None) -> np.ndarray:  # (n, 2): values, and scales / 10
         return np.column_stack((x[:, 0] * 2, x[:, 0] / 10))
 
     batcher = Batcher(scaled, None, max_batch_size=4, max_delay_s=0.05, queue_rows=64, max_chunk=4)
@@ -304,4 +307,32 @@ async def test_a_device_without_scales_leaves_tickets_without_them() -> None:
     ticket = batcher.submit(rows(1, 2))
     assert await ticket.result() == [2, 4]
     assert ticket.scales is None
+    await batcher.stop()
+
+
+async def test_a_batch_holds_one_models_rows_and_queued_rows_keep_their_model() -> None:
+    # The runtime swaps models between device calls: rows queued for the old model still run
+    # on it, the new model's start with the next batch, and a split request stays on one.
+    device, held = Device(), "old"
+    batcher, first = await busy(device, max_batch_size=8)
+    old = batcher.submit(rows(1, 2), model=held)
+    split = batcher.submit(rows(*range(10, 22)), model=held)  # 12 rows: parts of 8 and 4
+    new = batcher.submit(rows(3), model="new")
+    again = batcher.submit(rows(4), model=held)  # queued after the new model's: its own batch
+    device.gate.set()
+    await first.result()
+    assert await old.result() == [2, 4]
+    assert await split.result() == [v * 2 for v in range(10, 22)]
+    assert await new.result() == [6]
+    assert await again.result() == [8]
+    # The held first call; old with the split's first part (2 + 8 > 8: alone); the split's
+    # second part; the new model; the old model again.
+    assert list(zip(device.models, device.calls, strict=True)) == [
+        (None, 1),
+        ("old", 2),
+        ("old", 8),
+        ("old", 4),
+        ("new", 1),
+        ("old", 1),
+    ]
     await batcher.stop()

@@ -9,7 +9,7 @@ import pytest
 
 from app.backends.select import DeviceProbes, load_backend, resolve_device
 from app.errors import StartupError
-from app.runtime import verify_artifacts
+from app.served import verify_artifacts
 
 
 def _probes(neuron: bool, xla: bool) -> DeviceProbes:

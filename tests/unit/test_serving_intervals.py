@@ -9,7 +9,7 @@ import pytest
 
 from app.errors import InvalidInput, StartupError
 from app.intervals import Intervals
-from app.runtime import serving_intervals
+from app.served import serving_intervals
 from modelspec.intervals import IntervalCalibration
 from modelspec.manifest import Manifest
 

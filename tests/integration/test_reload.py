@@ -1,0 +1,137 @@
+"""Reloading the model through ``POST /v2/repository/models/housing/load``: the new model
+serves once its checks pass, every answer names the model that made it, and a bad artifact
+leaves the current model serving."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.main import create_app
+from app.settings import Settings
+from modelspec.manifest import CHECKPOINT_FILE, MANIFEST_FILE, Manifest
+from modelspec.network import HousingNet
+from tests.integration.conftest import records
+from tests.integration.test_protocols import tensors
+from training.train import encode_frame
+
+LOAD = "/v2/repository/models/housing/load"
+
+
+def install(source: Path, folder: Path) -> None:
+    """Copy an artifacts folder's files over ``folder``'s, the manifest last."""
+    files = sorted(p for p in source.iterdir() if p.is_file())
+    for path in sorted(files, key=lambda p: p.name == MANIFEST_FILE):
+        shutil.copy2(path, folder / f".{path.name}.tmp")
+        (folder / f".{path.name}.tmp").replace(folder / path.name)
+
+
+def eager(artifacts: Path, frame: pd.DataFrame) -> np.ndarray:
+    model = HousingNet.from_checkpoint(torch.load(artifacts / CHECKPOINT_FILE, weights_only=True))
+    median = Manifest.load(artifacts).preprocessing.total_bedrooms_median
+    with torch.no_grad():
+        return model(torch.from_numpy(encode_frame(frame, median))).double().numpy()
+
+
+def version(artifacts: Path) -> str:
+    return Manifest.load(artifacts).model_version
+
+
+@pytest.fixture
+def folder(tmp_path: Path, artifacts: Path) -> Path:
+    install(artifacts, tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def served(folder: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(artifacts=folder, device="cpu"))) as client:
+        yield client
+
+
+def metric(client: TestClient, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return 0.0
+
+
+def test_a_reload_swaps_in_the_new_model_and_every_answer_names_its_model(
+    served: TestClient,
+    folder: Path,
+    artifacts: Path,
+    other_artifacts: Path,
+    housing_frame: pd.DataFrame,
+) -> None:
+    rows = housing_frame.head(20)
+    old, new = version(artifacts), version(other_artifacts)
+    assert old != new
+    before = served.post("/predict", json={"instances": records(rows)})
+    assert before.headers["x-model-version"] == old
+    np.testing.assert_allclose(before.json()["predictions"], eager(artifacts, rows), rtol=1e-5)
+
+    install(other_artifacts, folder)
+    answer = served.post(LOAD)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["version"], body["previous_version"], body["changed"]) == (new, old, True)
+    assert answer.headers["x-model-version"] == new
+
+    after = served.post("/predict", json={"instances": records(rows)})
+    assert after.headers["x-model-version"] == new
+    np.testing.assert_allclose(after.json()["predictions"], eager(other_artifacts, rows), rtol=1e-5)
+    oip = served.post("/v2/models/housing/infer", json={"inputs": tensors(records(rows))})
+    assert oip.json()["model_version"] == new == oip.headers["x-model-version"]
+    assert served.get("/v1/models/housing").json()["version"] == new
+    assert served.get("/health/ready").headers["x-model-version"] == new
+    assert metric(served, "housing_model_reloads_total", result="ok") == 1
+    assert metric(served, "housing_model_info", version=new) == 1
+    assert metric(served, "housing_model_info", version=old) == 0
+
+    again = served.post(LOAD).json()  # the same artifact: nothing to swap
+    assert (again["version"], again["changed"]) == (new, False)
+    assert metric(served, "housing_model_reloads_total", result="unchanged") == 1
+
+
+def test_a_tampered_artifact_is_refused_and_the_current_model_serves_on(
+    served: TestClient, folder: Path, artifacts: Path, housing_frame: pd.DataFrame
+) -> None:
+    with (folder / "model_neuron.pt").open("ab") as artifact:
+        artifact.write(b"tampered")
+    refused = served.post(LOAD)
+    assert refused.status_code == 400
+    assert "sha256" in refused.json()["error"]
+    assert "copy model_neuron.pt and manifest.json together" in refused.json()["error"]
+    answer = served.post("/predict", json=records(housing_frame.head(1))[0])
+    assert answer.status_code == 200
+    assert answer.headers["x-model-version"] == version(artifacts)
+    assert served.get("/health/ready").status_code == 200
+    assert metric(served, "housing_model_reloads_total", result="refused") == 1
+
+
+def test_a_model_with_another_feature_hash_is_refused(served: TestClient, folder: Path) -> None:
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    manifest["feature_hash"] = "0" * 64
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
+    refused = served.post(LOAD)
+    assert refused.status_code == 400
+    assert "feature" in refused.json()["error"]
+    assert served.get("/health/ready").status_code == 200
+
+
+def test_the_load_route_needs_the_api_key_when_one_is_set(folder: Path) -> None:
+    settings = Settings(artifacts=folder, device="cpu", api_key="s3cret")
+    with TestClient(create_app(settings)) as client:
+        assert client.post(LOAD).status_code == 401
+        keyed = client.post(LOAD, headers={"Authorization": "Bearer s3cret"})
+        assert keyed.status_code == 200 and keyed.json()["changed"] is False
