@@ -26,7 +26,7 @@ PY := $(VENV)/bin/python
 XLA_PY := $(XLA_VENV)/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: help install run train compile serve test test-busy lint format test-xla bench \
+.PHONY: help install run train compile serve test test-busy lint format test-xla bench rollout \
 	container-test clean loadcheck fuzz overload soak reliability neuron-check
 
 help: ## list the targets
@@ -109,6 +109,9 @@ overload: $(HOUSING_ARTIFACTS)/model_neuron.pt ## c512 for 20 s: sheds with fast
 
 soak: $(HOUSING_ARTIFACTS)/model_neuron.pt ## 200,000 requests: RSS flat, no fd growth, no error (~2 min)
 	$(RELIABILITY_ENV) $(PY) -m reliability.soak $(RELIABILITY_ARGS)
+
+rollout: $(HOUSING_ARTIFACTS)/model_neuron.pt ## five model reloads under c32 mixed load, then two bad artifacts: no failed or mixed answer (~3 min; trains a second model the first time)
+	$(RELIABILITY_ENV) $(PY) -m reliability.rollout $(RELIABILITY_ARGS)
 
 reliability: loadcheck fuzz overload soak ## all four, one after the other
 

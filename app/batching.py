@@ -31,8 +31,9 @@ dropped before the device call.
 
 Every request is queued for a model (``submit``'s ``model``, passed to the device call and the
 screen as it is): a batch holds the rows of one model only, so when the runtime swaps models
-(``app.reload``), rows queued for the old one still run on it, in order, and the new model's
-start with the next batch. A request split into parts is queued for one model, all its parts.
+(``ModelRuntime.reload``), rows queued for the old one still run on it, in order, and the new
+model's start with the next batch. A request split into parts is queued for one model, all of
+its parts.
 
 Work that can be done once per batch is: given a ``screen``, each batch's rows and results are
 screened in one call, which returns the rows worth a closer look; the ticket of a request that

@@ -21,6 +21,7 @@ from app.api.repository import repository_router
 from app.api.sagemaker import InvocationsEndpoint
 from app.errors import StartupError, install_error_handlers
 from app.observe.access import RequestRecorder, RequestRecorderMiddleware
+from app.reload import ArtifactWatch
 from app.runtime import ModelRuntime
 from app.schemas import request_type
 from app.settings import Settings
@@ -61,9 +62,15 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
             logger.error("cannot start: %s", exc)
             await runtime.close()
             raise
+        watch = None
+        if settings.model_poll_s:
+            watch = ArtifactWatch(runtime, settings.model_poll_s)
+            watch.start()
         try:
             yield {"runtime": runtime}
         finally:
+            if watch is not None:
+                await watch.stop()
             await runtime.close()
 
     guard = Guard(

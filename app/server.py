@@ -32,7 +32,7 @@ from app.observe.logs import log_config
 from app.onewrite import OneWriteHttpProtocol
 from app.runtime import ModelRuntime, ReloadRefused
 from app.settings import Settings
-from app.workers import WORKER_READY_FD_ENV
+from app.workers import WORKER_READY_FD_ENV, WORKER_RELOADED, WORKER_SERVING
 
 logger = logging.getLogger("housing.server")
 
@@ -59,6 +59,7 @@ class HousingServer(uvicorn.Server):
         self.stop_requested_at: float | None = None
         self._stop_at: float | None = None
         self._reloads: set[asyncio.Task[None]] = set()
+        self._supervisor_fd: int | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.stop_requested_at is None:
@@ -91,8 +92,10 @@ class HousingServer(uvicorn.Server):
         if ready_fd is not None:  # a supervisor's worker: tell it startup completed
             with contextlib.suppress(OSError, ValueError):
                 if self.started:
-                    os.write(int(ready_fd), b"1")
-                os.close(int(ready_fd))  # a failed startup: EOF tells the supervisor
+                    os.write(int(ready_fd), WORKER_SERVING)
+                    self._supervisor_fd = int(ready_fd)  # kept: it hears of reloads too
+                else:
+                    os.close(int(ready_fd))  # a failed startup: EOF tells the supervisor
 
     def _hangup(self) -> None:
         logger.info("SIGHUP: reloading the model from %s", self.settings.artifacts)
@@ -103,6 +106,9 @@ class HousingServer(uvicorn.Server):
     async def _reload(self) -> None:
         with contextlib.suppress(ReloadRefused):  # logged by the runtime, with the reason
             await self.runtime.reload()
+        if self._supervisor_fd is not None:  # done, either way: the next worker may start
+            with contextlib.suppress(OSError):
+                os.write(self._supervisor_fd, WORKER_RELOADED)
 
     async def on_tick(self, counter: int) -> bool:
         if self._stop_at is not None and time.monotonic() >= self._stop_at:

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         "requests in a failed call get 500s); the server keeps retrying the device and is "
         "ready again after one call succeeds. 0: never",
     )
+    model_poll_s: float = Field(
+        0,
+        ge=0,
+        le=86400,
+        description="How often to look for a new model in the artifacts folder (the "
+        "manifest's compiled artifact changed) and reload it without a restart; 0: never",
+    )
     recheck_interval_s: float = Field(
         2.0,
         gt=0,

@@ -34,6 +34,7 @@ logger = logging.getLogger("housing.workers")
 WORKER_FD_ENV = "HOUSING_WORKER_FD"  # internal: set by the supervisor for its workers
 # Internal: a pipe the worker writes one byte to once it serves (``app.server``).
 WORKER_READY_FD_ENV = "HOUSING_WORKER_READY_FD"
+WORKER_SERVING, WORKER_RELOADED = b"1", b"r"  # what a worker writes on that pipe
 VISIBLE_CORES_ENV = "NEURON_RT_VISIBLE_CORES"
 # Inferentia2: each chip (one /dev/neuronN) has two NeuronCore-v2.
 CORES_PER_DEVICE = 2
@@ -111,18 +112,20 @@ def plan_workers(
 
 
 class _Worker:
-    """One worker process. ``serving`` turns true when it reports, through a pipe, that its
-    startup completed: a worker that dies before that failed to start (a bad artifact fails
-    every worker alike, so the supervisor stops), one that dies after it crashed (restarted)."""
+    """One worker process, and the pipe on which it reports to the supervisor: one byte when
+    its startup completed (``serving``: a worker that dies before that failed to start -- a
+    bad artifact fails every worker alike, so the supervisor stops -- one that dies after it
+    crashed, and is restarted), and one when a reload that ``SIGHUP`` asked for is done."""
 
     def __init__(self, index: int, env: dict[str, str], fd: int) -> None:
         self.index, self.env, self.fd = index, env, fd
         self.proc: subprocess.Popen[bytes] | None = None
         self.serving = False
-        self._ready_r: int | None = None
+        self._pipe: int | None = None
 
     def start(self) -> None:
         self.serving = False
+        self._close()
         read_end, write_end = os.pipe()
         try:
             self.proc = subprocess.Popen(
@@ -134,23 +137,73 @@ class _Worker:
         finally:
             os.close(write_end)  # the worker holds the only write end: EOF when it dies
         os.set_blocking(read_end, False)
-        self._ready_r = read_end
+        self._pipe = read_end
         cores = self.env.get(VISIBLE_CORES_ENV, "-")
         logger.info("worker %d started (pid %d, cores %s)", self.index, self.proc.pid, cores)
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _read(self) -> bytes | None:
+        """The worker's next byte; b"" once it has gone; None if nothing has come (never
+        blocks)."""
+        if self._pipe is None:
+            return b""
+        try:
+            byte = os.read(self._pipe, 1)
+        except BlockingIOError:
+            return None
+        if not byte:
+            self._close()
+        return byte
+
+    def _close(self) -> None:
+        if self._pipe is not None:
+            os.close(self._pipe)
+            self._pipe = None
+
     def check_serving(self) -> bool:
         """Read the worker's ready byte if it has come (never blocks)."""
-        if self._ready_r is not None:
-            try:
-                ready = os.read(self._ready_r, 1)
-            except BlockingIOError:
-                return self.serving
-            self.serving = ready == b"1"
-            os.close(self._ready_r)
-            self._ready_r = None
-            if self.serving:
-                logger.info("worker %d serving", self.index)
+        if not self.serving and self._read() == WORKER_SERVING:
+            self.serving = True
+            logger.info("worker %d serving", self.index)
         return self.serving
+
+    def reload_done(self) -> bool:
+        """Whether the worker has finished the reload a SIGHUP asked for (or has gone)."""
+        byte = self._read()
+        return byte == WORKER_RELOADED or byte == b"" or not self.running
+
+
+class _Relay:
+    """``SIGHUP`` to the workers one at a time: each reloads its model while the others serve
+    (and the memory of two models is needed in one worker at a time), then the next one."""
+
+    def __init__(self) -> None:
+        self.waiting: list[_Worker] = []
+        self.current: _Worker | None = None
+
+    def begin(self, workers: list[_Worker]) -> None:
+        self.waiting += [w for w in workers if w.running and w not in self.waiting]
+        logger.info("SIGHUP: reloading %d worker(s), one at a time", len(self.waiting))
+
+    def step(self) -> None:
+        if self.current is not None:
+            if not self.current.reload_done():
+                return
+            logger.info("worker %d: reload done", self.current.index)
+            self.current = None
+        while self.waiting and self.current is None:
+            w = self.waiting.pop(0)
+            if w.running:
+                assert w.proc is not None
+                w.proc.send_signal(signal.SIGHUP)
+                self.current = w
+
+    @property
+    def busy(self) -> bool:
+        return self.current is not None or bool(self.waiting)
 
 
 def supervise(settings: Settings, plan: WorkerPlan) -> int:
@@ -182,18 +235,16 @@ def supervise(settings: Settings, plan: WorkerPlan) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     signal.signal(signal.SIGHUP, on_hangup)
+    relay = _Relay()
     for w in workers:
         w.start()
     logger.info("supervisor listening on http://%s:%d with %d workers", host, port, plan.count)
     failed = False
     while not stop.is_set():
-        if hangup.is_set():  # each worker reloads its model (app.server), serving on meanwhile
+        if hangup.is_set():
             hangup.clear()
-            relayed = [w for w in workers if w.proc is not None and w.proc.poll() is None]
-            for w in relayed:
-                assert w.proc is not None
-                w.proc.send_signal(signal.SIGHUP)
-            logger.info("SIGHUP: relayed to %d worker(s)", len(relayed))
+            relay.begin(workers)
+        relay.step()
         for w in workers:
             assert w.proc is not None
             code = w.proc.poll()
@@ -208,7 +259,7 @@ def supervise(settings: Settings, plan: WorkerPlan) -> int:
                 break
             logger.warning("worker %d exited (%d); starting it again", w.index, code)
             w.start()
-        stop.wait(0.5)  # also wakes at once on SIGTERM
+        stop.wait(0.05 if relay.busy else 0.5)  # also wakes at once on SIGTERM
     code = _stop_all(workers, settings.graceful_timeout_s)
     sock.close()
     shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -5,45 +5,25 @@ leaves the current model serving."""
 from __future__ import annotations
 
 import json
-import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.main import create_app
 from app.settings import Settings
-from modelspec.manifest import CHECKPOINT_FILE, MANIFEST_FILE, Manifest
-from modelspec.network import HousingNet
+from modelspec.manifest import MANIFEST_FILE
+from reliability.rollout import eager_dollars as eager
+from reliability.rollout import install, version
 from tests.integration.conftest import records
 from tests.integration.test_protocols import tensors
-from training.train import encode_frame
 
 LOAD = "/v2/repository/models/housing/load"
-
-
-def install(source: Path, folder: Path) -> None:
-    """Copy an artifacts folder's files over ``folder``'s, the manifest last."""
-    files = sorted(p for p in source.iterdir() if p.is_file())
-    for path in sorted(files, key=lambda p: p.name == MANIFEST_FILE):
-        shutil.copy2(path, folder / f".{path.name}.tmp")
-        (folder / f".{path.name}.tmp").replace(folder / path.name)
-
-
-def eager(artifacts: Path, frame: pd.DataFrame) -> np.ndarray:
-    model = HousingNet.from_checkpoint(torch.load(artifacts / CHECKPOINT_FILE, weights_only=True))
-    median = Manifest.load(artifacts).preprocessing.total_bedrooms_median
-    with torch.no_grad():
-        return model(torch.from_numpy(encode_frame(frame, median))).double().numpy()
-
-
-def version(artifacts: Path) -> str:
-    return Manifest.load(artifacts).model_version
 
 
 @pytest.fixture
@@ -135,3 +115,18 @@ def test_the_load_route_needs_the_api_key_when_one_is_set(folder: Path) -> None:
         assert client.post(LOAD).status_code == 401
         keyed = client.post(LOAD, headers={"Authorization": "Bearer s3cret"})
         assert keyed.status_code == 200 and keyed.json()["changed"] is False
+
+
+def test_with_polling_on_a_new_manifest_is_reloaded_by_itself(
+    folder: Path, other_artifacts: Path
+) -> None:
+    new = version(other_artifacts)
+    settings = Settings(artifacts=folder, device="cpu", model_poll_s=0.05)
+    with TestClient(create_app(settings)) as client:
+        install(other_artifacts, folder)
+        deadline = time.monotonic() + 60
+        while client.get("/v1/models/housing").json()["version"] != new:
+            assert time.monotonic() < deadline, "the new model was never loaded"
+            time.sleep(0.02)  # polling the server, as a load balancer would
+        assert metric(client, "housing_model_reloads_total", result="ok") == 1
+        assert client.get("/health/ready").headers["x-model-version"] == new
