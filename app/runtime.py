@@ -32,6 +32,7 @@ from app.batching import Batcher
 from app.errors import NotReadyError, StartupError
 from app.flags import Flagger
 from app.intervals import Intervals
+from app.observe.capture import Capture, worker_name
 from app.observe.metrics import Metrics
 from app.served import BackendWrapper, Served, load_served
 from app.settings import Settings
@@ -81,6 +82,7 @@ class ModelRuntime:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
         self.batcher: Batcher[Served] | None = None
         self.metrics = Metrics()
+        self.capture: Capture | None = None  # data capture, when configured
 
     @property
     def ready(self) -> bool:
@@ -192,6 +194,12 @@ class ModelRuntime:
             screen=_screen,
         )
         self.batcher.start()
+        folder, percent = self.settings.capture_dir, self.settings.capture_percent
+        if folder is not None and percent > 0:
+            metrics = self.metrics
+            self.capture = Capture(
+                folder, percent, worker_name(), metrics.captured.inc, metrics.capture_dropped.inc
+            )
         # Everything loaded so far (torch, the model, the app) lives as long as the process.
         # Freezing it keeps the cyclic GC from rescanning ~200k objects in every full
         # collection: unfrozen, those pauses were the whole p99 under load (~100 ms).
@@ -219,6 +227,8 @@ class ModelRuntime:
                 stats.dropped_rows,
             )
         self._executor.shutdown(wait=True, cancel_futures=True)
+        if self.capture is not None:
+            self.capture.close()
 
     def serving(self) -> Served:
         """The model in service, while requests are taken: ready, or draining after SIGTERM

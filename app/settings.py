@@ -72,6 +72,14 @@ class Settings(BaseSettings):
         "requests in a failed call get 500s); the server keeps retrying the device and is "
         "ready again after one call succeeds. 0: never",
     )
+    capture_dir: Path | None = Field(
+        None,
+        description="Folder for data capture: a sampled share of predictions (input, answer, "
+        "model version) as JSON Lines in SageMaker Data Capture's shape; unset: no capture",
+    )
+    capture_percent: float = Field(
+        0, ge=0, le=100, description="Share of predictions captured, in percent (0: none)"
+    )
     model_poll_s: float = Field(
         0,
         ge=0,

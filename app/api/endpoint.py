@@ -190,6 +190,7 @@ class PredictionEndpoint(Generic[C]):
             None if (rid := headers.get(b"x-request-id")) is None else rid.decode("latin-1")
         )
         model = None
+        body = b""
         try:
             self.guard.admit(scope["method"], headers, self.media_types)
             model = self.runtime.serving()  # the whole request is this model's
@@ -214,6 +215,11 @@ class PredictionEndpoint(Generic[C]):
         await send({"type": "http.response.start", "status": reply.status, "headers": raw})
         await send({"type": "http.response.body", "body": reply.body})
         self.recorder.finish(scope, self.route, reply.status, started, request_id)
+        capture = self.runtime.capture
+        if capture is not None and reply.status == 200 and model is not None and capture.sampled():
+            kind = headers.get(b"content-type", b"application/json").decode("latin-1")
+            answer = (reply.content_type, reply.body)
+            capture.record(self.route, request_id, model.version, (kind, body), answer)
 
     def shed_early(self, headers: Headers) -> None:
         """Under load, refuse (503) a request whose rows will not fit in the queue before

@@ -150,6 +150,16 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.captured = Counter(
+            "housing_captured",
+            "Predictions written by data capture (HOUSING_CAPTURE_DIR)",
+            registry=r,
+        )
+        self.capture_dropped = Counter(
+            "housing_capture_dropped",
+            "Sampled predictions data capture dropped: its queue was full or a write failed",
+            registry=r,
+        )
         # Label lookups cost a dict hit and a lock each; the hot routes cache their children.
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._flag_children: dict[tuple[str, str], Any] = {}
