@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from modelspec.drift import DriftProfile
 from modelspec.features import feature_hash
 from modelspec.intervals import IntervalCalibration
 
@@ -126,6 +127,9 @@ class Manifest(_Strict):
     # Conformal quantiles of the scale head's normalised residuals (``modelspec.intervals``);
     # absent in manifests written before prediction intervals.
     intervals: IntervalCalibration | None = None
+    # The training distribution drift is measured against (``modelspec.drift``); absent in
+    # manifests written before it.
+    drift: DriftProfile | None = None
 
     @property
     def model_version(self) -> str:

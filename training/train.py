@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from modelspec.drift import DriftProfile, binned, category_shares
 from modelspec.features import (
     CATEGORICAL_COLUMN,
     IMPUTED_COLUMN,
@@ -113,6 +114,16 @@ def input_ranges(frame: pd.DataFrame) -> dict[str, tuple[float, float]]:
         low, high = np.nanpercentile(frame[column].to_numpy(dtype=np.float64), RANGE_PERCENTILES)
         out[column] = (float(low), float(high))
     return out
+
+
+def drift_profile(frame: pd.DataFrame, predictions: np.ndarray) -> DriftProfile:
+    """The training split's distribution (``modelspec.drift``): what drift is measured against."""
+    return DriftProfile(
+        rows=len(frame),
+        numeric={c: binned(frame[c].to_numpy(dtype=np.float64)) for c in NUMERIC_COLUMNS},
+        categories={CATEGORICAL_COLUMN: category_shares(frame[CATEGORICAL_COLUMN].tolist())},
+        prediction=binned(predictions),
+    )
 
 
 @torch.no_grad()
@@ -275,6 +286,9 @@ def train(
                 input_ranges=input_ranges(train_df),
             ),
             intervals=intervals,
+            drift=drift_profile(
+                train_df, predict_dollars(model, Rows.of(train_df, bedrooms_median).x).numpy()
+            ),
             training=TrainingInfo(
                 data=data_name,
                 rows_train=len(train_df),

@@ -1,0 +1,99 @@
+"""``python -m app.drift`` on captures made from the real data: none on rows like the
+training split's, drift found (exit 1, the inputs named) on shifted ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from app.drift import main
+from app.observe.capture import capture_line
+from reliability.rollout import eager_dollars
+from reliability.workload import _csv, _oip
+from tests.integration.conftest import records
+from training.data import split_frame
+
+CSV, JSON = "text/csv", "application/json"
+
+
+def write_capture(folder: Path, artifacts: Path, frame: pd.DataFrame) -> None:
+    """``frame``'s rows as captured requests, 25 rows each, by CSV, /predict JSON and OIP in
+    turn, each answered with the eager model's dollars; and one binary OIP request."""
+    values = eager_dollars(artifacts, frame)
+    lines = []
+    for n, start in enumerate(range(0, len(frame), 25)):
+        chunk = records(frame.iloc[start : start + 25])
+        dollars = values[start : start + 25].round(2).tolist()
+        if n % 3 == 0:
+            request, answer = (CSV, _csv(chunk)), (CSV, "".join(f"{v}\n" for v in dollars).encode())
+        elif n % 3 == 1:
+            request = (JSON, orjson.dumps({"instances": chunk}))
+            answer = (JSON, orjson.dumps({"predictions": dollars}))
+        else:
+            outputs = [{"name": "house_value", "datatype": "FP32", "shape": [25], "data": dollars}]
+            request, answer = (JSON, _oip(chunk)), (JSON, orjson.dumps({"outputs": outputs}))
+        lines.append(capture_line(("/x", f"r{n}", "v", *request, *answer, 1.8e9)))
+    lines.append(capture_line(("/x", "bin", "v", "application/octet-stream", b"\x00", JSON, b"{}",
+                               1.8e9)))  # fmt: skip
+    folder.mkdir(parents=True)
+    (folder / "capture.jsonl").write_bytes(b"".join(lines))
+
+
+@pytest.fixture(scope="module")
+def validation(housing_frame: pd.DataFrame) -> pd.DataFrame:
+    return split_frame(housing_frame)[1].head(2500)
+
+
+def test_rows_like_the_training_data_show_no_drift(
+    tmp_path: Path, artifacts: Path, validation: pd.DataFrame
+) -> None:
+    write_capture(tmp_path / "capture", artifacts, validation)
+    report_path = tmp_path / "drift.json"
+    code = main(
+        [str(tmp_path / "capture"), "--artifacts", str(artifacts), "--report", str(report_path)]
+    )
+    report = json.loads(report_path.read_text())
+    assert code == 0, report
+    assert report["rows"] == len(validation)
+    assert report["skipped_requests"] == 1  # the binary one
+    assert report["drifted"] == []
+    assert all(f["psi"] < 0.1 for f in report["inputs"].values())
+    assert report["prediction_psi"] < 0.1
+    assert report["inputs"]["median_income"]["outside_training_range"] < 0.03
+
+
+def test_shifted_rows_are_found_and_named(
+    tmp_path: Path, artifacts: Path, validation: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shifted = validation.assign(
+        median_income=validation["median_income"] * 1.8,
+        housing_median_age=np.minimum(validation["housing_median_age"] + 15, 52),
+    )
+    write_capture(tmp_path / "capture", artifacts, shifted)
+    report_path = tmp_path / "drift.json"
+    code = main(
+        [str(tmp_path / "capture"), "--artifacts", str(artifacts), "--report", str(report_path)]
+    )
+    report = json.loads(report_path.read_text())
+    assert code == 1
+    assert {"median_income", "housing_median_age", "prediction"} <= set(report["drifted"])
+    assert "latitude" not in report["drifted"]
+    assert report["inputs"]["median_income"]["outside_training_range"] > 0.05
+    assert "median_income" in capsys.readouterr().out
+
+
+def test_a_manifest_without_a_training_distribution_says_to_retrain(
+    tmp_path: Path, artifacts: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "old"
+    folder.mkdir()
+    manifest = json.loads((artifacts / "manifest.json").read_text())
+    del manifest["drift"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert main([str(tmp_path), "--artifacts", str(folder)]) == 2
+    assert "retrain with `python -m training`" in capsys.readouterr().err
