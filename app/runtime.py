@@ -30,7 +30,6 @@ import torch
 from app.backends.select import DeviceProbes
 from app.batching import Batcher
 from app.errors import NotReadyError, StartupError
-from app.flags import Flagger
 from app.intervals import Intervals
 from app.observe.capture import Capture, worker_name
 from app.observe.metrics import Metrics
@@ -101,10 +100,6 @@ class ModelRuntime:
     @property
     def intervals(self) -> Intervals:
         return Intervals(None, 0) if self.model is None else self.model.intervals
-
-    @property
-    def flagger(self) -> Flagger:
-        return Flagger({}) if self.model is None else self.model.flagger
 
     def _load(self) -> Served:
         started = time.perf_counter()

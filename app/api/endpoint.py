@@ -8,6 +8,11 @@ subclass's ``decode`` into encoded rows and a typed context, the batcher, and th
 (``asked_coverage``, ``coverage_for``: ``app.intervals``) and that context; any exception
 becomes the subclass's ``refuse`` answer. The request id (``X-Request-ID``, taken or made)
 is on every answer and log line, and is the ``error_id`` of a 500.
+
+A request runs entirely on the model in service when it arrives (``runtime.serving()``), even
+if a reload swaps in another meanwhile, and its answer names that model (``X-Model-Version``).
+Data capture, when on, gets a sampled share of the 200 answers after they are sent
+(``app.observe.capture``).
 """
 
 from __future__ import annotations
