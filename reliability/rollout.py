@@ -37,14 +37,20 @@ import httpx
 import numpy as np
 import orjson
 import pandas as pd
-import torch
 
-from compile.targets import load_eager
 from modelspec.features import RAW_COLUMNS
 from modelspec.manifest import MANIFEST_FILE, Manifest
 from reliability.server import serve
-from reliability.workload import _csv, _oip, _read_csv, _read_many, _read_oip, _read_one, data_path
-from training.train import encode_frame
+from reliability.workload import (
+    _csv,
+    _oip,
+    _read_csv,
+    _read_many,
+    _read_oip,
+    _read_one,
+    data_path,
+    eager_dollars,
+)
 
 LOAD = "/v2/repository/models/housing/load"
 RELATIVE_TOLERANCE = 1e-5
@@ -143,13 +149,6 @@ def install(source: Path, folder: Path) -> None:
         tmp = folder / f".{path.name}.tmp"
         shutil.copy2(path, tmp)
         tmp.replace(folder / path.name)
-
-
-def eager_dollars(artifacts: Path, frame: pd.DataFrame) -> np.ndarray:
-    model, manifest = load_eager(artifacts)
-    x = torch.from_numpy(encode_frame(frame, manifest.preprocessing.total_bedrooms_median))
-    with torch.no_grad():
-        return model.eval()(x).double().numpy()
 
 
 def make_other(folder: Path, seed: int) -> None:

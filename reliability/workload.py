@@ -76,6 +76,15 @@ def offline_rows(artifacts: Path, frame: pd.DataFrame, seed: int) -> Rows:
     for r, drop in zip(records, rng.random(len(records)) < MISSING_SHARE, strict=True):
         if drop or math.isnan(r[IMPUTED_COLUMN]):
             r[IMPUTED_COLUMN] = None
+    return Rows(records, eager_table(artifacts, records))
+
+
+def eager_table(
+    artifacts: Path, records: list[dict[str, Any]], coverage: float = DEFAULT_COVERAGE
+) -> np.ndarray:
+    """The eager model's answers for raw ``records`` (a missing ``total_bedrooms`` is None or
+    NaN): ``(rows, 1)`` dollars, or ``(rows, 3)`` dollars, low and high at ``coverage`` when
+    the model has intervals (its scale clamped to the calibration rows' as serving clamps it)."""
     model, manifest = load_eager(artifacts)
     median = manifest.preprocessing.total_bedrooms_median
     encoded = torch.from_numpy(encode_records(records, median))
@@ -85,11 +94,17 @@ def offline_rows(artifacts: Path, frame: pd.DataFrame, seed: int) -> Rows:
         point = torch.cat([model(chunk) for chunk in chunks]).double().numpy()
         table = manifest.intervals
         if table is None:
-            return Rows(records, point[:, None])
+            return point[:, None]
         log_scale = torch.cat([model.log_scale(chunk) for chunk in chunks]).double().numpy()
     scale = np.clip(np.exp(log_scale), *table.scale_range)
-    low, high = bounds(point, scale, table.quantile(DEFAULT_COVERAGE))
-    return Rows(records, np.column_stack((point, low, high)))
+    low, high = bounds(point, scale, table.quantile(coverage))
+    return np.column_stack((point, low, high))
+
+
+def eager_dollars(artifacts: Path, frame: pd.DataFrame) -> np.ndarray:
+    """The eager model's dollars for ``frame``'s rows."""
+    records: list[dict[str, Any]] = frame[list(RAW_COLUMNS)].to_dict(orient="records")  # type: ignore[assignment]
+    return eager_table(artifacts, records)[:, 0]
 
 
 def _predict_one(record: dict[str, Any], rng: np.random.Generator) -> bytes:

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from reliability.rollout import Load, check, eager_dollars, install, mixed_requests, version
+from reliability.rollout import Load, check, install, mixed_requests, version
+from reliability.workload import eager_dollars
 from tests.e2e.server import serve
 
 CLIENTS = 16

@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import Settings
 from reliability.server import ROOT
+from reliability.workload import eager_dollars
 from tests.integration.conftest import records
-from tests.integration.test_predict import eager_dollars
 
 # (data row, column, bad cell, the field the error must name)
 BAD_CELLS = [

@@ -13,8 +13,7 @@ import pytest
 
 from app.drift import main
 from app.observe.capture import capture_line
-from reliability.rollout import eager_dollars
-from reliability.workload import _csv, _oip
+from reliability.workload import _csv, _oip, eager_dollars
 from tests.integration.conftest import records
 from training.data import split_frame
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
 from app.errors import StartupError
@@ -17,26 +16,15 @@ from app.main import create_app
 from app.settings import Settings
 from modelspec.features import EXAMPLE_RECORD
 from modelspec.intervals import COVERAGES
-from modelspec.manifest import CHECKPOINT_FILE, Manifest
-from modelspec.network import HousingNet
+from reliability.workload import eager_table
 from tests.integration.conftest import records
 from training.data import split_frame
-from training.train import encode_frame
 
 
 def eager_bounds(artifacts: Path, frame: pd.DataFrame, coverage: float) -> np.ndarray:
     """``(n, 2)`` low and high from the offline model and the manifest's quantile and scale
     range."""
-    model = HousingNet.from_checkpoint(torch.load(artifacts / CHECKPOINT_FILE, weights_only=True))
-    manifest = Manifest.load(artifacts)
-    assert manifest.intervals is not None
-    q = manifest.intervals.quantile(coverage)
-    x = torch.from_numpy(encode_frame(frame, manifest.preprocessing.total_bedrooms_median))
-    with torch.no_grad():
-        point = model(x).double().numpy()
-        scale = model.log_scale(x).double().exp().numpy()
-    scale = np.clip(scale, *manifest.intervals.scale_range)  # as serving clamps it
-    return np.column_stack((np.maximum(point - q * scale, 0), point + q * scale))
+    return eager_table(artifacts, records(frame), coverage)[:, 1:]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
 from app.errors import StartupError
@@ -16,19 +15,10 @@ from app.main import create_app
 from app.runtime import ModelRuntime
 from app.settings import Settings
 from modelspec.features import EXAMPLE_RECORD
-from modelspec.manifest import ARTIFACT_FILE, CHECKPOINT_FILE, Manifest
-from modelspec.network import HousingNet
+from modelspec.manifest import ARTIFACT_FILE, Manifest
+from reliability.workload import eager_dollars
 from tests.integration.conftest import records
 from training.data import split_frame
-from training.train import encode_frame
-
-
-def eager_dollars(artifacts: Path, frame: pd.DataFrame) -> np.ndarray:
-    """The offline model's predictions, through training's own encoding."""
-    model = HousingNet.from_checkpoint(torch.load(artifacts / CHECKPOINT_FILE, weights_only=True))
-    median = Manifest.load(artifacts).preprocessing.total_bedrooms_median
-    with torch.no_grad():
-        return model(torch.from_numpy(encode_frame(frame, median))).double().numpy()
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.main import create_app
 from app.settings import Settings
 from modelspec.manifest import MANIFEST_FILE
-from reliability.rollout import eager_dollars as eager
 from reliability.rollout import install, version
+from reliability.workload import eager_dollars as eager
 from tests.integration.conftest import records
 from tests.integration.test_protocols import tensors
 
