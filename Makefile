@@ -27,7 +27,7 @@ XLA_PY := $(XLA_VENV)/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
 
 .PHONY: help install run train compile serve test test-busy lint format test-xla bench rollout \
-	container-test clean loadcheck fuzz overload soak reliability neuron-check
+	container-test clean loadcheck fuzz overload soak reliability neuron-check proto
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,6 +58,14 @@ run: $(HOUSING_ARTIFACTS)/model_neuron.pt ## install, train and compile if neede
 
 serve: $(VENV)/.installed ## serve existing artifacts
 	$(PY) -m app
+
+# The gRPC messages, from the Open Inference Protocol's .proto, in a descriptor pool of their own
+# (tritonclient.grpc registers the same names in the default one; both must import in a process).
+proto: $(VENV)/.installed ## regenerate app/rpc/open_inference_grpc_pb2.py(i) from the .proto
+	$(PY) -m grpc_tools.protoc -I app/rpc --python_out=app/rpc --pyi_out=app/rpc \
+		app/rpc/open_inference_grpc.proto
+	sed -i 's/_descriptor_pool.Default()/_descriptor_pool.DescriptorPool()/' \
+		app/rpc/open_inference_grpc_pb2.py
 
 lint: $(VENV)/.installed ## ruff and mypy
 	$(VENV)/bin/ruff check .

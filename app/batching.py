@@ -38,7 +38,9 @@ its parts.
 Work that can be done once per batch is: given a ``screen``, each batch's rows and results are
 screened in one call, which returns the rows worth a closer look; the ticket of a request that
 holds one of them has ``flagged`` set, and the others cost nothing more (``app.flags``).
-Deadlines share one timer per length (``app.timeouts``), not a timer per request.
+Deadlines share one timer per length (``app.timeouts``), not a timer per request. Given a
+``tracer``, each device call that holds a traced request (``Ticket.trace``) is reported to it
+with its wall-clock start and end (``app.observe.tracing``); untraced calls cost a test.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from concurrent.futures import Executor
 from contextlib import suppress
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -63,6 +65,9 @@ M = TypeVar("M")  # what a request is queued for: a model (None where there is o
 DeviceCall = Callable[[np.ndarray, M | None], np.ndarray]
 # (a batch's rows, their results, its model) -> indices of the rows worth a closer look.
 Screen = Callable[[np.ndarray, np.ndarray, M | None], list[int]]
+# (its requests' tickets, its rows, start and end in ns since the epoch, its model, the error
+# it raised or None): told of every device call that holds a traced request (app.observe.tracing).
+BatchTracer = Callable[[list["Ticket"], int, int, int, M | None, BaseException | None], None]
 
 
 class BatchObserver(Protocol):
@@ -116,15 +121,19 @@ class Ticket:
 
     ``flagged``: the batcher's screen marked one of its rows (see the module docstring).
     ``scales``: its rows' scales, in order, when the device returns them (else None).
+    ``trace``: the span context of its request, when it is traced; ``batch``: then, the span
+    context and start (ns) of the first device call that ran its rows.
     """
 
-    __slots__ = ("deadline", "flagged", "futures", "scales")
+    __slots__ = ("batch", "deadline", "flagged", "futures", "scales", "trace")
 
     def __init__(self) -> None:
         self.futures: list[asyncio.Future[list[float]]] = []
         self.deadline: Timeouts[Ticket] | None = None
         self.flagged = False
         self.scales: list[float] | None = None
+        self.trace: Any = None
+        self.batch: tuple[Any, int] | None = None
 
     def abandon(self, exc: BaseException) -> None:
         """Fail the parts that have no result yet; the consumer drops their rows unrun."""
@@ -185,6 +194,7 @@ class Batcher(Generic[M]):
         max_chunk: int,
         observer: BatchObserver | None = None,
         screen: Screen[M] | None = None,
+        tracer: BatchTracer[M] | None = None,
     ) -> None:
         if max_batch_size < 1 or queue_rows < 1 or max_chunk < 1 or max_delay_s < 0:
             raise ValueError("batch size, queue rows and chunk must be positive, delay >= 0")
@@ -192,6 +202,7 @@ class Batcher(Generic[M]):
         self._executor = executor
         self._observer = observer
         self._screen = screen
+        self._tracer = tracer
         # One Timeouts per deadline length (callers nearly always use one).
         self._deadlines: dict[float, Timeouts[Ticket]] = {}
         self.max_batch_size = max_batch_size
@@ -324,6 +335,7 @@ class Batcher(Generic[M]):
             self.stats.device_calls += 1
             self.stats.rows += batch.shape[0]
             started = time.monotonic()
+            started_ns = time.time_ns() if self._tracer is not None else 0
             try:
                 if self._executor is None:
                     out = self._call(batch, model)
@@ -335,8 +347,10 @@ class Batcher(Generic[M]):
                         item.future.set_exception(ShuttingDown("the server is shutting down"))
                 raise
             except Exception as exc:  # noqa: BLE001 - every waiting request must hear of it
+                self._trace(items, batch.shape[0], started_ns, model, exc)
                 self._fail(items, exc)
                 continue
+            self._trace(items, batch.shape[0], started_ns, model, None)
             if self._observer is not None:
                 waits = [started - item.enqueued for item in items]
                 device_s = time.monotonic() - started
@@ -364,6 +378,19 @@ class Batcher(Generic[M]):
                 starts = list(accumulate((item.size for item in items[:-1]), initial=0))
                 for row in flagged:
                     items[bisect.bisect_right(starts, row) - 1].ticket.flagged = True
+
+    def _trace(
+        self,
+        items: list[_Item[M]],
+        rows: int,
+        started_ns: int,
+        model: M | None,
+        error: BaseException | None,
+    ) -> None:
+        tracer = self._tracer
+        if tracer is not None and any(item.ticket.trace is not None for item in items):
+            tickets = list({id(i.ticket): i.ticket for i in items}.values())
+            tracer(tickets, rows, started_ns, time.time_ns(), model, error)
 
     def _fail(self, items: list[_Item[M]], exc: Exception) -> None:
         self.stats.failed_calls += 1

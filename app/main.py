@@ -73,10 +73,7 @@ def create_app(settings: Settings, runtime: ModelRuntime | None = None) -> FastA
                 await watch.stop()
             await runtime.close()
 
-    guard = Guard(
-        max_body_bytes=settings.max_body_bytes,
-        api_key=settings.api_key.get_secret_value().encode() if settings.api_key else None,
-    )
+    guard = Guard.from_settings(settings)
     recorder = RequestRecorder(runtime.metrics, settings.access_log)
     endpoints: list[PredictionEndpoint[Any]] = [
         PredictEndpoint(runtime, guard, recorder),

@@ -28,11 +28,12 @@ import numpy as np
 import torch
 
 from app.backends.select import DeviceProbes
-from app.batching import Batcher
+from app.batching import Batcher, Ticket
 from app.errors import NotReadyError, StartupError
 from app.intervals import Intervals
 from app.observe.capture import Capture, worker_name
 from app.observe.metrics import Metrics
+from app.observe.tracing import Tracing
 from app.served import BackendWrapper, Served, load_served
 from app.settings import Settings
 from modelspec.manifest import Manifest
@@ -71,7 +72,8 @@ class ModelRuntime:
         wrap_backend: BackendWrapper | None = None,
     ) -> None:
         self.settings = settings
-        self.status = Status.STARTING
+        self._status = Status.STARTING
+        self._status_changed = asyncio.Event()
         self.model: Served | None = None
         self._probes = probes
         self._wrap_backend = wrap_backend
@@ -82,10 +84,26 @@ class ModelRuntime:
         self.batcher: Batcher[Served] | None = None
         self.metrics = Metrics()
         self.capture: Capture | None = None  # data capture, when configured
+        self.tracing: Tracing | None = None  # OpenTelemetry, when the OTEL_* variables say so
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    @status.setter
+    def status(self, value: Status) -> None:
+        if value is not self._status:
+            self._status = value
+            changed, self._status_changed = self._status_changed, asyncio.Event()
+            changed.set()
+
+    async def status_change(self) -> None:
+        """Return at the next change of ``status`` (gRPC health's ``Watch``)."""
+        await self._status_changed.wait()
 
     @property
     def ready(self) -> bool:
-        return self.status is Status.READY
+        return self._status is Status.READY
 
     # The model in service's parts, for the routes that describe it (None before it loads).
 
@@ -166,6 +184,7 @@ class ModelRuntime:
 
     async def start(self) -> None:
         """Verify, load and warm up; raises StartupError (with a hint) on any failure."""
+        self.tracing = Tracing.from_environment()
         served = await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
         self.model = served
         self._show(served, None)
@@ -187,6 +206,7 @@ class ModelRuntime:
             max_chunk=largest,
             observer=self,
             screen=_screen,
+            tracer=None if self.tracing is None else self._trace_device_call,
         )
         self.batcher.start()
         folder, percent = self.settings.capture_dir, self.settings.capture_percent
@@ -200,7 +220,26 @@ class ModelRuntime:
         # collection: unfrozen, those pauses were the whole p99 under load (~100 ms).
         gc.collect()
         gc.freeze()
+        if self.tracing is not None:
+            self.tracing.start()
         self.status = Status.READY
+
+    def _trace_device_call(
+        self,
+        tickets: list[Ticket],
+        rows: int,
+        started_ns: int,
+        ended_ns: int,
+        model: Served | None,
+        error: BaseException | None,
+    ) -> None:
+        """The batcher's tracer: one span per device call (``app.observe.tracing``)."""
+        assert model is not None and self.tracing is not None
+        sizes = model.backend.batch_sizes
+        padded = min((s for s in sizes if s >= rows), default=rows)
+        self.tracing.device_call(
+            tickets, rows, padded, started_ns, ended_ns, model.device, model.version, error
+        )
 
     def begin_stopping(self) -> None:
         """Readiness turns 503 from here on; requests already accepted still finish."""
@@ -224,6 +263,8 @@ class ModelRuntime:
         self._executor.shutdown(wait=True, cancel_futures=True)
         if self.capture is not None:
             self.capture.close()
+        if self.tracing is not None:
+            self.tracing.close()
 
     def serving(self) -> Served:
         """The model in service, while requests are taken: ready, or draining after SIGTERM

@@ -10,6 +10,11 @@ SIGHUP reloads the model from the artifacts folder without dropping a request
    grace period is over; the lifespan then stops the batcher and the device thread;
 4. a watchdog ends the process if all that overruns ``HOUSING_GRACEFUL_TIMEOUT_S`` (exit 1):
    the orchestrator's SIGKILL comes soon after, and a clean exit code is worth having.
+
+gRPC (``HOUSING_GRPC_PORT``, ``app.rpc``) follows the same steps in the same loop: it is bound
+before the model loads (a port it cannot bind fails startup at once) and answers NOT_SERVING
+until the model is ready, its readiness is the same flag as HTTP's, it stops accepting when
+HTTP does, and the batcher closes only after its calls in flight are done.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from app.errors import StartupError
 from app.main import create_app
 from app.observe.logs import log_config
 from app.onewrite import OneWriteHttpProtocol
+from app.rpc.door import GrpcDoor
 from app.runtime import ModelRuntime, ReloadRefused
 from app.settings import Settings
 from app.workers import WORKER_READY_FD_ENV, WORKER_RELOADED, WORKER_SERVING
@@ -52,10 +58,18 @@ class _HideStartupTraceback(logging.Filter):
 
 
 class HousingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, runtime: ModelRuntime, settings: Settings) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        runtime: ModelRuntime,
+        settings: Settings,
+        grpc: GrpcDoor | None = None,
+    ) -> None:
         super().__init__(config)
         self.runtime = runtime
         self.settings = settings
+        self.grpc = grpc
+        self.startup_failed = False
         self.stop_requested_at: float | None = None
         self._stop_at: float | None = None
         self._reloads: set[asyncio.Task[None]] = set()
@@ -85,13 +99,28 @@ class HousingServer(uvicorn.Server):
         super().handle_exit(sig, frame)  # a second signal skips the rest of the drain delay
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
+        if self.grpc is not None:
+            # Bound first: a taken port fails at once, not after the model loads, and by the
+            # time HTTP's readiness says 200, gRPC answers too (NOT_SERVING until then).
+            try:
+                await self.grpc.start()
+            except StartupError as exc:
+                logger.error("cannot start: %s", exc)
+                self.startup_failed = self.should_exit = True
+                return
+        try:
+            await super().startup(sockets=sockets)
+        except SystemExit:  # uvicorn's way out of a failed lifespan startup
+            if self.grpc is not None:
+                self.grpc.begin_stop(0)
+                await self.grpc.stopped()
+            raise
         # SIGHUP reloads the model (``ModelRuntime.reload``, which logs the outcome).
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hangup)
         ready_fd = os.environ.get(WORKER_READY_FD_ENV)
         if ready_fd is not None:  # a supervisor's worker: tell it startup completed
             with contextlib.suppress(OSError, ValueError):
-                if self.started:
+                if self.started and not self.startup_failed:
                     os.write(int(ready_fd), WORKER_SERVING)
                     self._supervisor_fd = int(ready_fd)  # kept: it hears of reloads too
                 else:
@@ -109,6 +138,19 @@ class HousingServer(uvicorn.Server):
         if self._supervisor_fd is not None:  # done, either way: the next worker may start
             with contextlib.suppress(OSError):
                 os.write(self._supervisor_fd, WORKER_RELOADED)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.grpc is not None:  # gRPC stops accepting when HTTP does
+            self.grpc.begin_stop(float(self.config.timeout_graceful_shutdown or 1))
+        await super().shutdown(sockets=sockets)
+
+    async def _wait_tasks_to_complete(self) -> None:
+        """uvicorn's wait for the HTTP requests in flight (a private method: uvicorn is pinned,
+        and tests/unit/test_server.py checks it), then for the gRPC calls': the lifespan that
+        comes next closes the batcher they wait on."""
+        await super()._wait_tasks_to_complete()
+        if self.grpc is not None:
+            await self.grpc.stopped()
 
     async def on_tick(self, counter: int) -> bool:
         if self._stop_at is not None and time.monotonic() >= self._stop_at:
@@ -146,7 +188,10 @@ def build_server(
         server_header=False,
         http=OneWriteHttpProtocol,  # one write per response (app/onewrite.py)
     )
-    return HousingServer(config, runtime, settings)
+    door = None
+    if settings.grpc_port:  # workers share the port (SO_REUSEPORT) as they share HTTP's socket
+        door = GrpcDoor(runtime, host, shared_port=bound is not None)
+    return HousingServer(config, runtime, settings, door)
 
 
 def run_server(
@@ -170,4 +215,4 @@ def run_server(
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     server.run(sockets=sockets)
     # uvicorn returns without raising when the lifespan startup fails: make that an exit code.
-    return 0 if server.started else 1
+    return 0 if server.started and not server.startup_failed else 1

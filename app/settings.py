@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     )
     host: str = Field("0.0.0.0", description="Interface to listen on")
     port: int = Field(8080, ge=0, le=65535, description="TCP port (0: any free port)")
+    grpc_port: int = Field(
+        8081,
+        ge=0,
+        le=65535,
+        description="Port of the Open Inference Protocol over gRPC (and grpc.health.v1), "
+        "served in the same process, on the same model, as HTTP; 0: no gRPC",
+    )
     max_instances: int = Field(
         1024, ge=1, le=100_000, description="Most records in one {'instances': [...]} request"
     )
@@ -136,6 +143,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"HOUSING_QUEUE_ROWS={self.queue_rows} is below HOUSING_MAX_INSTANCES="
                 f"{self.max_instances}: the largest allowed request could never be queued"
+            )
+        if self.grpc_port and self.grpc_port == self.port:
+            raise ValueError(
+                f"HOUSING_GRPC_PORT={self.grpc_port} is HOUSING_PORT too: give gRPC another "
+                "port, or 0 to turn it off"
             )
         if self.drain_delay_s >= self.graceful_timeout_s:
             raise ValueError(

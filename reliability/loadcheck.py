@@ -1,12 +1,14 @@
 """Correct under load: every concurrent client gets its own right answer.
 
-    python -m reliability.loadcheck [--requests 20000] [--concurrency 64] [--url URL]
+    python -m reliability.loadcheck [--requests 20000] [--concurrency 64] [--grpc-requests 5000]
+                                    [--url URL [--grpc HOST:PORT]]
 
 Starts a real server (cpu, batching on) unless ``--url`` is given, sends the requests of
 ``reliability.workload`` from ``--concurrency`` keep-alive connections at once, and checks
 that every answer is 200 and equals the offline model's dollars for exactly that request's
 rows, in order (relative error <= 1e-5), and their price ranges (within 1e-5 of the price,
-plus a cent for rounding). Prints the counts; exits 1 on any mismatch.
+plus a cent for rounding). Then the same over gRPC (``reliability.grpc_load``), as many
+calls in flight at once. Prints the counts; exits 1 on any mismatch.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import aiohttp
 import numpy as np
 import pandas as pd
 
-from reliability.server import serve
+from reliability.server import free_port, serve
 from reliability.workload import Request, data_path, make_requests, offline_rows
 
 RELATIVE_TOLERANCE = 1e-5
@@ -36,7 +38,8 @@ class LoadcheckReport:
     requests: int = 0
     rows: int = 0
     seconds: float = 0.0
-    statuses: Counter[int] = field(default_factory=Counter)
+    # HTTP statuses, or gRPC status codes' names ("OK") in the gRPC phase.
+    statuses: Counter[int | str] = field(default_factory=Counter)
     by_route: Counter[str] = field(default_factory=Counter)
     wrong: list[str] = field(default_factory=list)  # what was wrong, one line per request
     worst_relative_error: float = 0.0
@@ -45,14 +48,15 @@ class LoadcheckReport:
 
     @property
     def passed(self) -> bool:
-        return not self.wrong and self.statuses.get(200, 0) == self.requests
+        answered = self.statuses.get(200, 0) + self.statuses.get("OK", 0)
+        return not self.wrong and answered == self.requests
 
     def lines(self) -> list[str]:
         out = [
             f"requests {self.requests}  rows {self.rows}  in {self.seconds:.1f}s "
             f"({self.requests / self.seconds:,.0f} req/s, {self.rows / self.seconds:,.0f} rows/s)",
             "routes   " + "  ".join(f"{r} {n}" for r, n in sorted(self.by_route.items())),
-            "statuses " + "  ".join(f"{s}: {n}" for s, n in sorted(self.statuses.items())),
+            "statuses " + "  ".join(f"{s}: {n}" for s, n in self.statuses.most_common()),
             f"answers equal to the offline model: {self.requests - len(self.wrong)}"
             f"/{self.requests}; worst relative error {self.worst_relative_error:.2e}",
             f"price ranges checked: {self.ranges} rows; worst bound off by "
@@ -68,17 +72,20 @@ def _check(request: Request, status: int, body: bytes, report: LoadcheckReport, 
     if status != 200:
         report.wrong.append(f"#{n} {request.route}: {status} {body[:200]!r}")
         return
-    got = request.read(body)
-    want = request.expected
+    compare(request.route, request.read(body), request.expected, report, n)
+
+
+def compare(route: str, got: np.ndarray, want: np.ndarray, report: LoadcheckReport, n: int) -> None:
+    """Check an answer's table against the offline model's, noting what is wrong in ``report``."""
     if got.shape != want.shape:
         count = f"{got.shape[0]} rows x {got.shape[1]} for {want.shape[0]} x {want.shape[1]}"
-        report.wrong.append(f"#{n} {request.route}: {count}")
+        report.wrong.append(f"#{n} {route}: {count}")
         return
     relative = np.abs(got[:, 0] - want[:, 0]) / np.abs(want[:, 0])
     worst = float(relative.max())
     report.worst_relative_error = max(report.worst_relative_error, worst)
     if not worst <= RELATIVE_TOLERANCE:  # `not <=`: a NaN is wrong too
-        report.wrong.append(f"#{n} {request.route}: row {int(relative.argmax())} off by {worst}")
+        report.wrong.append(f"#{n} {route}: row {int(relative.argmax())} off by {worst}")
         return
     if want.shape[1] == 3:
         off = np.abs(got[:, 1:] - want[:, 1:]).max(axis=1)
@@ -87,7 +94,7 @@ def _check(request: Request, status: int, body: bytes, report: LoadcheckReport, 
         report.worst_range_error = max(report.worst_range_error, float(off.max()))
         if not np.all(off <= allowed):
             row = int(np.argmax(off - allowed))
-            report.wrong.append(f"#{n} {request.route}: row {row}'s range off by ${off[row]:.2f}")
+            report.wrong.append(f"#{n} {route}: row {row}'s range off by ${off[row]:.2f}")
 
 
 async def run_load(url: str, requests: list[Request], concurrency: int) -> LoadcheckReport:
@@ -122,11 +129,24 @@ async def run_load(url: str, requests: list[Request], concurrency: int) -> Loadc
 
 
 def loadcheck(
-    artifacts: Path, frame: pd.DataFrame, url: str, count: int, concurrency: int, seed: int = 0
-) -> LoadcheckReport:
+    artifacts: Path,
+    frame: pd.DataFrame,
+    url: str,
+    count: int,
+    concurrency: int,
+    seed: int = 0,
+    grpc_target: str | None = None,
+    grpc_count: int = 0,
+) -> list[LoadcheckReport]:
+    """The HTTP phase's report, then (given a target and a count) the gRPC phase's."""
+    from reliability.grpc_load import make_grpc_requests, run_grpc_load
+
     rows = offline_rows(artifacts, frame, seed)
-    requests = make_requests(rows, count, seed)
-    return asyncio.run(run_load(url, requests, concurrency))
+    reports = [asyncio.run(run_load(url, make_requests(rows, count, seed), concurrency))]
+    if grpc_target is not None and grpc_count:
+        requests = make_grpc_requests(rows, grpc_count, seed)
+        reports.append(asyncio.run(run_grpc_load(grpc_target, requests, concurrency)))
+    return reports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,22 +155,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--url", help="a running server (default: start one on the artifacts)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--grpc-requests", type=int, default=5_000, help="then this many over gRPC (0: none)"
+    )
+    parser.add_argument("--grpc", help="host:port of a running server's gRPC (with --url)")
     args = parser.parse_args(argv)
     artifacts = Path(os.environ.get("HOUSING_ARTIFACTS", "artifacts"))
     frame = pd.read_csv(data_path())
     print(f"loadcheck: {args.requests} requests at concurrency {args.concurrency}", flush=True)
+    count, concurrency, seed = args.requests, args.concurrency, args.seed
+    grpc_count = args.grpc_requests if (args.grpc or not args.url) else 0
     if args.url:
-        report = loadcheck(artifacts, frame, args.url, args.requests, args.concurrency, args.seed)
+        reports = loadcheck(
+            artifacts, frame, args.url, count, concurrency, seed, args.grpc, grpc_count
+        )
     else:
-        with serve(artifacts, HOUSING_DEVICE="cpu") as server:
+        with serve(artifacts, HOUSING_DEVICE="cpu", HOUSING_GRPC_PORT=str(free_port())) as server:
             server.wait_ready()
-            report = loadcheck(
-                artifacts, frame, server.url, args.requests, args.concurrency, args.seed
+            reports = loadcheck(
+                artifacts,
+                frame,
+                server.url,
+                count,
+                concurrency,
+                seed,
+                server.grpc_target,
+                grpc_count,
             )
             server.terminate()
-    print("\n".join(report.lines()))
-    print("PASS" if report.passed else "FAIL")
-    return 0 if report.passed else 1
+    passed = True
+    for name, report in zip(("HTTP", "gRPC"), reports, strict=False):
+        print(f"{name}:")
+        print("\n".join("  " + line for line in report.lines()))
+        passed = passed and report.passed
+    print("PASS" if passed else "FAIL")
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

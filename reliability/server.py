@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +27,15 @@ ROOT = Path(__file__).resolve().parent.parent
 _RUNNING = re.compile(r"(?:Uvicorn running on|supervisor listening on) http://[\d.]+:(\d+)")
 
 
+def free_port() -> int:
+    """A port nothing listens on now, for a server that cannot take port 0 (gRPC's, which
+    workers share). Another process could take it before the server binds; the server then
+    fails to start, saying so, rather than sharing it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class ServerProcess:
     def __init__(self, env: dict[str, str], module: str = "app") -> None:
         self.module = module
@@ -33,6 +43,8 @@ class ServerProcess:
             **os.environ,
             "HOUSING_HOST": "127.0.0.1",
             "HOUSING_PORT": "0",
+            # gRPC's default port is fixed (8081): off unless a test gives it one (free_port).
+            "HOUSING_GRPC_PORT": "0",
             "PYTHONUNBUFFERED": "1",
             **env,
         }
@@ -79,6 +91,11 @@ class ServerProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def grpc_target(self) -> str:
+        """``host:port`` of its gRPC server (the ``HOUSING_GRPC_PORT`` it was given)."""
+        return f"127.0.0.1:{self.env['HOUSING_GRPC_PORT']}"
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Block until /health/ready answers 200, or fail with the server's output.

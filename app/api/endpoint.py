@@ -12,7 +12,8 @@ is on every answer and log line, and is the ``error_id`` of a 500.
 A request runs entirely on the model in service when it arrives (``runtime.serving()``), even
 if a reload swaps in another meanwhile, and its answer names that model (``X-Model-Version``).
 Data capture, when on, gets a sampled share of the 200 answers after they are sent
-(``app.observe.capture``).
+(``app.observe.capture``). Tracing, when on, gives each request a span, its queue wait and
+its device call (``app.observe.tracing``); off, it costs one test of ``runtime.tracing``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from app.flags import Flag
 from app.intervals import Coverage, Ranges
 from app.observe.access import RequestRecorder
 from app.observe.logs import request_id_from
+from app.observe.tracing import RequestTrace
 from app.runtime import ModelRuntime
 from app.served import Served
 from app.timeouts import Timeouts
@@ -160,28 +162,50 @@ class PredictionEndpoint(Generic[C]):
         headers: Headers,
         receive: Receive,
         asked: Coverage | None,
+        trace: RequestTrace | None = None,
     ) -> Answer:
         """The whole request on ``model``: every row of it runs on that model, and every rule
         (imputation, ranges, warnings) is that model's, whatever model is swapped in
         meanwhile."""
-        runtime = self.runtime
-        batcher = runtime.accepting_batcher()
-        with batcher.arrivals:  # while it is parsed, the batcher may wait for its rows
+        with self.runtime.accepting_batcher().arrivals:  # the batcher may wait for its rows
             decoded = self.decode(model, body, headers)
-        coverage = self.coverage_for(model, decoded, asked)
         rows = decoded.encoded.shape[0]
         if rows:
             seen = len(body) / rows
             self.bytes_per_row += (seen - self.bytes_per_row) * (0.1 if self.bytes_per_row else 1)
+        coverage = self.coverage_for(model, decoded, asked)
+        values, ranges, flags = await self.run(model, decoded, coverage, receive, trace)
+        return self.reply(model, values, ranges, decoded, headers, flags)
+
+    async def run(
+        self,
+        model: Served,
+        decoded: Decoded[C],
+        coverage: Coverage | None,
+        receive: Receive | None,
+        trace: RequestTrace | None,
+    ) -> tuple[list[float], Ranges | None, list[Flag]]:
+        """Decoded rows through the batcher on ``model``: their dollars, their ranges at
+        ``coverage`` and their flags. With ``receive`` (HTTP), a client that goes away while
+        its rows wait abandons them; without it (gRPC), cancelling the caller's task does."""
+        runtime = self.runtime
+        batcher = runtime.accepting_batcher()
         ticket = batcher.submit(decoded.encoded, runtime.settings.request_timeout_s, model)
-        with _Watch(self.watches, ticket, receive):
+        if trace is not None:
+            trace.submitted(ticket, decoded.encoded.shape[0])
+        if receive is None:
             values = dollars(await ticket.result())
+        else:
+            with _Watch(self.watches, ticket, receive):
+                values = dollars(await ticket.result())
+        if trace is not None:
+            trace.ran(ticket)
         flags = []
         if ticket.flagged:
             flags = model.flagger.flags(decoded.encoded, np.asarray(values))
         scales = ticket.scales
         ranges = None if coverage is None or scales is None else coverage.ranges(values, scales)
-        return self.reply(model, values, ranges, decoded, headers, flags)
+        return values, ranges, flags
 
     def refuse(self, exc: Exception, request_id: str) -> Answer:
         """The answer for a failure; the default is /predict's ``{"detail": ...}`` format."""
@@ -194,6 +218,8 @@ class PredictionEndpoint(Generic[C]):
         request_id = request_id_from(
             None if (rid := headers.get(b"x-request-id")) is None else rid.decode("latin-1")
         )
+        tracing = self.runtime.tracing
+        trace = None if tracing is None else tracing.request_http("POST", self.route, headers)
         model = None
         body = b""
         try:
@@ -202,9 +228,11 @@ class PredictionEndpoint(Generic[C]):
             coverage = self.asked_coverage(model, scope["query_string"], headers)
             self.shed_early(headers)
             body = await self.guard.read_body(headers, receive)
-            reply = await self.answer(model, body, headers, receive, coverage)
+            reply = await self.answer(model, body, headers, receive, coverage, trace)
         except ClientDisconnected:
             self.recorder.finish(scope, self.route, 499, started, request_id)
+            if trace is not None:
+                trace.end_http(499, request_id, None if model is None else model.version)
             return  # nobody is left to answer
         except Exception as exc:  # noqa: BLE001 - every failure gets a clean answer
             reply = self.refuse(exc, request_id)
@@ -220,6 +248,8 @@ class PredictionEndpoint(Generic[C]):
         await send({"type": "http.response.start", "status": reply.status, "headers": raw})
         await send({"type": "http.response.body", "body": reply.body})
         self.recorder.finish(scope, self.route, reply.status, started, request_id)
+        if trace is not None:
+            trace.end_http(reply.status, request_id, None if model is None else model.version)
         capture = self.runtime.capture
         if capture is not None and reply.status == 200 and model is not None and capture.sampled():
             kind = headers.get(b"content-type", b"application/json").decode("latin-1")

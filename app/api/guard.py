@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from starlette.types import Receive
 
 from app.errors import ClientDisconnected, RequestRefused
+from app.settings import Settings
 
 Headers = dict[bytes, bytes]
 
@@ -30,6 +31,11 @@ class Guard:
 
     max_body_bytes: int
     api_key: bytes | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Guard:
+        key = settings.api_key
+        return cls(settings.max_body_bytes, key.get_secret_value().encode() if key else None)
 
     def admit(self, method: str, headers: Headers, media_types: frozenset[str]) -> None:
         """Method, key and content type (``""`` in ``media_types``: no Content-Type)."""

@@ -53,7 +53,7 @@ NOT_READY: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _server_version() -> str:
+def server_version() -> str:
     try:
         return version("housing-inference")
     except PackageNotFoundError:
@@ -62,7 +62,7 @@ def _server_version() -> str:
 
 @router.get("", summary="Server metadata", response_model=ServerMetadata)
 async def server_metadata() -> dict[str, Any]:
-    return {"name": SERVER_NAME, "version": _server_version(), "extensions": ["binary_tensor_data"]}
+    return {"name": SERVER_NAME, "version": server_version(), "extensions": ["binary_tensor_data"]}
 
 
 @router.get("/health/live", summary="Server live", response_model=ServerLive)
@@ -181,6 +181,13 @@ class InferEndpoint(PredictionEndpoint[Inference]):
 
     def decode(self, model: Served, body: bytes, headers: Headers) -> Decoded[Inference]:
         request, tail = oip.split_body(body, headers.get(b"inference-header-content-length"))
+        return self.decode_request(model, request, tail)
+
+    def decode_request(
+        self, model: Served, request: dict[str, Any], tail: bytes
+    ) -> Decoded[Inference]:
+        """A request's JSON envelope and binary tail (HTTP's body, or a gRPC message's:
+        ``app.rpc.tensors``) into encoded rows and the plan of its answer."""
         check_envelope(request)
         records = oip.records_from(request, tail)
         self.adapter.validate_python({"instances": records})

@@ -55,6 +55,28 @@ class RequestRecorder:
                 },
             )
 
+    def finish_rpc(
+        self, method: str, code: str, started: float, request_id: str, peer: str
+    ) -> None:
+        """``finish`` for a gRPC call: ``method`` is its path, ``code`` its status's name."""
+        seconds = time.perf_counter() - started
+        self.metrics.observe_request(method, code, seconds)
+        if self.access_log:
+            access_logger.info(
+                "gRPC %s %s",
+                method,
+                code,
+                extra={
+                    "request_id": request_id,
+                    "method": "gRPC",
+                    "path": method,
+                    "route": method,
+                    "status": code,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "client": peer,
+                },
+            )
+
 
 class RequestRecorderMiddleware:
     """Request id in and out, the model's version out (``X-Model-Version``, from

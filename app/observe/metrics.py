@@ -161,12 +161,12 @@ class Metrics:
             registry=r,
         )
         # Label lookups cost a dict hit and a lock each; the hot routes cache their children.
-        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, int | str], tuple[Any, Any]] = {}
         self._flag_children: dict[tuple[str, str], Any] = {}
         # Answers noted in this loop pass, not counted yet: (route, status, seconds).
-        self._noted: list[tuple[str, int, float]] = []
+        self._noted: list[tuple[str, int | str, float]] = []
 
-    def observe_request(self, route: str, status: int, seconds: float) -> None:
+    def observe_request(self, route: str, status: int | str, seconds: float) -> None:
         """Note an answer; it is counted at the end of this event-loop pass (see the module)."""
         self._noted.append((route, status, seconds))
         if len(self._noted) == 1:  # the first of this pass: count them all at its end
@@ -178,7 +178,7 @@ class Metrics:
     def count_noted(self) -> None:
         """Count the answers noted so far: one update per series and bucket."""
         noted, self._noted = self._noted, []
-        by_key: dict[tuple[str, int], list[float]] = {}
+        by_key: dict[tuple[str, int | str], list[float]] = {}
         for route, status, seconds in noted:
             by_key.setdefault((route, status), []).append(seconds)
         for key, seconds_list in by_key.items():

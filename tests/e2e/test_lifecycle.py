@@ -14,12 +14,15 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.protocols.oip import OUTPUTS
 from modelspec.features import CATEGORICAL_COLUMN, EXAMPLE_RECORD, NUMERIC_COLUMNS
+from reliability.server import free_port
 from tests.e2e.server import serve
+from tests.e2e.test_grpc import inputs_of
 from tests.integration.conftest import records
 
 
@@ -143,28 +146,37 @@ def test_a_standard_oip_client_gets_the_same_answers(
     assert only.as_numpy("house_value").tolist() == got.tolist()
 
 
-def _sample(text: str, name: str, route: str) -> float:
+def _sample(text: str, name: str, route: str, status: str = "200") -> float:
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name == name and s.labels == {"route": route, "status": "200"}:
+            if s.name == name and s.labels == {"route": route, "status": status}:
                 return float(s.value)
     return 0.0
 
 
 def test_two_workers_share_the_port_and_the_metrics(artifacts: Path) -> None:
-    with serve(artifacts, HOUSING_DEVICE="cpu", HOUSING_WORKERS="2") as server:
+    grpc_port = str(free_port())
+    env = {"HOUSING_DEVICE": "cpu", "HOUSING_WORKERS": "2", "HOUSING_GRPC_PORT": grpc_port}
+    with serve(artifacts, **env) as server:
         server.wait_ready()
         # Both workers must be up before the count below means anything.
         server.wait_for_output("Application startup complete", count=2)
         for _ in range(40):  # new connections: the kernel spreads them between the workers
             with httpx.Client(base_url=server.url, timeout=10) as client:
                 assert client.post("/predict", json=EXAMPLE_RECORD).status_code == 200
+        for _ in range(10):  # gRPC: each worker listens on the port too (SO_REUSEPORT)
+            rpc = triton_grpc.InferenceServerClient(server.grpc_target)
+            rpc.infer("housing", inputs_of(pd.DataFrame([EXAMPLE_RECORD])))
+            rpc.close()
         with httpx.Client(base_url=server.url, timeout=10) as client:
             metrics = client.get("/metrics").text
         assert server.proc is not None
         supervisor = server.proc.pid
         assert server.terminate() == 0
     assert _sample(metrics, "housing_requests_total", "/predict") == 40  # both workers' sum
+    infer = "/inference.GRPCInferenceService/ModelInfer"
+    assert _sample(metrics, "housing_requests_total", infer, "OK") == 10
+    assert server.output.count(f"gRPC listening on 127.0.0.1:{grpc_port}") == 2
     assert _sample(metrics, "housing_request_duration_seconds_count", "/predict") == 40
     pids = {int(m) for m in re.findall(r"worker [01] started \(pid (\d+)", server.output)}
     assert len(pids) == 2 and supervisor not in pids  # two new processes, not the supervisor

@@ -9,19 +9,30 @@ import numpy as np
 import pandas as pd
 
 from reliability.loadcheck import LoadcheckReport, _check, loadcheck
-from reliability.server import serve
+from reliability.server import free_port, serve
 from reliability.workload import Request, _read_many
 
 
 def test_every_concurrent_client_gets_its_own_right_answer(
     artifacts: Path, housing_frame: pd.DataFrame
 ) -> None:
-    with serve(artifacts, HOUSING_DEVICE="cpu") as server:
+    with serve(artifacts, HOUSING_DEVICE="cpu", HOUSING_GRPC_PORT=str(free_port())) as server:
         server.wait_ready()
-        report = loadcheck(artifacts, housing_frame, server.url, count=2000, concurrency=64)
+        report, rpc = loadcheck(
+            artifacts,
+            housing_frame,
+            server.url,
+            2000,
+            64,
+            grpc_target=server.grpc_target,
+            grpc_count=500,
+        )
         assert server.terminate() == 0
-    print("\n" + "\n".join(report.lines()))
+    print("\n" + "\n".join(report.lines() + rpc.lines()))
     assert report.passed, report.lines()
+    # gRPC: every call answered OK and equal to the offline model, ranges included.
+    assert rpc.passed, rpc.lines()
+    assert rpc.statuses == {"OK": 500} and rpc.ranges == rpc.rows > 500
     assert report.statuses == {200: 2000}
     # All three protocols took part, with single and multi-row requests.
     assert set(report.by_route) == {"/predict", "/invocations", "/v2/models/housing/infer"}

@@ -7,7 +7,10 @@ through ``ModelRuntime(wrap_backend=...)``) so that
 
 * ``FAULTY_DEVICE_POISON=<x>``: a call fails when any of its rows has ``median_income == x``
   (a poisoned request fails its whole batch, as a real device error would);
-* ``FAULTY_DEVICE_FAIL_CALLS=<n>``: the first ``n`` calls after startup fail, then it recovers.
+* ``FAULTY_DEVICE_FAIL_CALLS=<n>``: the first ``n`` calls after startup fail, then it recovers;
+* ``FAULTY_DEVICE_GATE=<fifo>``: every call prints ``faulty-device: holding a call of <rows>
+  rows`` and waits until the test writes a byte to the named pipe ``<fifo>`` (a device that
+  is busy for as long as a test needs, released by an event rather than a timer).
 
 Every failed call prints ``faulty-device: failed a call of <rows> rows`` on stderr, so a test
 can match the 500s it sees with the calls that failed. Nothing here touches real hardware: it
@@ -35,12 +38,15 @@ class DeviceFault(RuntimeError):
 
 
 class FaultyDevice:
-    def __init__(self, inner: Backend, poison: float | None, fail_calls: int) -> None:
+    def __init__(
+        self, inner: Backend, poison: float | None, fail_calls: int, gate: str | None = None
+    ) -> None:
         self.inner = inner
         self.device = inner.device
         self.batch_sizes = inner.batch_sizes
         self.poison = poison
         self.fail_calls = fail_calls
+        self.gate = gate
 
     @classmethod
     def from_env(cls, inner: Backend) -> FaultyDevice:
@@ -49,9 +55,15 @@ class FaultyDevice:
             inner,
             float(poison) if poison else None,
             int(os.environ.get("FAULTY_DEVICE_FAIL_CALLS", "0")),
+            os.environ.get("FAULTY_DEVICE_GATE"),
         )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        if self.gate is not None:
+            print(f"faulty-device: holding a call of {x.shape[0]} rows", file=sys.stderr)
+            sys.stderr.flush()
+            with open(self.gate, "rb") as gate:  # blocks until the test opens it to write
+                gate.read(1)
         if self.fail_calls > 0:
             self.fail_calls -= 1
             self._fail(x, "scheduled fault")

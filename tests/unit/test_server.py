@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import signal
 
 import uvicorn
@@ -22,3 +23,15 @@ def test_uvicorn_still_captures_exit_signals_in_the_private_list_the_drain_delay
     # uvicorn's own handling: the signal is kept (to re-raise after shutdown) and exit is due.
     assert server._captured_signals == [signal.SIGTERM]
     assert server.should_exit
+
+
+def test_uvicorn_still_waits_for_requests_in_flight_in_the_private_method_grpc_extends() -> None:
+    server = uvicorn.Server(uvicorn.Config(_app))
+    wait = getattr(server, "_wait_tasks_to_complete", None)
+    assert wait is not None and inspect.iscoroutinefunction(wait), (
+        "uvicorn.Server has no _wait_tasks_to_complete any more: HousingServer (app/server.py) "
+        "extends it so that gRPC calls in flight finish before the lifespan closes the "
+        "batcher. Adapt it, then the pin in pyproject.toml."
+    )
+    source = inspect.getsource(uvicorn.Server.shutdown)
+    assert "self._wait_tasks_to_complete()" in source and "timeout_graceful_shutdown" in source

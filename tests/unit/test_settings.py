@@ -46,3 +46,11 @@ def test_an_artifacts_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
 def test_an_unknown_device_is_refused() -> None:
     with pytest.raises(ValidationError, match="'auto', 'neuron', 'xla' or 'cpu'"):
         Settings(device="gpu")  # type: ignore[arg-type]
+
+
+def test_grpc_shares_no_port_with_http_and_0_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HOUSING_GRPC_PORT", raising=False)
+    assert Settings().grpc_port == 8081
+    assert Settings(grpc_port=0, port=0).grpc_port == 0  # both "any" / "off": no clash
+    with pytest.raises(ValidationError, match="HOUSING_GRPC_PORT=9000 is HOUSING_PORT too"):
+        Settings(grpc_port=9000, port=9000)

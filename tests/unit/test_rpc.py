@@ -1,0 +1,133 @@
+"""The gRPC messages: the committed module matches the .proto, coexists with another copy of
+the protocol, and converts to the REST route's tensors and back."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from google.protobuf import descriptor_pb2
+
+from app.intervals import Ranges
+from app.protocols.oip import OipError, records_from
+from app.rpc import open_inference_grpc_pb2 as pb
+from app.rpc import tensors
+from modelspec.features import CATEGORICAL_COLUMN, EXAMPLE_RECORD, NUMERIC_COLUMNS
+
+RPC = Path(__file__).resolve().parents[2] / "app" / "rpc"
+
+
+def test_the_committed_module_is_the_proto_compiled(tmp_path: Path) -> None:
+    out = tmp_path / "set.pb"
+    subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", f"-I{RPC}", f"--descriptor_set_out={out}"]
+        + [str(RPC / "open_inference_grpc.proto")],
+        check=True,
+    )
+    fresh = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file[0]
+    _drop_json_names(fresh.message_type)  # protoc adds them to a set, not to generated code
+    committed = descriptor_pb2.FileDescriptorProto.FromString(pb.DESCRIPTOR.serialized_pb)
+    assert committed == fresh, "app/rpc/open_inference_grpc.proto changed: run `make proto`"
+
+
+def _drop_json_names(messages: Iterable[descriptor_pb2.DescriptorProto]) -> None:
+    for message in messages:
+        for field in message.field:
+            field.ClearField("json_name")
+        _drop_json_names(message.nested_type)
+
+
+def test_it_imports_beside_tritonclients_copy_of_the_same_protocol() -> None:
+    code = (
+        "import tritonclient.grpc.service_pb2 as theirs\n"
+        "import app.rpc.open_inference_grpc_pb2 as ours\n"
+        "m = ours.ModelInferRequest(model_name='housing')\n"
+        "assert theirs.ModelInferRequest.FromString(m.SerializeToString()).model_name == 'housing'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=RPC.parents[1])
+
+
+ROWS = [
+    {**EXAMPLE_RECORD, "total_bedrooms": None, "ocean_proximity": "INLAND"},
+    {**EXAMPLE_RECORD, "median_income": 8.0, "ocean_proximity": "NEAR BAY"},
+]
+
+
+def _request(raw: bool) -> pb.ModelInferRequest:
+    """Two rows of every raw feature: ``[2, 1]`` FP32 (a NaN: missing) and ``[2]`` BYTES."""
+    request = pb.ModelInferRequest(model_name="housing", id="r-1")
+    request.parameters["coverage"].double_param = 0.8
+    request.outputs.add(name="house_value")
+    for name in NUMERIC_COLUMNS:
+        column = [math.nan if r[name] is None else r[name] for r in ROWS]
+        tensor = request.inputs.add(name=name, datatype="FP32", shape=[2, 1])
+        if raw:
+            request.raw_input_contents.append(np.asarray(column, "<f4").tobytes())
+        else:
+            tensor.contents.fp32_contents.extend(column)
+    ocean = request.inputs.add(name=CATEGORICAL_COLUMN, datatype="BYTES", shape=[2])
+    words = [str(r[CATEGORICAL_COLUMN]).encode() for r in ROWS]
+    if raw:
+        request.raw_input_contents.append(b"".join(len(w).to_bytes(4, "little") + w for w in words))
+    else:
+        ocean.contents.bytes_contents.extend(words)
+    return request
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["typed contents", "raw contents"])
+def test_a_request_becomes_the_rest_routes_envelope(raw: bool) -> None:
+    envelope, tail = tensors.envelope(_request(raw))
+    assert envelope["id"] == "r-1"
+    assert envelope["parameters"] == {"coverage": 0.8}
+    assert envelope["outputs"] == [{"name": "house_value", "parameters": {}}]
+    assert bool(tail) is raw
+    # The same records as the HTTP route reads, to float32's precision.
+    got = records_from(envelope, tail)
+    for row, want in zip(got, ROWS, strict=True):
+        assert row[CATEGORICAL_COLUMN] == want[CATEGORICAL_COLUMN]
+        for name in NUMERIC_COLUMNS:
+            expected = want[name]
+            assert row[name] == (None if expected is None else pytest.approx(expected, rel=1e-6))
+
+
+def test_mixed_or_miscounted_raw_contents_are_refused_with_the_fix() -> None:
+    request = _request(raw=True)
+    request.inputs[0].contents.fp32_contents.append(1.0)
+    with pytest.raises(OipError, match="contents and raw_input_contents together"):
+        tensors.envelope(request)
+    request = _request(raw=True)
+    del request.raw_input_contents[-1]
+    with pytest.raises(OipError, match="8 entries for 9 inputs: send one per input"):
+        tensors.envelope(request)
+
+
+def test_a_parameter_is_read_whatever_type_it_was_sent_as() -> None:
+    given = pb.ModelInferRequest()
+    given.parameters["a"].bool_param = True
+    given.parameters["b"].int64_param = -3
+    given.parameters["c"].string_param = "x"
+    given.parameters["d"].double_param = 0.9
+    given.parameters["e"].uint64_param = 7
+    given.parameters["f"].CopyFrom(pb.InferParameter())
+    assert tensors.parameters(given.parameters) == {
+        "a": True, "b": -3, "c": "x", "d": 0.9, "e": 7, "f": None
+    }  # fmt: skip
+
+
+def test_the_answer_is_raw_fp32_in_the_order_asked_with_the_coverage() -> None:
+    request = pb.ModelInferRequest(id="r-2")
+    ranges = Ranges(0.8, [(90.0, 110.0), (190.0, 230.0)])
+    names = ("house_value_high", "house_value")
+    answer = tensors.response(request, "housing", "v1", names, [100.0, 200.5], ranges)
+    assert (answer.model_name, answer.model_version, answer.id) == ("housing", "v1", "r-2")
+    assert [o.name for o in answer.outputs] == list(names)
+    assert [list(o.shape) for o in answer.outputs] == [[2], [2]]
+    assert answer.outputs[0].parameters["coverage"].double_param == 0.8
+    assert "coverage" not in answer.outputs[1].parameters
+    decoded = [np.frombuffer(raw, "<f4").tolist() for raw in answer.raw_output_contents]
+    assert decoded == [[110.0, 230.0], [100.0, 200.5]]
