@@ -51,10 +51,12 @@ RUN set -eux; \
     mkdir -p /opt/ml/model
 
 USER 10001
-EXPOSE 8080
-# Readiness, not liveness: healthy only once the model is loaded, warmed up and answering.
+# HTTP (REST, SageMaker, Open Inference Protocol), then the Open Inference Protocol over gRPC.
+EXPOSE 8080 8081
+# Readiness, not liveness: healthy only once the model is loaded, warmed up and answering, on
+# both ports (/ping, and gRPC's health service unless HOUSING_GRPC_PORT=0).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
-    CMD ["python3", "-c", "import os,sys,urllib.request as u; u.urlopen('http://127.0.0.1:%s/ping' % os.environ.get('HOUSING_PORT', '8080'), timeout=2); sys.exit(0)"]
+    CMD ["python3", "-m", "app.probe"]
 # Exec form: SIGTERM reaches the server, which turns readiness 503, drains and exits 0.
 ENTRYPOINT ["python3", "-m", "app"]
 CMD ["serve"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -99,6 +101,7 @@ def test_grpc_infer_equals_predict_row_for_row(
         )
         typed, call = _typed_contents_call(server.grpc_target, frame)
         client.close()
+        probes = [_probe(server, grpc_port) for grpc_port in (server.env["HOUSING_GRPC_PORT"], "1")]
         with httpx.Client(base_url=server.url, timeout=10) as http:
             metrics = http.get("/metrics").text
         assert server.terminate() == 0
@@ -122,8 +125,17 @@ def test_grpc_infer_equals_predict_row_for_row(
     assert trailing["x-request-id"] == "typed-1"
     assert trailing["x-model-version"] == answer.model_version
     assert sample(metrics, "housing_requests_total", route=INFER, status="OK") == 4
+    # The containers' health check: both doors answer; a gRPC port with nothing on it fails.
+    assert probes[0].returncode == 0, probes[0].stderr
+    assert probes[1].returncode == 1 and "gRPC :1 health: UNAVAILABLE" in probes[1].stderr
     measured = "/inference.GRPCInferenceService/ModelMetadata"
     assert sample(metrics, "housing_requests_total", route=measured, status="OK") == 1
+
+
+def _probe(server: ServerProcess, grpc_port: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOUSING_PORT": str(server.port), "HOUSING_GRPC_PORT": grpc_port}
+    probe = [sys.executable, "-m", "app.probe"]
+    return subprocess.run(probe, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
 def _typed_contents_call(target: str, frame: pd.DataFrame) -> tuple[list[float], Any]:

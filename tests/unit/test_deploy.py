@@ -57,7 +57,8 @@ def test_the_deployment_fits_the_service() -> None:
     (container,) = pod["containers"]
     known = routes()
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    # Readiness through the gRPC door (the same flag as /health/ready), liveness through HTTP.
+    assert container["readinessProbe"]["grpc"]["port"] == 8081
     assert {"/health/live", "/health/ready"} <= known
     assert container["resources"]["limits"]["aws.amazon.com/neuroncore"] >= 1
     env = {e["name"]: e.get("value") for e in container["env"]}
@@ -65,7 +66,12 @@ def test_the_deployment_fits_the_service() -> None:
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     # Kubernetes counts preStop inside the grace period: the drain must fit after it.
     assert pod["terminationGracePeriodSeconds"] > pre_stop + grace
-    assert container["ports"][0]["containerPort"] == 8080
+    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [
+        ("http", 8080),
+        ("grpc", 8081),
+    ]
+    (service,) = [doc for _, doc in k8s_documents() if doc["kind"] == "Service"]
+    assert {p["targetPort"] for p in service["spec"]["ports"]} == {"http", "grpc"}
     assert pod["securityContext"]["runAsNonRoot"] is True
 
 
@@ -94,7 +100,8 @@ def test_the_dockerfiles_keep_the_contract(dockerfile: Path) -> None:
     assert 'ENTRYPOINT ["python3", "-m", "app"]' in text  # exec form: signals reach the server
     assert 'CMD ["serve"]' in text
     assert "USER 10001" in text
-    assert "HEALTHCHECK" in text and "/ping" in text
+    assert "HEALTHCHECK" in text and '"python3", "-m", "app.probe"' in text
+    assert "EXPOSE 8080 8081" in text
 
 
 def test_the_default_image_is_the_last_neuron_dlc() -> None:
@@ -135,8 +142,9 @@ def test_the_compose_services_keep_the_contract() -> None:
     for service in (neuron, cpu):
         assert "./artifacts:/opt/ml/model:ro" in service["volumes"]
         assert service["restart"] == "unless-stopped"
-        assert "/ping" in " ".join(service["healthcheck"]["test"])
+        assert service["healthcheck"]["test"] == ["CMD", "python3", "-m", "app.probe"]
     assert cpu["profiles"] == ["cpu"]
+    assert neuron["ports"] == cpu["ports"] == ["8080:8080", "8081:8081"]
 
 
 def test_neuron_monitor_runs_beside_the_service_on_the_same_device() -> None:
