@@ -104,11 +104,18 @@ class Server:
         self, name: str, argv: list[str], env: dict[str, str], probe: str, core: str | None
     ) -> None:
         self.name, self.port, self.probe = name, free_port(), probe
+        # gRPC's port is fixed by default (8081): off unless ``env`` gives one.
+        self.env = {"HOUSING_GRPC_PORT": "0", **env}
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         pin = ["taskset", "-c", core] if core is not None else []
         self.proc = subprocess.Popen(
             [*pin, *argv],  # taskset execs the server: the pid is the server's
-            env={**os.environ, **env, "HOUSING_PORT": str(self.port), "HOUSING_HOST": "127.0.0.1"},
+            env={
+                **os.environ,
+                **self.env,
+                "HOUSING_PORT": str(self.port),
+                "HOUSING_HOST": "127.0.0.1",
+            },
             cwd=ROOT,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -117,6 +124,10 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.env['HOUSING_GRPC_PORT']}"
 
     def wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout

@@ -13,7 +13,11 @@ The servers:
 
 * the reference: a bare ASGI app on the same uvicorn that reads the body, parses it with
   orjson and answers a constant -- the ceiling for any Python server here;
-* the service on the cpu device, batching on, and off (``HOUSING_MAX_BATCH_SIZE=1``);
+* the service on the cpu device, batching on, and off (``HOUSING_MAX_BATCH_SIZE=1``); with
+  batching on, its gRPC port too, driven by h2load (``benchmarks.grpc_load``) with the same
+  records, beside its HTTP points;
+* the service with OpenTelemetry tracing on, every request sampled and one in a hundred,
+  exporting over OTLP/HTTP to a sink that discards (``benchmarks.otlp_sink``, on wrk's core);
 * the service with a NeuronCore stand-in (``benchmarks/standin_device.py``): device calls on
   the device thread, the host preamble, then a fixed wait that holds no CPU -- the host's cost
   per request when the device is not the CPU;
@@ -43,20 +47,37 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, NamedTuple
 
-from benchmarks.load import ROOT, Body, CpuHog, Result, Server, ensure_wrk, measure
-from benchmarks.targets import FLOOR, NO_RANGE, REFERENCE, SERVICE, STANDIN, check_targets
+from benchmarks.grpc_load import ensure_h2load, grpc_bodies, measure_grpc
+from benchmarks.load import ROOT, Body, CpuHog, Result, Server, ensure_wrk, free_port, measure
+from benchmarks.otlp_sink import OtlpSink
+from benchmarks.targets import (
+    FLOOR,
+    GRPC,
+    NO_RANGE,
+    REFERENCE,
+    SERVICE,
+    STANDIN,
+    TRACED_ALL,
+    TRACED_SOME,
+    check_targets,
+)
 from modelspec.features import EXAMPLE_RECORD
 
 SERVER_CORE, LOAD_CORE = "0", "1"
 Plan = tuple[str, list[str], dict[str, str]]
+# The traced servers: every request's trace sampled (1.0), or one in a hundred (0.01).
+OTEL = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio"}
 
 
-def write_bodies(folder: Path) -> dict[str, Body]:
-    one = folder / "one.json"
-    one.write_bytes(json.dumps(EXAMPLE_RECORD).encode())
-    many = folder / "hundred.json"
-    records = [
+class Generators(NamedTuple):
+    wrk: str  # HTTP/1.1
+    h2load: str  # gRPC
+
+
+def hundred_records() -> list[dict[str, Any]]:
+    return [
         {
             **EXAMPLE_RECORD,
             "median_income": 1 + (i % 14),
@@ -64,7 +85,13 @@ def write_bodies(folder: Path) -> dict[str, Body]:
         }
         for i in range(100)
     ]
-    many.write_bytes(json.dumps({"instances": records}).encode())
+
+
+def write_bodies(folder: Path) -> dict[str, Body]:
+    one = folder / "one.json"
+    one.write_bytes(json.dumps(EXAMPLE_RECORD).encode())
+    many = folder / "hundred.json"
+    many.write_bytes(json.dumps({"instances": hundred_records()}).encode())
     return {"1 record": Body("1 record", one, 1), "100 records": Body("100 records", many, 100)}
 
 
@@ -77,7 +104,8 @@ def without_ranges(bodies: dict[str, Body]) -> dict[str, Body]:
     return {**bodies, **plain}
 
 
-def plans(devices: Iterable[str], artifacts: Path) -> list[Plan]:
+def plans(devices: Iterable[str], artifacts: Path, sink: str) -> list[Plan]:
+    """The servers; ``sink``: the OTLP endpoint the traced ones export to."""
     python = {"cpu": sys.executable, "xla": str(ROOT / ".venv-xla" / "bin" / "python")}
     out: list[Plan] = [(REFERENCE, [sys.executable, "-m", "benchmarks.reference_app"], {})]
     base = {
@@ -87,6 +115,7 @@ def plans(devices: Iterable[str], artifacts: Path) -> list[Plan]:
         # 64 connections x 100 rows: room for every row, so the points measure throughput,
         # not load shedding (make overload measures that).
         "HOUSING_QUEUE_ROWS": "8192",
+        "HOUSING_GRPC_PORT": "0",
     }
     for device in devices:
         if not Path(python[device]).exists():
@@ -94,7 +123,13 @@ def plans(devices: Iterable[str], artifacts: Path) -> list[Plan]:
             continue
         app = [python[device], "-m", "app"]
         env = {**base, "HOUSING_DEVICE": device}
-        out.append((f"{device} batching on", app, env))
+        if device == "cpu":  # the service: HTTP and gRPC on one model, one process
+            out.append((SERVICE, app, {**env, "HOUSING_GRPC_PORT": str(free_port())}))
+            for name, share in ((TRACED_ALL, "1.0"), (TRACED_SOME, "0.01")):
+                traced = {**env, **OTEL, "OTEL_TRACES_SAMPLER_ARG": share}
+                out.append((name, app, {**traced, "OTEL_EXPORTER_OTLP_ENDPOINT": sink}))
+        else:
+            out.append((f"{device} batching on", app, env))
         out.append((f"{device} batching off", app, {**env, "HOUSING_MAX_BATCH_SIZE": "1"}))
         if device == "cpu":
             standin = [sys.executable, "-m", "benchmarks.standin_device"]
@@ -115,6 +150,9 @@ def points(server: str, bodies: dict[str, Body]) -> list[tuple[Body, int]]:
         wanted.append(("100 records", 64))
     if server == SERVICE:
         wanted += [("1 record" + NO_RANGE, 64), ("100 records" + NO_RANGE, 64)]
+        wanted += [("1 record" + GRPC, 64), ("100 records" + GRPC, 64)]
+    if server in (TRACED_ALL, TRACED_SOME):
+        wanted = [("1 record", 64), ("100 records", 64)]
     return [(bodies[name], c) for name, c in wanted if name in bodies]
 
 
@@ -143,7 +181,7 @@ def medians(results: list[Result]) -> list[Result]:
 
 
 def run_rounds(
-    wrk: str,
+    load: Generators,
     servers: list[Server],
     bodies: dict[str, Body],
     rounds: int,
@@ -172,7 +210,10 @@ def run_rounds(
                     pair = [point, plain] if round_ % 2 else [plain, point]
                 for b, c in pair:
                     assert b is not None
-                    results.append(measure(wrk, server, b, c, seconds, load_core))
+                    if b.name.endswith(GRPC):
+                        results.append(measure_grpc(load.h2load, server, b, c, seconds, load_core))
+                    else:
+                        results.append(measure(load.wrk, server, b, c, seconds, load_core))
         print(f"round {round_}/{rounds} done", file=sys.stderr)
     return medians(results)
 
@@ -227,17 +268,24 @@ def main() -> int:
     args = parser.parse_args()
     seconds = args.seconds or (2 if args.quick else 5)
     rounds = args.rounds or (1 if args.quick else 3)
-    wrk = ensure_wrk()
+    load = Generators(ensure_wrk(), ensure_h2load())
     artifacts = args.artifacts.resolve()
-    bodies = without_ranges(write_bodies(Path(tempfile.mkdtemp())))
-    plan = plans(args.devices.split(","), artifacts)
+    folder = Path(tempfile.mkdtemp())
+    bodies = without_ranges(write_bodies(folder))
+    # The same records as gRPC calls (benchmarks.grpc_load).
+    bodies |= grpc_bodies(folder, {"1 record": [EXAMPLE_RECORD], "100 records": hundred_records()})
+    sink = OtlpSink(LOAD_CORE)
+    plan = plans(args.devices.split(","), artifacts, sink.endpoint)
 
-    servers = start(plan, SERVER_CORE)
     try:
-        pinned = run_rounds(wrk, servers, bodies, rounds, seconds, LOAD_CORE)
+        servers = start(plan, SERVER_CORE)
+        try:
+            pinned = run_rounds(load, servers, bodies, rounds, seconds, LOAD_CORE)
+        finally:
+            for server in servers:
+                server.stop()
     finally:
-        for server in servers:
-            server.stop()
+        sink.stop()
     print_table(
         f"pinned: servers on core {SERVER_CORE}, wrk on core {LOAD_CORE}; "
         f"medians of {rounds} round(s), {seconds:g} s per point",
@@ -250,7 +298,7 @@ def main() -> int:
         servers = start([p for p in plan if p[0] in (REFERENCE, SERVICE)], None)
         try:
             one = {"1 record": bodies["1 record"]}
-            contended = run_rounds(wrk, servers, one, rounds, seconds, None)
+            contended = run_rounds(load, servers, one, rounds, seconds, None)
         finally:
             for server in servers:
                 server.stop()

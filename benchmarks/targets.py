@@ -16,6 +16,9 @@ SERVICE = "cpu batching on"
 STANDIN = "neuron stand-in, batching on"
 FLOOR = "free device (floor)"
 NO_RANGE = ", no range"  # a body's name with ``?coverage=0``: the price without its range
+TRACED_ALL = "cpu batching on, traced 100%"
+TRACED_SOME = "cpu batching on, traced 1%"
+GRPC = " (gRPC)"  # a body's name over gRPC (benchmarks.grpc_load)
 
 
 def _get(results: list[Result], server: str, body: str, c: int) -> Result | None:
@@ -85,6 +88,24 @@ def check_targets(pinned: list[Result], contended: list[Result]) -> int:
                 f"{off.cpu_us_per_request:.0f}",
                 ratio >= 0.9,
             )
+    for body, unit in (("1 record", "req/s"), ("100 records", "rows/s")):
+        http, rpc = _get(pinned, SERVICE, body, 64), _get(pinned, SERVICE, body + GRPC, 64)
+        if http and rpc:
+            note(
+                f"gRPC c64 {body}: {rpc.rows_per_s:,.0f} {unit} = "
+                f"{rpc.rows_per_s / http.rows_per_s:.2f}x HTTP's; CPU/request "
+                f"{rpc.cpu_us_per_request:.0f} us against {http.cpu_us_per_request:.0f}; p50 "
+                f"{rpc.p50_ms:.2f} ms against {http.p50_ms:.2f}; {rpc.errors} errors"
+            )
+        for traced in (TRACED_ALL, TRACED_SOME):
+            on, off = _get(pinned, traced, body, 64), _get(pinned, SERVICE, body, 64)
+            if on and off:
+                note(
+                    f"{traced.removeprefix('cpu batching on, ')} c64 {body}: "
+                    f"{on.rows_per_s / off.rows_per_s:.2f}x the {unit} of tracing off; "
+                    f"CPU/request {on.cpu_us_per_request:.0f} us against "
+                    f"{off.cpu_us_per_request:.0f}"
+                )
     standin = _get(pinned, STANDIN, "1 record", 64)
     if standin and ref64:
         ratio = standin.cpu_us_per_request / ref64.cpu_us_per_request

@@ -15,6 +15,7 @@ BASE=${BASE:-localhost/housing-base:bookworm}
 ARTIFACTS=$(realpath "${HOUSING_ARTIFACTS:-artifacts}")
 NAME=housing-container-test-$$
 PORT=${PORT:-18080}
+GRPC_PORT=${GRPC_PORT:-18081}
 # runc sets limits explicitly (it may not raise them above this shell's hard limit).
 NOFILE=$(ulimit -Hn)
 [ "$NOFILE" = unlimited ] && NOFILE=65536
@@ -62,7 +63,7 @@ say "running it (serve, artifacts mounted read-only at /opt/ml/model)"
 # --health-interval disable: no systemd timer here; the check is run by hand below.
 podman run -d --name "$NAME" --runtime runc --network host --health-interval disable \
   --ulimit nofile="$NOFILE:$NOFILE" --ulimit nproc=4096:4096 \
-  -e HOUSING_HOST=127.0.0.1 -e HOUSING_PORT="$PORT" -e HOUSING_DEVICE=cpu \
+  -e HOUSING_HOST=127.0.0.1 -e HOUSING_PORT="$PORT" -e HOUSING_GRPC_PORT="$GRPC_PORT" -e HOUSING_DEVICE=cpu \
   -v "$ARTIFACTS:/opt/ml/model:ro" "$IMAGE" >/dev/null
 started=$(date +%s%N)
 for _ in $(seq 1 600); do
@@ -72,7 +73,7 @@ for _ in $(seq 1 600); do
 done
 curl -sf "http://127.0.0.1:$PORT/ping" >/dev/null || fail "never ready"
 echo "ready after $(( ($(date +%s%N) - started) / 1000000 )) ms"
-podman healthcheck run "$NAME" || fail "the image's HEALTHCHECK does not pass"
+podman healthcheck run "$NAME" || fail "the image's HEALTHCHECK (HTTP /ping and gRPC health) does not pass"
 echo "HEALTHCHECK passes"
 user=$(podman exec "$NAME" id -u)
 [ "$user" != 0 ] || fail "the server runs as root"

@@ -64,6 +64,10 @@ CODES = {
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
+# A client whose deadline passes cancels the call itself, a moment before the server's own
+# copy of that deadline (computed on arrival) passes: a call cancelled this close to its
+# deadline is counted as DEADLINE_EXCEEDED, not CANCELLED.
+DEADLINE_SLACK_S = 0.1
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
 Handler = Callable[[Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]
@@ -212,7 +216,7 @@ class InferenceService:
             return answer[0]
         except asyncio.CancelledError:  # gRPC cancelled the call: deadline passed, client gone
             remaining = context.time_remaining()
-            expired = remaining is not None and remaining <= 0
+            expired = remaining is not None and remaining <= DEADLINE_SLACK_S
             code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:  # noqa: BLE001 - every failure gets a clean status

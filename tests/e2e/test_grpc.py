@@ -200,6 +200,7 @@ def test_grpc_queue_full_is_unavailable_and_a_passed_deadline_drops_its_rows(
         "HOUSING_DEVICE_THREAD": "true",  # the loop stays free while the device is held
         "HOUSING_MAX_INSTANCES": "4",
         "HOUSING_QUEUE_ROWS": "5",
+        "HOUSING_REQUEST_TIMEOUT_S": "120",  # only D's own deadline passes, on a slow machine too
     }
     results: dict[str, Any] = {}
     done = {name: threading.Event() for name in "ABCD"}
@@ -214,8 +215,10 @@ def test_grpc_queue_full_is_unavailable_and_a_passed_deadline_drops_its_rows(
 
         return record
 
-    def release() -> None:
-        with open(gate, "wb") as g:  # blocks until the device waits at the gate
+    def release(call: int) -> None:
+        """Let the ``call``-th device call run, once it waits at the gate."""
+        server.wait_for_output("faulty-device: holding a call", count=call)
+        with open(gate, "wb") as g:  # the call opens the gate to read, if not already
             g.write(b"x")
 
     with grpc_server(artifacts, "tests.fakes.faulty_device", **env) as server:
@@ -231,12 +234,12 @@ def test_grpc_queue_full_is_unavailable_and_a_passed_deadline_drops_its_rows(
         assert done["D"].wait(30)
         with httpx.Client(base_url=server.url, timeout=10) as http:
             expired = {"route": INFER, "status": "DEADLINE_EXCEEDED"}
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60
             while time.monotonic() < deadline:  # the server's side of D's deadline
                 if sample(http.get("/metrics").text, "housing_requests_total", **expired):
                     break
-            release()  # A's call
-            release()  # the queued 4 rows' call; D's row was dropped before it
+            release(1)  # A's call
+            release(2)  # the queued 4 rows' call; D's row was dropped before it
             assert all(done[n].wait(30) for n in "ABC")
             metrics = http.get("/metrics").text
         client.close()
