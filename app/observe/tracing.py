@@ -114,6 +114,7 @@ class Tracing:
     def __init__(self, provider: TracerProvider, exporters: list[str]) -> None:
         from opentelemetry import context as context_api
         from opentelemetry import trace
+        from opentelemetry.trace import Link, SpanKind, Status, StatusCode
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self.provider = provider
@@ -123,6 +124,9 @@ class Tracing:
         self._context = context_api
         self._trace = trace
         self._filter = _TraceIds()
+        # Looked up once: these are on every traced request's path.
+        self._server, self._link, self._status = SpanKind.SERVER, Link, Status
+        self._error = StatusCode.ERROR
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Tracing | None:
@@ -183,11 +187,11 @@ class Tracing:
     def _request(
         self, name: str, attributes: dict[str, Any], headers: Mapping[bytes, bytes]
     ) -> RequestTrace:
-        from opentelemetry.trace import SpanKind
-
         span = self.tracer.start_span(
-            name, self._parent(headers), kind=SpanKind.SERVER, attributes=attributes
+            name, self._parent(headers), kind=self._server, attributes=attributes
         )
+        if not span.is_recording():  # not sampled: nothing more to do for it, at any step
+            return RequestTrace(self, span, None)
         token = self._context.attach(self._trace.set_span_in_context(span))
         return RequestTrace(self, span, token)
 
@@ -204,8 +208,6 @@ class Tracing:
     ) -> None:
         """The span of one device call, linked to the sampled requests it served; each of
         their tickets learns it (``Ticket.batch``) for its ``queue`` span."""
-        from opentelemetry.trace import Link, Status, StatusCode
-
         requests = 0
         traced: list[SpanContext] = []
         for ticket in tickets:
@@ -218,7 +220,7 @@ class Tracing:
         span = self.tracer.start_span(
             "device call",
             parent,
-            links=[Link(c) for c in traced],
+            links=[self._link(c) for c in traced],
             start_time=started_ns,
             attributes={
                 "housing.batch.rows": rows,
@@ -229,7 +231,7 @@ class Tracing:
             },
         )
         if error is not None:
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            span.set_status(self._status(self._error, f"{type(error).__name__}: {error}"))
         span.end(ended_ns)
         made = (span.get_span_context(), started_ns)
         for ticket in tickets:
@@ -238,67 +240,62 @@ class Tracing:
 
 
 class RequestTrace:
-    """One request's span and its current context (see ``Tracing``)."""
+    """One request's span and, while it is sampled, its current context (see ``Tracing``).
+    An unsampled one costs the sampler's decision and nothing after it."""
 
     __slots__ = ("_submitted_ns", "_token", "rows", "span", "tracing")
 
-    def __init__(self, tracing: Tracing, span: Span, token: object) -> None:
+    def __init__(self, tracing: Tracing, span: Span, token: object | None) -> None:
         self.tracing = tracing
         self.span = span
-        self._token = token
+        self._token = token  # None: not sampled
         self._submitted_ns = 0
         self.rows = 0
 
     def submitted(self, ticket: Ticket, rows: int) -> None:
         """The request's ``rows`` are queued: its device calls will link to this span."""
-        self._submitted_ns = time.time_ns()
-        self.rows = rows
-        if self.span.is_recording():
+        if self._token is not None:
+            self._submitted_ns = time.time_ns()
+            self.rows = rows
             ticket.trace = self.span.get_span_context()
 
     def ran(self, ticket: Ticket) -> None:
         """The request's rows have run: its ``queue`` span, linked to its first device call."""
         if ticket.batch is None:
             return
-        from opentelemetry.trace import Link
-
         batch, started_ns = ticket.batch
         tracing = self.tracing
         queue = tracing.tracer.start_span(
             "queue",
             tracing._trace.set_span_in_context(self.span),
-            links=[Link(batch)],
+            links=[tracing._link(batch)],
             start_time=self._submitted_ns,
         )
         queue.end(max(started_ns, self._submitted_ns))
 
     def end_http(self, status: int, request_id: str, version: str | None) -> None:
-        from opentelemetry.trace import Status, StatusCode
-
+        if self._token is None:
+            return
         span = self.span
         span.set_attribute("http.response.status_code", status)
-        self._common(request_id, version)
         if status >= 500:
-            span.set_status(Status(StatusCode.ERROR))
-        self._end()
+            span.set_status(self.tracing._status(self.tracing._error))
+        self._end(request_id, version)
 
     def end_rpc(self, code: int, name: str, request_id: str, version: str | None) -> None:
-        from opentelemetry.trace import Status, StatusCode
-
+        if self._token is None:
+            return
         span = self.span
         span.set_attribute("rpc.grpc.status_code", code)
-        self._common(request_id, version)
         if code in RPC_SERVER_ERRORS:
-            span.set_status(Status(StatusCode.ERROR, name))
-        self._end()
+            span.set_status(self.tracing._status(self.tracing._error, name))
+        self._end(request_id, version)
 
-    def _common(self, request_id: str, version: str | None) -> None:
+    def _end(self, request_id: str, version: str | None) -> None:
         span = self.span
         span.set_attribute("housing.request_id", request_id)
         span.set_attribute("housing.rows", self.rows)
         if version is not None:
             span.set_attribute("housing.model.version", version)
-
-    def _end(self) -> None:
-        self.span.end()
+        span.end()
         self.tracing._context.detach(self._token)

@@ -255,8 +255,6 @@ class InferenceService:
             envelope, tail = tensors.envelope(request)
             decoded = self.endpoint.decode_request(model, envelope, tail)
         plan = decoded.context
-        if trace is not None:
-            trace.rows = decoded.encoded.shape[0]
         values, ranges, _ = await self.endpoint.run(model, decoded, plan.coverage, None, trace)
         capture = runtime.capture
         if capture is not None and capture.sampled():
