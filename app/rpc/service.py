@@ -141,7 +141,8 @@ class InferenceService:
                 raise
             finally:
                 method = f"/{SERVICE}/{type(request).DESCRIPTOR.name.removesuffix('Request')}"
-                self.recorder.finish_rpc(method, code.name, started, request_id, context.peer())
+                peer = context.peer() if self.recorder.access_log else ""
+                self.recorder.finish_rpc(method, code.name, started, request_id, peer)
 
         return call
 
@@ -231,7 +232,8 @@ class InferenceService:
             await context.abort(code, details)
             raise  # unreachable: abort raises
         finally:
-            self.recorder.finish_rpc(INFER, code.name, started, request_id, context.peer())
+            peer = context.peer() if self.recorder.access_log else ""
+            self.recorder.finish_rpc(INFER, code.name, started, request_id, peer)
             if trace is not None:
                 version = None if model is None else model.version
                 trace.end_rpc(code.value[0], code.name, request_id, version)

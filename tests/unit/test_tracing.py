@@ -64,3 +64,46 @@ def test_an_exporter_it_cannot_run_stops_startup_with_the_fix(
 ) -> None:
     with pytest.raises(StartupError, match=message):
         Tracing.from_environment(environ)
+
+
+SAMPLED_PARENT = {b"traceparent": b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+UNSAMPLED_PARENT = {b"traceparent": b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"}
+
+
+def _traced(sampler: str, arg: str | None, headers: dict[bytes, bytes], n: int = 400) -> int:
+    """How many of ``n`` requests get a recording span under this sampler."""
+    environ = {"OTEL_TRACES_EXPORTER": "console", "OTEL_TRACES_SAMPLER": sampler}
+    if arg is not None:
+        environ["OTEL_TRACES_SAMPLER_ARG"] = arg
+    tracing = Tracing.from_environment(environ)
+    assert tracing is not None
+    count = 0
+    for _ in range(n):
+        trace = tracing.request_http("POST", "/predict", headers)
+        if trace is not None and trace.span.is_recording():
+            count += 1
+        if trace is not None:
+            trace.end_http(200, "r", None)
+    tracing.close()
+    return count
+
+
+@pytest.mark.parametrize(
+    ("sampler", "arg", "headers", "low", "high"),
+    [
+        ("always_off", None, {}, 0, 0),
+        ("always_on", None, {}, 400, 400),
+        ("parentbased_always_on", None, UNSAMPLED_PARENT, 0, 0),
+        ("parentbased_always_off", None, SAMPLED_PARENT, 400, 400),
+        ("parentbased_always_off", None, {}, 0, 0),
+        ("traceidratio", "0.25", {}, 60, 140),
+        ("traceidratio", "0", SAMPLED_PARENT, 0, 0),  # not parent-based: the ratio decides
+        ("parentbased_traceidratio", "0", SAMPLED_PARENT, 400, 400),
+        ("parentbased_traceidratio", "0.01", {}, 0, 16),
+        ("parentbased_traceidratio", "nonsense", {}, 400, 400),  # the SDK's reading: 1.0
+    ],
+)
+def test_requests_are_sampled_as_the_standard_samplers_say(
+    sampler: str, arg: str | None, headers: dict[bytes, bytes], low: int, high: int
+) -> None:
+    assert low <= _traced(sampler, arg, headers) <= high
