@@ -167,37 +167,41 @@ class PredictionEndpoint(Generic[C]):
         """The whole request on ``model``: every row of it runs on that model, and every rule
         (imputation, ranges, warnings) is that model's, whatever model is swapped in
         meanwhile."""
-        with self.runtime.accepting_batcher().arrivals:  # the batcher may wait for its rows
+        batcher = self.runtime.accepting_batcher()
+        with batcher.arrivals:  # while it is parsed, the batcher may wait for its rows
             decoded = self.decode(model, body, headers)
         rows = decoded.encoded.shape[0]
         if rows:
             seen = len(body) / rows
             self.bytes_per_row += (seen - self.bytes_per_row) * (0.1 if self.bytes_per_row else 1)
         coverage = self.coverage_for(model, decoded, asked)
-        values, ranges, flags = await self.run(model, decoded, coverage, receive, trace)
+        ticket = self.submit(model, decoded, trace)
+        with _Watch(self.watches, ticket, receive):
+            values = dollars(await ticket.result())
+        ranges, flags = self.finish(model, decoded, coverage, ticket, values, trace)
         return self.reply(model, values, ranges, decoded, headers, flags)
 
-    async def run(
-        self,
-        model: Served,
-        decoded: Decoded[C],
-        coverage: Coverage | None,
-        receive: Receive | None,
-        trace: RequestTrace | None,
-    ) -> tuple[list[float], Ranges | None, list[Flag]]:
-        """Decoded rows through the batcher on ``model``: their dollars, their ranges at
-        ``coverage`` and their flags. With ``receive`` (HTTP), a client that goes away while
-        its rows wait abandons them; without it (gRPC), cancelling the caller's task does."""
+    def submit(self, model: Served, decoded: Decoded[C], trace: RequestTrace | None) -> Ticket:
+        """Queue decoded rows for ``model``; ``await ticket.result()`` gives their dollars.
+        (HTTP watches the client while it waits; gRPC's cancellation abandons the ticket.)"""
         runtime = self.runtime
         batcher = runtime.accepting_batcher()
         ticket = batcher.submit(decoded.encoded, runtime.settings.request_timeout_s, model)
         if trace is not None:
             trace.submitted(ticket, decoded.encoded.shape[0])
-        if receive is None:
-            values = dollars(await ticket.result())
-        else:
-            with _Watch(self.watches, ticket, receive):
-                values = dollars(await ticket.result())
+        return ticket
+
+    def finish(
+        self,
+        model: Served,
+        decoded: Decoded[C],
+        coverage: Coverage | None,
+        ticket: Ticket,
+        values: list[float],
+        trace: RequestTrace | None,
+    ) -> tuple[Ranges | None, list[Flag]]:
+        """The rows' ranges at ``coverage`` (None: none asked, or none from the model) and
+        their flags, once ``ticket`` has their ``values``."""
         if trace is not None:
             trace.ran(ticket)
         flags = []
@@ -205,7 +209,7 @@ class PredictionEndpoint(Generic[C]):
             flags = model.flagger.flags(decoded.encoded, np.asarray(values))
         scales = ticket.scales
         ranges = None if coverage is None or scales is None else coverage.ranges(values, scales)
-        return values, ranges, flags
+        return ranges, flags
 
     def refuse(self, exc: Exception, request_id: str) -> Answer:
         """The answer for a failure; the default is /predict's ``{"detail": ...}`` format."""

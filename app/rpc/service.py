@@ -37,6 +37,7 @@ import grpc
 import orjson
 from google.protobuf.message import Message
 
+from app.api.endpoint import dollars
 from app.api.guard import Guard, Headers
 from app.api.models import MODEL_NAME
 from app.api.oip import SERVER_NAME, InferEndpoint, server_version
@@ -257,7 +258,10 @@ class InferenceService:
             envelope, tail = tensors.envelope(request)
             decoded = self.endpoint.decode_request(model, envelope, tail)
         plan = decoded.context
-        values, ranges, _ = await self.endpoint.run(model, decoded, plan.coverage, None, trace)
+        endpoint = self.endpoint
+        ticket = endpoint.submit(model, decoded, trace)
+        values = dollars(await ticket.result())  # gRPC cancels this task to abandon it
+        ranges, _ = endpoint.finish(model, decoded, plan.coverage, ticket, values, trace)
         capture = runtime.capture
         if capture is not None and capture.sampled():
             records = orjson.dumps({"instances": oip.records_from(envelope, tail)})
