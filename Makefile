@@ -98,7 +98,7 @@ test-xla: $(XLA_VENV)/.installed $(VENV)/.installed ## the XLA suite on torch-xl
 	HOUSING_DATA=$${HOUSING_DATA:-$(TEST_DATA)} HOUSING_TRAIN_PYTHON=$(abspath $(PY)) PJRT_DEVICE=CPU \
 		$(XLA_PY) -m pytest tests/xla $(PYTEST_ARGS)
 
-bench: $(HOUSING_ARTIFACTS)/model_neuron.pt ## load benchmark vs a bare-ASGI reference, 3 interleaved rounds (~8 min; xla needs make test-xla first)
+bench: $(HOUSING_ARTIFACTS)/model_neuron.pt ## load benchmark vs a bare-ASGI reference, gRPC and tracing, 3 interleaved rounds (~14 min; xla needs make test-xla first)
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 

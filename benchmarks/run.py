@@ -1,6 +1,6 @@
 """Load benchmark: the service against a bare-ASGI reference, in one run, on this machine.
 
-    make bench                              # everything (about 8 minutes)
+    make bench                              # everything (about 14 minutes)
     python -m benchmarks.run --quick --devices cpu
 
 Every server runs pinned to core 0 (``taskset -c 0``) and wrk drives it from core 1 with
