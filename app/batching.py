@@ -54,7 +54,7 @@ from concurrent.futures import Executor
 from contextlib import suppress
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -132,8 +132,8 @@ class Ticket:
         self.deadline: Timeouts[Ticket] | None = None
         self.flagged = False
         self.scales: list[float] | None = None
-        self.trace: Any = None
-        self.batch: tuple[Any, int] | None = None
+        self.trace: object | None = None  # opaque here: app.observe.tracing's SpanContext
+        self.batch: tuple[object, int] | None = None
 
     def abandon(self, exc: BaseException) -> None:
         """Fail the parts that have no result yet; the consumer drops their rows unrun."""

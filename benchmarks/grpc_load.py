@@ -12,10 +12,8 @@ Percentiles come from h2load's per-request log.
 
 from __future__ import annotations
 
-import shutil
 import struct
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,19 +23,13 @@ import numpy as np
 
 from app.rpc import open_inference_grpc_pb2 as pb
 from app.rpc.service import INFER
-from benchmarks.load import Body, Result
+from benchmarks.load import Body, Result, ensure_tool
 from benchmarks.targets import GRPC
 from modelspec.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS
 
 
 def ensure_h2load() -> str:
-    h2load = shutil.which("h2load")
-    if h2load is None:
-        print("h2load not found: installing Debian's nghttp2-client", file=sys.stderr)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "nghttp2-client"], check=True)
-        h2load = shutil.which("h2load")
-    assert h2load is not None
-    return h2load
+    return ensure_tool("h2load", "nghttp2-client")
 
 
 def framed_call(records: list[dict[str, Any]]) -> bytes:

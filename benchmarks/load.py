@@ -169,14 +169,19 @@ class CpuHog:
         self.proc.wait()
 
 
+def ensure_tool(command: str, package: str) -> str:
+    """The path of ``command``, installing Debian's ``package`` first if it is missing."""
+    path = shutil.which(command)
+    if path is None:
+        print(f"{command} not found: installing {package} from Debian", file=sys.stderr)
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True)
+        path = shutil.which(command)
+    assert path is not None
+    return path
+
+
 def ensure_wrk() -> str:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        print("wrk not found: installing it from Debian (apt-get install wrk)", file=sys.stderr)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
-        wrk = shutil.which("wrk")
-    assert wrk is not None
-    return wrk
+    return ensure_tool("wrk", "wrk")
 
 
 class Body(NamedTuple):

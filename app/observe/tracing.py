@@ -35,7 +35,7 @@ import os
 import random
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from app.errors import StartupError
 
@@ -270,7 +270,7 @@ class Tracing:
         for ticket in tickets:
             requests += 1
             if ticket.trace is not None:
-                traced.append(ticket.trace)
+                traced.append(cast("SpanContext", ticket.trace))  # set by RequestTrace
         if not traced:
             return
         parent = self._trace.set_span_in_context(self._trace.NonRecordingSpan(traced[0]))
@@ -325,7 +325,7 @@ class RequestTrace:
         queue = tracing.tracer.start_span(
             "queue",
             tracing._trace.set_span_in_context(self.span),
-            links=[tracing._link(batch)],
+            links=[tracing._link(cast("SpanContext", batch))],  # set by device_call
             start_time=self._submitted_ns,
         )
         queue.end(max(started_ns, self._submitted_ns))
