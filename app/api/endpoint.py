@@ -29,7 +29,7 @@ import orjson
 from starlette.types import Message, Receive, Scope, Send
 
 from app.api.guard import Guard, Headers
-from app.batching import Overloaded, Ticket
+from app.batching import Batcher, Overloaded, Ticket
 from app.errors import ClientDisconnected, error_answer, refusal_reason
 from app.flags import Flag
 from app.intervals import Coverage, Ranges
@@ -175,18 +175,23 @@ class PredictionEndpoint(Generic[C]):
             seen = len(body) / rows
             self.bytes_per_row += (seen - self.bytes_per_row) * (0.1 if self.bytes_per_row else 1)
         coverage = self.coverage_for(model, decoded, asked)
-        ticket = self.submit(model, decoded, trace)
+        ticket = self.submit(batcher, model, decoded, trace)
         with _Watch(self.watches, ticket, receive):
             values = dollars(await ticket.result())
         ranges, flags = self.finish(model, decoded, coverage, ticket, values, trace)
         return self.reply(model, values, ranges, decoded, headers, flags)
 
-    def submit(self, model: Served, decoded: Decoded[C], trace: RequestTrace | None) -> Ticket:
+    def submit(
+        self,
+        batcher: Batcher[Served],
+        model: Served,
+        decoded: Decoded[C],
+        trace: RequestTrace | None,
+    ) -> Ticket:
         """Queue decoded rows for ``model``; ``await ticket.result()`` gives their dollars.
         (HTTP watches the client while it waits; gRPC's cancellation abandons the ticket.)"""
-        runtime = self.runtime
-        batcher = runtime.accepting_batcher()
-        ticket = batcher.submit(decoded.encoded, runtime.settings.request_timeout_s, model)
+        timeout = self.runtime.settings.request_timeout_s
+        ticket = batcher.submit(decoded.encoded, timeout, model)
         if trace is not None:
             trace.submitted(ticket, decoded.encoded.shape[0])
         return ticket

@@ -225,30 +225,27 @@ class Tracing:
     ) -> RequestTrace | None:
         """The span of an HTTP prediction request, made current until ``end_http``; None
         when the request is not traced."""
-        head = self._head
-        if head is not None and head.skips(b"traceparent" in headers):
-            return None
         attributes = {"http.request.method": method, "http.route": route, "url.path": route}
         return self._request(f"{method} {route}", attributes, headers)
 
     def request_rpc(self, method: str, metadata: Mapping[bytes, bytes]) -> RequestTrace | None:
         """The span of a gRPC call (``method``: its path), made current until ``end_rpc``;
         None when the call is not traced."""
-        head = self._head
-        if head is not None and head.skips(b"traceparent" in metadata):
-            return None
         service, _, name = method.strip("/").partition("/")
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
         return self._request(method.strip("/"), attributes, metadata)
 
     def _request(
         self, name: str, attributes: dict[str, Any], headers: Mapping[bytes, bytes]
-    ) -> RequestTrace:
+    ) -> RequestTrace | None:
+        head = self._head
+        if head is not None and head.skips(b"traceparent" in headers):
+            return None  # skipped before any SDK call (the common case at a low rate)
         span = self.tracer.start_span(
             name, self._parent(headers), kind=self._server, attributes=attributes
         )
-        if not span.is_recording():  # not sampled: nothing more to do for it, at any step
-            return RequestTrace(self, span, None)
+        if not span.is_recording():  # the SDK's sampler said no (an unsampled parent)
+            return None
         token = self._context.attach(self._trace.set_span_in_context(span))
         return RequestTrace(self, span, token)
 
@@ -297,24 +294,22 @@ class Tracing:
 
 
 class RequestTrace:
-    """One request's span and, while it is sampled, its current context (see ``Tracing``).
-    An unsampled one costs the sampler's decision and nothing after it."""
+    """One sampled request's span, current until it ends (see ``Tracing``)."""
 
     __slots__ = ("_submitted_ns", "_token", "rows", "span", "tracing")
 
-    def __init__(self, tracing: Tracing, span: Span, token: object | None) -> None:
+    def __init__(self, tracing: Tracing, span: Span, token: object) -> None:
         self.tracing = tracing
         self.span = span
-        self._token = token  # None: not sampled
+        self._token = token
         self._submitted_ns = 0
         self.rows = 0
 
     def submitted(self, ticket: Ticket, rows: int) -> None:
         """The request's ``rows`` are queued: its device calls will link to this span."""
-        if self._token is not None:
-            self._submitted_ns = time.time_ns()
-            self.rows = rows
-            ticket.trace = self.span.get_span_context()
+        self._submitted_ns = time.time_ns()
+        self.rows = rows
+        ticket.trace = self.span.get_span_context()
 
     def ran(self, ticket: Ticket) -> None:
         """The request's rows have run: its ``queue`` span, linked to its first device call."""
@@ -331,8 +326,6 @@ class RequestTrace:
         queue.end(max(started_ns, self._submitted_ns))
 
     def end_http(self, status: int, request_id: str, version: str | None) -> None:
-        if self._token is None:
-            return
         span = self.span
         span.set_attribute("http.response.status_code", status)
         if status >= 500:
@@ -340,8 +333,6 @@ class RequestTrace:
         self._end(request_id, version)
 
     def end_rpc(self, code: int, name: str, request_id: str, version: str | None) -> None:
-        if self._token is None:
-            return
         span = self.span
         span.set_attribute("rpc.grpc.status_code", code)
         if code in RPC_SERVER_ERRORS:

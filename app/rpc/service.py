@@ -254,12 +254,13 @@ class InferenceService:
         self.guard.check_key(headers)
         self.check_model(request.model_name, request.model_version)
         model = runtime.serving()
-        with runtime.accepting_batcher().arrivals:
+        batcher = runtime.accepting_batcher()
+        with batcher.arrivals:
             envelope, tail = tensors.envelope(request)
             decoded = self.endpoint.decode_request(model, envelope, tail)
         plan = decoded.context
         endpoint = self.endpoint
-        ticket = endpoint.submit(model, decoded, trace)
+        ticket = endpoint.submit(batcher, model, decoded, trace)
         values = dollars(await ticket.result())  # gRPC cancels this task to abandon it
         ranges, _ = endpoint.finish(model, decoded, plan.coverage, ticket, values, trace)
         capture = runtime.capture
