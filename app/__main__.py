@@ -21,6 +21,9 @@ from pydantic import ValidationError
 from app.settings import Settings
 from app.workers import VISIBLE_CORES_ENV, WORKER_FD_ENV, plan_workers, supervise
 
+SAGEMAKER_PAYLOAD = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
+MIB = 1 << 20
+
 
 def settings_help() -> str:
     """Every setting: its variable, default and meaning, read from ``Settings`` itself."""
@@ -87,11 +90,19 @@ def main() -> int:
 
 
 def serve() -> int:
-    """``serve``: the Amazon SageMaker container contract (port 8080, /opt/ml/model)."""
+    """``serve``: the Amazon SageMaker container contract (port 8080, /opt/ml/model, and the
+    transform job's ``MaxPayloadInMB``, which Batch Transform passes in
+    ``SAGEMAKER_MAX_PAYLOAD_IN_MB``), each unless its ``HOUSING_*`` variable is set."""
     if "HOUSING_ARTIFACTS" not in os.environ and os.path.isdir("/opt/ml/model"):
         os.environ["HOUSING_ARTIFACTS"] = "/opt/ml/model"
     if "HOUSING_PORT" not in os.environ:
         os.environ["HOUSING_PORT"] = os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080")
+    payload = os.environ.get(SAGEMAKER_PAYLOAD)
+    if payload is not None and "HOUSING_MAX_BODY_BYTES" not in os.environ:
+        if not payload.strip().isdigit():
+            print(f"error: {SAGEMAKER_PAYLOAD}={payload!r} is not a whole number", file=sys.stderr)
+            return 2
+        os.environ["HOUSING_MAX_BODY_BYTES"] = str(int(payload) * MIB)
     return main()
 
 

@@ -117,7 +117,12 @@ class Settings(BaseSettings):
         "load balancer sees the 503 and stops routing before connections are refused",
     )
     max_body_bytes: int = Field(
-        1_048_576, ge=1024, description="Largest request body; beyond, 413 before reading it"
+        6_291_456,
+        ge=1024,
+        description="Largest request body; beyond, 413 before reading it. 6 MiB: SageMaker's "
+        "payload limit and Batch Transform's default MaxPayloadInMB (`serve` takes "
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB when this is unset); it alone bounds the rows of a CSV or "
+        "JSON Lines body on /invocations",
     )
     api_key: SecretStr | None = Field(
         None,

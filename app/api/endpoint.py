@@ -116,6 +116,9 @@ class PredictionEndpoint(Generic[C]):
     route = ""
     # Accepted request media types; "" stands for a request without a Content-Type.
     media_types: frozenset[str] = frozenset({JSON, ""})
+    # Bodies larger than this are decoded on a worker thread, so that the event loop serves
+    # other requests meanwhile (None: always on the loop; the hot path's bodies are small).
+    offload_bytes: int | None = None
 
     def __init__(self, runtime: ModelRuntime, guard: Guard, recorder: RequestRecorder) -> None:
         self.runtime = runtime
@@ -168,18 +171,63 @@ class PredictionEndpoint(Generic[C]):
         (imputation, ranges, warnings) is that model's, whatever model is swapped in
         meanwhile."""
         batcher = self.runtime.accepting_batcher()
-        with batcher.arrivals:  # while it is parsed, the batcher may wait for its rows
-            decoded = self.decode(model, body, headers)
+        if self.offload_bytes is not None and len(body) > self.offload_bytes:
+            decoded = await asyncio.to_thread(self.decode, model, body, headers)
+        else:
+            with batcher.arrivals:  # while it is parsed, the batcher may wait for its rows
+                decoded = self.decode(model, body, headers)
         rows = decoded.encoded.shape[0]
         if rows:
             seen = len(body) / rows
             self.bytes_per_row += (seen - self.bytes_per_row) * (0.1 if self.bytes_per_row else 1)
         coverage = self.coverage_for(model, decoded, asked)
-        ticket = self.submit(batcher, model, decoded, trace)
-        with _Watch(self.watches, ticket, receive):
-            values = dollars(await ticket.result())
+        if rows > self.runtime.settings.max_instances:
+            values, ticket = await self.run_in_windows(batcher, model, decoded, receive, trace)
+        else:
+            ticket = self.submit(batcher, model, decoded, trace)
+            with _Watch(self.watches, ticket, receive):
+                values = dollars(await ticket.result())
         ranges, flags = self.finish(model, decoded, coverage, ticket, values, trace)
         return self.reply(model, values, ranges, decoded, headers, flags)
+
+    async def run_in_windows(
+        self,
+        batcher: Batcher[Served],
+        model: Served,
+        decoded: Decoded[C],
+        receive: Receive,
+        trace: RequestTrace | None,
+    ) -> tuple[list[float], Ticket]:
+        """Run more rows than ``HOUSING_MAX_INSTANCES`` (only the line formats of
+        ``/invocations`` have them) that many at a time, each window queued once the last has
+        run, so one large request never holds more of the queue than a JSON one may, and
+        requests that arrive meanwhile are served between its windows. Each window has the
+        request deadline. Returns every row's dollars, in order, and a ticket that stands for
+        the windows' (their flags and scales, and the first device call for tracing)."""
+        window = self.runtime.settings.max_instances
+        timeout = self.runtime.settings.request_timeout_s
+        encoded = decoded.encoded
+        whole = Ticket()
+        values: list[float] = []
+        scales: list[float] | None = []
+        for start in range(0, encoded.shape[0], window):
+            ticket = batcher.submit(encoded[start : start + window], timeout, model)
+            if trace is not None:
+                if start == 0:
+                    trace.submitted(ticket, encoded.shape[0])
+                    whole.trace = ticket.trace
+                ticket.trace = whole.trace
+            with _Watch(self.watches, ticket, receive):
+                values += dollars(await ticket.result())
+            whole.flagged = whole.flagged or ticket.flagged
+            if scales is not None and ticket.scales is not None:
+                scales += ticket.scales
+            else:
+                scales = None
+            if whole.batch is None:
+                whole.batch = ticket.batch
+        whole.scales = scales
+        return values, whole
 
     def submit(
         self,
@@ -280,7 +328,8 @@ class PredictionEndpoint(Generic[C]):
             return
         if not length.isdigit():
             return
-        rows = int(length) / self.bytes_per_row
+        # A request never holds more than HOUSING_MAX_INSTANCES rows in the queue at a time.
+        rows = min(int(length) / self.bytes_per_row, self.runtime.settings.max_instances)
         if batcher.queued_rows + rows > batcher.queue_rows:
             raise Overloaded(
                 f"{batcher.queued_rows} rows are queued and the limit is {batcher.queue_rows}; "

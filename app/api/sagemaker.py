@@ -1,13 +1,24 @@
 """The Amazon SageMaker container contract: ``GET /ping`` and ``POST /invocations``.
 
-``/invocations`` takes the same JSON as ``/predict`` or ``text/csv`` rows
-(``app.protocols.tabular``). The answer's format follows ``Accept``, else the request's own
-format: ``application/json`` is ``/predict``'s answer, ranges and all; ``text/csv`` is one value
-per line, and ``text/csv;columns=3`` is ``value,low,high`` per line (406 when the answer has
-no range, or for another ``columns``). The range's coverage is the query's ``coverage``, else
-``coverage=`` in SageMaker's custom attributes header (``InvokeEndpoint`` passes no query),
-else ``HOUSING_INTERVAL_COVERAGE``. SageMaker's other rules (port 8080, ``serve``,
-``/opt/ml/model``) live in ``app.__main__.serve``.
+``/invocations`` takes the same JSON as ``/predict``, or one record a line: ``text/csv`` rows
+or JSON Lines (``application/jsonlines``; ``app.protocols.tabular``), the bodies SageMaker
+Batch Transform sends with ``SplitType=Line``. The answer's format is the first of ``Accept``'s
+media ranges (by ``q``, then order) that the route can produce, ``*/*`` or none meaning the
+request's own format; an ``Accept`` it cannot produce is a 406, never another format:
+
+* ``application/json``: ``/predict``'s answer, ranges and all;
+* ``text/csv``: one value a line, and ``text/csv;columns=3`` ``value,low,high`` a line (406
+  when the answer has no range, or for another ``columns``);
+* ``application/jsonlines``: one JSON object a line, ``/predict``'s answer for that record.
+
+The line formats answer one line per record, in order (what ``AssembleWith=Line`` joins).
+Their rows are bounded by ``HOUSING_MAX_BODY_BYTES`` alone, not ``HOUSING_MAX_INSTANCES``
+(which bounds JSON's ``instances``); such a request enters the queue ``HOUSING_MAX_INSTANCES``
+rows at a time (``PredictionEndpoint.answer``), and a large body is parsed on a worker thread.
+The range's coverage is the query's ``coverage``, else ``coverage=`` in SageMaker's custom
+attributes header (``InvokeEndpoint`` passes no query), else ``HOUSING_INTERVAL_COVERAGE``.
+SageMaker's other rules (port 8080, ``serve``, ``/opt/ml/model``, ``MaxPayloadInMB``) live in
+``app.__main__.serve``.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Body, Header
 
 from app.api.documentation import documented_post, refusals
@@ -27,15 +39,31 @@ from app.errors import RequestRefused
 from app.flags import Flag
 from app.intervals import Coverage, Ranges
 from app.observe.access import RequestRecorder
-from app.protocols.tabular import parse_csv
+from app.protocols.tabular import parse_csv, parse_jsonlines
 from app.runtime import ModelRuntime
-from app.schemas import ErrorMessage, HouseValue, InternalError, Predictions, Readiness
+from app.schemas import (
+    ErrorMessage,
+    HouseValue,
+    InternalError,
+    Predictions,
+    Readiness,
+    request_adapter,
+)
 from app.served import Served
 from modelspec.features import EXAMPLE_RECORD, RAW_COLUMNS, encode_records
 
 CSV = "text/csv"
+JSONLINES = "application/jsonlines"
+# JSON Lines goes by several names; all are read, and answered as JSONLINES.
+JSONLINES_NAMES = frozenset({JSONLINES, "application/jsonl", "application/x-jsonlines"})
+PRODUCED = f"{JSON}, {CSV} (columns=1 or 3), {JSONLINES}"
 CUSTOM_ATTRIBUTES = b"x-amzn-sagemaker-custom-attributes"
 RANGE_COLUMNS = 3  # value,low,high
+# Bodies larger than this are parsed on a worker thread (about 1,000 CSV rows, ~10 ms).
+OFFLOAD_BYTES = 64 * 1024
+# The fewest bytes a record's line can take (nine cells, eight commas, a newline): the line
+# formats' row limit follows from HOUSING_MAX_BODY_BYTES.
+MIN_LINE_BYTES = 17
 
 router = APIRouter(tags=["sagemaker"])
 
@@ -60,34 +88,62 @@ class Invocation:
 
 
 def answer_format(accept: bytes | None, kind: str) -> tuple[str, int]:
-    """The answer's media type and CSV columns, from ``Accept`` (else the request's ``kind``).
-    RequestRefused (406) for ``text/csv`` with a ``columns`` other than 1 or 3."""
-    text = "" if accept is None else accept.decode("latin-1").lower()
-    if CSV in text:
-        return CSV, _csv_columns(text) if "columns" in text else 1
-    if JSON in text:
-        return JSON, 0
-    return kind, 1 if kind == CSV else 0
-
-
-def _csv_columns(accept: str) -> int:
-    for media_range in accept.split(","):
-        kind, *parameters = media_range.split(";")
-        if kind.strip() != CSV:
-            continue
+    """The answer's media type and CSV columns (1, or 3 with the range; 0 for JSON formats):
+    the first of ``Accept``'s media ranges, by ``q`` then order, that can be produced;
+    ``*/*`` (or no ``Accept``) is the request's own ``kind``. RequestRefused (406) when none
+    can, or for ``text/csv`` with a ``columns`` other than 1 or 3."""
+    text = "" if accept is None else accept.decode("latin-1").lower().strip()
+    if not text:
+        return kind, 1 if kind == CSV else 0
+    ranked: list[tuple[float, int, str, str | None]] = []
+    for order, media_range in enumerate(text.split(",")):
+        name, *parameters = media_range.split(";")
+        q, columns = 1.0, None
         for parameter in parameters:
             key, _, value = parameter.partition("=")
-            if key.strip() != "columns":
-                continue
-            columns = value.strip().strip('"')
-            if columns not in ("1", "3"):
-                raise RequestRefused(
-                    406,
-                    f"Accept {CSV};columns={columns} cannot be answered: columns is 1 "
-                    "(the value) or 3 (value,low,high)",
-                )
-            return int(columns)
-    return 1
+            key, value = key.strip(), value.strip().strip('"')
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+            elif key == "columns":
+                columns = value
+        if q > 0:
+            ranked.append((-q, order, name.strip(), columns))
+    for _, _, name, columns in sorted(ranked):
+        media = _producible(name, kind)
+        if media == CSV:
+            return CSV, _csv_columns(columns)
+        if media is not None:
+            return media, 0
+    raise RequestRefused(
+        406, f"Accept {text[:100]!r} names no format this route answers in: {PRODUCED}"
+    )
+
+
+def _producible(name: str, kind: str) -> str | None:
+    if name in ("*/*", "*"):
+        return kind
+    if name == "application/*":
+        return kind if kind != CSV else JSON
+    if name == "text/*":
+        return CSV
+    if name in JSONLINES_NAMES:
+        return JSONLINES
+    return name if name in (JSON, CSV) else None
+
+
+def _csv_columns(columns: str | None) -> int:
+    if columns is None or columns == "1":
+        return 1
+    if columns == "3":
+        return RANGE_COLUMNS
+    raise RequestRefused(
+        406,
+        f"Accept {CSV};columns={columns} cannot be answered: columns is 1 "
+        "(the value) or 3 (value,low,high)",
+    )
 
 
 def custom_attribute(attributes: bytes, key: str) -> str | None:
@@ -101,14 +157,17 @@ def custom_attribute(attributes: bytes, key: str) -> str | None:
 
 
 class InvocationsEndpoint(PredictionEndpoint[Invocation]):
-    """``POST /invocations``: ``/predict``'s JSON, or CSV rows."""
+    """``POST /invocations``: ``/predict``'s JSON, CSV rows or JSON Lines."""
 
     route = "/invocations"
-    media_types = frozenset({JSON, CSV, ""})
+    media_types = frozenset({JSON, CSV, *JSONLINES_NAMES, ""})
+    offload_bytes = OFFLOAD_BYTES
 
     def __init__(self, runtime: ModelRuntime, guard: Guard, recorder: RequestRecorder) -> None:
         super().__init__(runtime, guard, recorder)
-        self.json = RecordsJson(runtime.settings.max_instances)
+        settings = runtime.settings
+        self.json = RecordsJson(settings.max_instances)
+        self.lines = request_adapter(settings.max_body_bytes // MIN_LINE_BYTES + 1)
 
     def asked_coverage(self, model: Served, query: bytes, headers: Headers) -> Coverage | None:
         attributes = headers.get(CUSTOM_ATTRIBUTES)
@@ -120,12 +179,16 @@ class InvocationsEndpoint(PredictionEndpoint[Invocation]):
 
     def decode(self, model: Served, body: bytes, headers: Headers) -> Decoded[Invocation]:
         kind = media_type(headers.get(b"content-type")) or JSON
+        kind = JSONLINES if kind in JSONLINES_NAMES else kind
         answer, columns = answer_format(headers.get(b"accept"), kind)
         median = model.bedrooms_median
-        if kind != CSV:
+        if kind == CSV:
+            records = parse_csv(body, self.lines)
+        elif kind == JSONLINES:
+            records = parse_jsonlines(body, self.lines)
+        else:
             decoded = self.json.decode(body, median)
             return Decoded(decoded.encoded, Invocation(decoded.context, answer, columns))
-        records = parse_csv(body, self.json.adapter)
         return Decoded(encode_records(records, median), Invocation(False, answer, columns))
 
     def coverage_for(
@@ -156,6 +219,8 @@ class InvocationsEndpoint(PredictionEndpoint[Invocation]):
         flags: list[Flag],
     ) -> Answer:
         context = decoded.context
+        if context.answer == JSONLINES:
+            return json_lines(values, ranges, flags)
         if context.answer != CSV:
             return self.json.reply(values, ranges, context.single, flags)
         if ranges is None:
@@ -166,6 +231,25 @@ class InvocationsEndpoint(PredictionEndpoint[Invocation]):
         # The body cannot say the coverage; SageMaker passes this header back to the caller.
         said = (("X-Amzn-SageMaker-Custom-Attributes", f"coverage={ranges.coverage:g}"),)
         return Answer(lines.encode(), CSV, headers=said)
+
+
+def json_lines(values: list[float], ranges: Ranges | None, flags: list[Flag]) -> Answer:
+    """One JSON object a row, in order: ``/predict``'s answer for that row alone."""
+    notes: dict[int, list[dict[str, str]]] = {}
+    for flag in flags:
+        notes.setdefault(flag["row"], []).append(
+            {"field": flag["field"], "code": flag["code"], "message": flag["message"]}
+        )
+    lines = []
+    for row, value in enumerate(values):
+        answer: dict[str, Any] = {"house_value": value}
+        if ranges is not None:
+            low, high = ranges.bounds[row]
+            answer["interval"] = {"low": low, "high": high, "coverage": ranges.coverage}
+        if row in notes:
+            answer["warnings"] = notes[row]
+        lines.append(orjson.dumps(answer))
+    return Answer(b"\n".join(lines) + b"\n", JSONLINES)
 
 
 def document(router: APIRouter, body: Any) -> None:

@@ -1,9 +1,12 @@
-"""``text/csv`` bodies (Amazon SageMaker's usual format): one record per line.
+"""Bodies of one record per line, as SageMaker Batch Transform's ``SplitType=Line`` sends them.
 
-Columns are the raw features in the data set's order (``RAW_COLUMNS``: eight numbers, then
-``ocean_proximity``); a header line with exactly those names may come first; an empty
-``total_bedrooms`` is missing (imputed). Cells become numbers here; bounds and categories are
-then checked by the same validator as ``/predict``, so the rules live in one place.
+``text/csv`` (``parse_csv``): columns are the raw features in the data set's order
+(``RAW_COLUMNS``: eight numbers, then ``ocean_proximity``); a header line with exactly those
+names may come first; an empty ``total_bedrooms`` is missing (imputed). Cells become numbers
+here. JSON Lines (``parse_jsonlines``): each line is one JSON object, a record as ``/predict``
+takes it. Either way blank lines are skipped, and bounds and categories are then checked by
+the same validator as ``/predict``, so the rules live in one place; an error names the line
+(1-based, as in the file) and the field.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from app.errors import InvalidInput, validation_details
@@ -48,6 +52,32 @@ def parse_csv(body: bytes, adapter: RequestAdapter) -> list[dict[str, Any]]:
         lines.append(line)
     if not records:
         raise _problem(1, "body", f"no rows; expected lines of {','.join(RAW_COLUMNS)}")
+    return _validated(records, lines, adapter)
+
+
+def parse_jsonlines(body: bytes, adapter: RequestAdapter) -> list[dict[str, Any]]:
+    """Validated records, one JSON object a line, or InvalidInput naming the line and field."""
+    records: list[dict[str, Any]] = []
+    lines: list[int] = []
+    for line, text in enumerate(body.split(b"\n"), start=1):
+        if not text.strip():
+            continue
+        try:
+            record = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise _problem(line, "row", f"not JSON: {exc}") from None
+        if not isinstance(record, dict):
+            raise _problem(line, "row", f"a JSON object is expected, not {type(record).__name__}")
+        records.append(record)
+        lines.append(line)
+    if not records:
+        raise _problem(1, "body", "no rows; expected one JSON object a line")
+    return _validated(records, lines, adapter)
+
+
+def _validated(
+    records: list[dict[str, Any]], lines: list[int], adapter: RequestAdapter
+) -> list[dict[str, Any]]:
     try:
         adapter.validate_python({"instances": records})
     except ValidationError as exc:

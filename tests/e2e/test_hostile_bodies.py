@@ -46,8 +46,8 @@ CASES: list[tuple[str, bytes, dict[str, str], int, str]] = [
         "ocean_proximity",
     ),  # fmt: skip
     (
-        "10,000 instances",
-        json.dumps({"instances": [EXAMPLE_RECORD] * 10_000}).encode(),
+        "40,000 instances",
+        json.dumps({"instances": [EXAMPLE_RECORD] * 40_000}).encode(),  # ~8 MB
         JSON,
         413,
         "HOUSING_MAX_BODY_BYTES",

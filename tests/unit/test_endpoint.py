@@ -14,7 +14,7 @@ from app.batching import Overloaded
 
 def endpoint(queued_rows: int, bytes_per_row: float) -> PredictionEndpoint[None]:
     batcher = SimpleNamespace(queued_rows=queued_rows, queue_rows=4096)
-    runtime: Any = SimpleNamespace(batcher=batcher)
+    runtime: Any = SimpleNamespace(batcher=batcher, settings=SimpleNamespace(max_instances=1024))
     recorder: Any = None
     made: PredictionEndpoint[None] = PredictionEndpoint(
         runtime, Guard(max_body_bytes=1 << 20, api_key=None), recorder
@@ -36,9 +36,16 @@ def test_a_request_that_cannot_fit_is_refused_from_its_length() -> None:
         (4000, 0.0, {b"content-length": b"15000"}),  # no estimate yet
         (4000, 150.0, {}),  # chunked: no length to judge by
         (4000, 150.0, {b"content-length": b"1e9"}),  # not a length: left to the body reader
+        # 6 MB of CSV (~100,000 rows) enters the queue 1,024 rows at a time: it fits.
+        (3000, 60.0, {b"content-length": b"6000000"}),
     ],
 )
 def test_otherwise_the_request_goes_on(
     queued: int, per_row: float, headers: dict[bytes, bytes]
 ) -> None:
     endpoint(queued, per_row).shed_early(headers)
+
+
+def test_a_large_request_is_judged_by_the_rows_it_queues_at_a_time() -> None:
+    with pytest.raises(Overloaded, match="holds about 1024"):
+        endpoint(3100, 60.0).shed_early({b"content-length": b"6000000"})

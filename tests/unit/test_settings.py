@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+import app.__main__ as app_main
 from app.settings import Settings
 
 
@@ -54,3 +55,30 @@ def test_grpc_shares_no_port_with_http_and_0_turns_it_off(monkeypatch: pytest.Mo
     assert Settings(grpc_port=0, port=0).grpc_port == 0  # both "any" / "off": no clash
     with pytest.raises(ValidationError, match="HOUSING_GRPC_PORT=9000 is HOUSING_PORT too"):
         Settings(grpc_port=9000, port=9000)
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, None),  # the setting's own default (6 MiB)
+        ({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "20"}, str(20 << 20)),
+        ({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "20", "HOUSING_MAX_BODY_BYTES": "5000"}, "5000"),
+    ],
+)
+def test_serve_takes_batch_transforms_payload_limit_unless_the_setting_is_given(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], expected: str | None
+) -> None:
+    monkeypatch.setattr(os, "environ", dict(environ))  # serve() writes to it
+    seen: list[str | None] = []
+    monkeypatch.setattr(app_main, "main", lambda: seen.append(os.getenv("HOUSING_MAX_BODY_BYTES")))
+    app_main.serve()
+    assert seen == [expected]
+
+
+def test_serve_refuses_a_payload_limit_that_is_not_a_number(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(os, "environ", {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "six"})
+    monkeypatch.setattr(app_main, "main", lambda: 0)
+    assert app_main.serve() == 2
+    assert "SAGEMAKER_MAX_PAYLOAD_IN_MB" in capsys.readouterr().err
