@@ -43,16 +43,96 @@ def test_kubernetes_manifests_match_the_schemas(name: str, doc: dict[str, Any]) 
     kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
+def of_kind(kind: str) -> dict[str, Any]:
+    (doc,) = [doc for _, doc in k8s_documents() if doc["kind"] == kind]
+    return doc
+
+
 def test_the_validator_catches_a_typo() -> None:
     doc = deployment()
     broken = {**doc, "spec": {**doc["spec"], "replica": 2}}  # not "replicas"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+    hpa = of_kind("HorizontalPodAutoscaler")
+    queue = {**hpa["spec"]["metrics"][0], "pods": {"metric": {"name": "x"}, "targt": {}}}
+    broken = {**hpa, "spec": {**hpa["spec"], "metrics": [queue]}}  # not "target"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_kustomize_lists_every_manifest() -> None:
+    listed = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    assert sorted(listed) == sorted(
+        p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml"
+    )
+
+
+def adapter_rules() -> list[dict[str, Any]]:
+    config = of_kind("ConfigMap")["data"]["config.yaml"]
+    rules: list[dict[str, Any]] = yaml.safe_load(config)["rules"]
+    return rules
+
+
+def test_the_autoscaler_scales_on_the_queue_and_the_request_rate_with_cpu_as_fallback() -> None:
+    hpa = of_kind("HorizontalPodAutoscaler")["spec"]
+    assert hpa["scaleTargetRef"]["name"] == deployment()["metadata"]["name"]
+    pods = {
+        m["pods"]["metric"]["name"]: m["pods"]["target"]
+        for m in hpa["metrics"]
+        if m["type"] == "Pods"
+    }
+    assert set(pods) == {"housing_queue_rows", "housing_requests_per_second"}
+    assert all(t["type"] == "AverageValue" for t in pods.values())
+    (cpu,) = [m["resource"] for m in hpa["metrics"] if m["type"] == "Resource"]
+    assert cpu["name"] == "cpu"
+    assert hpa["minReplicas"] >= 2  # a drain or a zone loss leaves a pod serving
+    # The Deployment leaves the count to the HPA (an apply would reset it).
+    assert "replicas" not in deployment()["spec"]
+
+
+def test_the_adapter_rules_serve_the_autoscalers_metrics_from_the_servers_series() -> None:
+    from app.observe.metrics import Metrics
+
+    exposed = Metrics().render()[0].decode()
+    served = {
+        m["pods"]["metric"]["name"]
+        for m in of_kind("HorizontalPodAutoscaler")["spec"]["metrics"]
+        if m["type"] == "Pods"
+    }
+    made = set()
+    for rule in adapter_rules():
+        series = rule["seriesQuery"].split("{")[0]
+        assert f"# TYPE {series} " in exposed, series  # a series the server exposes
+        assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
+        assert "<<.Series>>{<<.LabelMatchers>>}" in rule["metricsQuery"]
+        assert "by (<<.GroupBy>>)" in rule["metricsQuery"]
+        made.add(rule["name"]["as"])
+    assert made == served
+
+
+def test_disruptions_and_placement_spread_the_pods() -> None:
+    labels = deployment()["spec"]["template"]["metadata"]["labels"]
+    pdb = of_kind("PodDisruptionBudget")["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["maxUnavailable"] == 1
+    spread = deployment()["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} == {
+        "topology.kubernetes.io/zone",
+        "kubernetes.io/hostname",
+    }
+    for constraint in spread:
+        assert constraint["labelSelector"]["matchLabels"].items() <= labels.items()
 
 
 def test_the_deployment_fits_the_service() -> None:
     kinds = {doc["kind"] for _, doc in k8s_documents()}
-    assert kinds == {"Deployment", "Service", "HorizontalPodAutoscaler"}
+    assert kinds == {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ConfigMap",
+    }
     pod = deployment()["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     known = routes()
@@ -70,7 +150,7 @@ def test_the_deployment_fits_the_service() -> None:
         ("http", 8080),
         ("grpc", 8081),
     ]
-    (service,) = [doc for _, doc in k8s_documents() if doc["kind"] == "Service"]
+    service = of_kind("Service")
     assert {p["targetPort"] for p in service["spec"]["ports"]} == {"http", "grpc"}
     assert pod["securityContext"]["runAsNonRoot"] is True
 
