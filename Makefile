@@ -36,7 +36,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_QUIET) --upgrade pip
 	$(PY) -m pip install $(PIP_QUIET) torch==$(TORCH_VERSION)
-	$(PY) -m pip install $(PIP_QUIET) -e '.[train,dev]'
+	$(PY) -m pip install $(PIP_QUIET) -e '.[train,dev,scale]'
 	touch $@
 
 install: $(VENV)/.installed ## create .venv with torch $(TORCH_VERSION) (CPU) and the project
