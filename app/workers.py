@@ -215,7 +215,12 @@ def supervise(settings: Settings, plan: WorkerPlan) -> int:
     sock.set_inheritable(True)
     host, port = sock.getsockname()[:2]
     metrics_dir = tempfile.mkdtemp(prefix="housing-metrics-")
-    base_env = {**os.environ, WORKER_FD_ENV: str(sock.fileno()), MULTIPROC_ENV: metrics_dir}
+    base_env = {
+        **os.environ,
+        WORKER_FD_ENV: str(sock.fileno()),
+        MULTIPROC_ENV: metrics_dir,
+        "HOUSING_WORKERS": str(plan.count),  # each worker knows how many serve with it
+    }
     workers = []
     for i in range(plan.count):
         env = {**base_env, "HOUSING_WORKER_INDEX": str(i)}

@@ -29,12 +29,14 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Header
+from pydantic import BaseModel, Field
 
 from app.api.documentation import documented_post, refusals
 from app.api.endpoint import JSON, Answer, Decoded, PredictionEndpoint
 from app.api.guard import Guard, Headers, media_type
 from app.api.health import read_readiness
 from app.api.predict import COVERAGE_QUERY, EXAMPLES, RecordsJson, invalid_body
+from app.deps import RuntimeDep
 from app.errors import RequestRefused
 from app.flags import Flag
 from app.intervals import Coverage, Ranges
@@ -75,6 +77,32 @@ router.get(
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "Not ready: loading, or shutting down"}},
 )(read_readiness)
+
+
+class ExecutionParameters(BaseModel):
+    """What a Batch Transform job uses when it does not set them itself."""
+
+    MaxConcurrentTransforms: int = Field(
+        description="Requests in flight per instance: two per server process, so one "
+        "mini-batch is parsed while another runs on the device"
+    )
+    BatchStrategy: str = Field(description="MULTI_RECORD: as many lines as MaxPayloadInMB holds")
+    MaxPayloadInMB: int = Field(description="HOUSING_MAX_BODY_BYTES, in MiB")
+
+
+@router.get(
+    "/execution-parameters",
+    summary="SageMaker Batch Transform's defaults for this container",
+    response_model=ExecutionParameters,
+)
+async def execution_parameters(runtime: RuntimeDep) -> ExecutionParameters:
+    """Batch Transform asks for these when the job leaves ``MaxConcurrentTransforms`` unset."""
+    settings = runtime.settings
+    return ExecutionParameters(
+        MaxConcurrentTransforms=2 * (settings.workers or 1),
+        BatchStrategy="MULTI_RECORD",
+        MaxPayloadInMB=max(1, settings.max_body_bytes >> 20),
+    )
 
 
 @dataclass(slots=True)

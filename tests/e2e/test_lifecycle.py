@@ -170,6 +170,9 @@ def test_two_workers_share_the_port_and_the_metrics(artifacts: Path) -> None:
             rpc.close()
         with httpx.Client(base_url=server.url, timeout=10) as client:
             metrics = client.get("/metrics").text
+            # Batch Transform's concurrency: two per worker, which each worker knows.
+            concurrency = client.get("/execution-parameters").json()["MaxConcurrentTransforms"]
+        assert concurrency == 4
         assert server.proc is not None
         supervisor = server.proc.pid
         assert server.terminate() == 0

@@ -157,3 +157,13 @@ def test_json_instances_stay_bounded_by_max_instances(
 ) -> None:
     answer = client.post("/invocations", json={"instances": many[:301]})
     assert answer.status_code == 422
+
+
+def test_execution_parameters_give_batch_transform_its_defaults(client: TestClient) -> None:
+    answer = client.get("/execution-parameters")
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "MaxConcurrentTransforms": 2,  # one process: one mini-batch parsed, one on the device
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": 6,
+    }
