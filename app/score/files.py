@@ -69,7 +69,7 @@ def _pyarrow() -> Any:
     return pa
 
 
-def _check_columns(columns: list[str], path: Path) -> None:
+def check_columns(columns: list[str], path: Path) -> None:
     missing = [c for c in RAW_COLUMNS if c not in columns and c != IMPUTED_COLUMN]
     if missing:
         raise StartupError(
@@ -99,7 +99,7 @@ class CsvReader:
             if header is None:
                 raise StartupError(f"{self.path} is empty. Hint: a CSV needs a header line.")
             columns = [c.strip() for c in header]
-            _check_columns(columns, self.path)
+            check_columns(columns, self.path)
             chunk = Chunk(columns, [], [])
             for cells in reader:
                 if not cells or all(not c.strip() for c in cells):
@@ -120,18 +120,36 @@ class ParquetReader:
         self.path, self.chunk_rows = path, chunk_rows
         self.fraction_done = 0.0
 
-    def chunks(self) -> Iterator[Chunk]:
+    def batches(self) -> Iterator[tuple[Any, int]]:
+        """The file's pyarrow record batches and each one's first row number (1-based)."""
         pa = _pyarrow()
         source = pa.parquet.ParquetFile(self.path)
-        columns = list(source.schema_arrow.names)
-        _check_columns(columns, self.path)
+        check_columns(list(source.schema_arrow.names), self.path)
         total, done = max(source.metadata.num_rows, 1), 0
         for batch in source.iter_batches(batch_size=self.chunk_rows):
-            rows = batch.to_pylist()
-            lines = list(range(done + 1, done + len(rows) + 1))
-            done += len(rows)
+            done += batch.num_rows
             self.fraction_done = done / total
-            yield Chunk(columns, rows, lines)
+            yield batch, done - batch.num_rows + 1
+
+    def chunks(self) -> Iterator[Chunk]:
+        for batch, first in self.batches():
+            rows = batch.to_pylist()
+            yield Chunk(batch.schema.names, rows, list(range(first, first + len(rows))))
+
+
+def columns_of(path: Path) -> list[str]:
+    """A file's columns (a CSV's header, a Parquet file's schema), checked as its reader checks
+    them: StartupError with a hint."""
+    if is_parquet(path):
+        columns = list(_pyarrow().parquet.read_schema(path).names)
+    else:
+        with path.open("rb") as fh:
+            header = next(csv.reader(raw.decode("utf-8", errors="replace") for raw in fh), None)
+        if header is None:
+            raise StartupError(f"{path} is empty. Hint: a CSV needs a header line.")
+        columns = [c.strip() for c in header]
+    check_columns(columns, path)
+    return columns
 
 
 def reader_for(path: Path, chunk_rows: int) -> Reader:

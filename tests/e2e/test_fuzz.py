@@ -39,7 +39,7 @@ def test_every_answer_is_documented_and_conforms(target: Target) -> None:
     report = fuzz(target, EXAMPLES, SEED)
     print("\n" + "\n".join(report.lines()))
     assert report.failures == 0, "\n".join(report.lines())
-    assert len(report.operations) == 15
+    assert len(report.operations) == 16
     assert all(op.cases["positive"] > 0 for op in report.operations)
     assert 350 <= report.cases <= 450
     # Every documented kind of answer of the prediction routes was reached and checked.
