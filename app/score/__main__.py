@@ -26,7 +26,7 @@ from pathlib import Path
 from app.__main__ import load_settings
 from app.errors import StartupError
 from app.score.files import reader_for, writer_for
-from app.score.scoring import SHOWN_ERRORS, Progress, load_scorer
+from app.score.scoring import SHOWN_ERRORS, Progress, finish, load_scorer
 
 SCALE_HINT = "the ray engine needs the scale extra: pip install 'housing-inference[scale]'"
 # Options of the ray engine only, with their defaults (the local engine refuses them).
@@ -63,15 +63,7 @@ def score(args: argparse.Namespace) -> int:
         finally:
             writer.close()
     progress.show(1.0, scored + invalid, final=True)
-    seconds = time.perf_counter() - started
-    print(
-        f"scored {scored:,} rows into {args.output} in {seconds:.1f}s "
-        f"({(scored + invalid) / max(seconds, 1e-9):,.0f} rows/s); {invalid:,} invalid rows"
-        + (f", listed in {errors_path}" if invalid else "")
-    )
-    if not scored:
-        return 1
-    return 3 if invalid else 0
+    return finish(scored, invalid, args.output, time.perf_counter() - started, errors_path)
 
 
 def score_with_ray(args: argparse.Namespace) -> int:

@@ -55,7 +55,14 @@ from app.__main__ import load_settings
 from app.errors import StartupError
 from app.score.files import Chunk, Kept, writer_for
 from app.score.folders import FILE, KEYS, LINE, ROW, estimate_rows, input_files, read_file, runs
-from app.score.scoring import SHOWN_ERRORS, Progress, Scorer, load_scorer, preflight
+from app.score.scoring import (
+    SHOWN_ERRORS,
+    Progress,
+    Scorer,
+    finish,
+    load_scorer,
+    preflight,
+)
 from app.settings import Settings
 
 STARTUP = "(startup)"
@@ -277,12 +284,4 @@ def report(
         out.writerows(errors)
     for name, line, field, message in errors[:SHOWN_ERRORS]:
         progress.note(f"{name} line {line}: {field}: {message}")
-    invalid = rows - scored
-    print(
-        f"scored {scored:,} rows into {output} in {seconds:.1f}s "
-        f"({rows / max(seconds, 1e-9):,.0f} rows/s); {invalid:,} invalid rows"
-        + (f", listed in {errors_path}" if invalid else "")
-    )
-    if not scored:
-        return 1
-    return 3 if invalid else 0
+    return finish(scored, rows - scored, output, seconds, errors_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import TextIO
 
 import numpy as np
@@ -157,3 +158,16 @@ def preflight(settings: Settings, coverage: float | None) -> Manifest:
         raise StartupError(str(exc)) from None
     serving_intervals(manifest, coverage_of(settings, coverage))
     return manifest
+
+
+def finish(scored: int, invalid: int, output: Path, seconds: float, errors_path: Path) -> int:
+    """Print the run's summary line; its exit status: 0 when every row was scored, 3 when some
+    were invalid, 1 when none could be."""
+    print(
+        f"scored {scored:,} rows into {output} in {seconds:.1f}s "
+        f"({(scored + invalid) / max(seconds, 1e-9):,.0f} rows/s); {invalid:,} invalid rows"
+        + (f", listed in {errors_path}" if invalid else "")
+    )
+    if not scored:
+        return 1
+    return 3 if invalid else 0
