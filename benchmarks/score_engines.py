@@ -25,9 +25,9 @@ from pathlib import Path
 
 from app.score.__main__ import build_parser
 from app.score.__main__ import main as score_main
+from reliability.workload import data_path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "california-housing" / "housing.csv"
 
 
 def make_inputs(data: Path, folder: Path, copies: int) -> tuple[Path, Path, int]:
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("HOUSING_ARTIFACTS", str(ROOT / "artifacts"))
     os.environ.setdefault("HOUSING_DEVICE", "cpu")
-    data = Path(os.environ.get("HOUSING_DATA", DEFAULT_DATA))
+    data = data_path()
     try:
         import ray
 

@@ -116,8 +116,9 @@ class PredictionEndpoint(Generic[C]):
     route = ""
     # Accepted request media types; "" stands for a request without a Content-Type.
     media_types: frozenset[str] = frozenset({JSON, ""})
-    # Bodies larger than this are decoded on a worker thread, so that the event loop serves
-    # other requests meanwhile (None: always on the loop; the hot path's bodies are small).
+    # Bodies larger than this are decoded, and their answers written, on a worker thread, so
+    # that the event loop serves other requests meanwhile (None: always on the loop; the hot
+    # path's bodies are small).
     offload_bytes: int | None = None
 
     def __init__(self, runtime: ModelRuntime, guard: Guard, recorder: RequestRecorder) -> None:
@@ -171,7 +172,8 @@ class PredictionEndpoint(Generic[C]):
         (imputation, ranges, warnings) is that model's, whatever model is swapped in
         meanwhile."""
         batcher = self.runtime.accepting_batcher()
-        if self.offload_bytes is not None and len(body) > self.offload_bytes:
+        offload = self.offload_bytes is not None and len(body) > self.offload_bytes
+        if offload:
             decoded = await asyncio.to_thread(self.decode, model, body, headers)
         else:
             with batcher.arrivals:  # while it is parsed, the batcher may wait for its rows
@@ -188,6 +190,10 @@ class PredictionEndpoint(Generic[C]):
             with _Watch(self.watches, ticket, receive):
                 values = dollars(await ticket.result())
         ranges, flags = self.finish(model, decoded, coverage, ticket, values, trace)
+        if offload:  # its answer is as large: written on the thread too
+            return await asyncio.to_thread(
+                self.reply, model, values, ranges, decoded, headers, flags
+            )
         return self.reply(model, values, ranges, decoded, headers, flags)
 
     async def run_in_windows(

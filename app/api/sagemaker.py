@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Body, Header
 from pydantic import BaseModel, Field
@@ -41,7 +42,7 @@ from app.errors import RequestRefused
 from app.flags import Flag
 from app.intervals import Coverage, Ranges
 from app.observe.access import RequestRecorder
-from app.protocols.tabular import parse_csv, parse_jsonlines
+from app.protocols.tabular import SLICE_ROWS, parse_csv, parse_jsonlines
 from app.runtime import ModelRuntime
 from app.schemas import (
     ErrorMessage,
@@ -217,7 +218,13 @@ class InvocationsEndpoint(PredictionEndpoint[Invocation]):
         else:
             decoded = self.json.decode(body, median)
             return Decoded(decoded.encoded, Invocation(decoded.context, answer, columns))
-        return Decoded(encode_records(records, median), Invocation(False, answer, columns))
+        encoded = np.concatenate(
+            [
+                encode_records(records[i : i + SLICE_ROWS], median)
+                for i in range(0, len(records), SLICE_ROWS)
+            ]
+        )  # in slices, as parsed (app.protocols.tabular)
+        return Decoded(encoded, Invocation(False, answer, columns))
 
     def coverage_for(
         self, model: Served, decoded: Decoded[Invocation], asked: Coverage | None
