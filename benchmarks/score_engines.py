@@ -6,10 +6,9 @@
 The data set (HOUSING_DATA) is written ``--copies`` times into a temp folder, one CSV file per
 copy (20,640 rows each: 516,000 rows for 25), and once more as one file of all of them. The
 local engine scores the one file; the ray engine the folder, in a local Ray of ``--num-cpus``
-CPUs started once (its start and stop are timed apart), at each ``--concurrency``, then once
-more at the last with Ray Data's ``preserve_order``. A run is timed around the whole call: the
-model's load (local) or the actors' start (ray) is in it, Ray's own start is not. Needs the
-scale extra.
+CPUs started once (its start and stop are timed apart), at each ``--concurrency``. A run is
+timed around the whole call: the model's load (local) or the actors' start (ray) is in it,
+Ray's own start is not. Needs the scale extra.
 """
 
 from __future__ import annotations
@@ -91,16 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         ray_engine.connect(args.num_cpus)
         ray_start = time.perf_counter() - started
-        runs = [(c, False) for c in args.concurrency] + [(args.concurrency[-1], True)]
-        for concurrency, ordered in runs:
+        for concurrency in args.concurrency:
             shutil.rmtree(out, ignore_errors=True)
             ray_args = build_parser().parse_args(
                 ["--engine", "ray", str(parts), str(out), "--concurrency", str(concurrency)]
                 + common
             )
-            seconds = timed(partial(ray_engine.run, ray_args, preserve_order=ordered))
-            label = f"ray, concurrency {concurrency}" + (", preserve_order" if ordered else "")
-            results.append((label, seconds))
+            seconds = timed(partial(ray_engine.run, ray_args))
+            results.append((f"ray, concurrency {concurrency}", seconds))
         started = time.perf_counter()
         ray.shutdown()
         ray_stop = time.perf_counter() - started

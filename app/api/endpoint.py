@@ -125,6 +125,8 @@ class PredictionEndpoint(Generic[C]):
         self.runtime = runtime
         self.guard = guard
         self.recorder = recorder
+        # The most rows a request holds in the queue at a time (``run_in_windows``).
+        self.window_rows = runtime.settings.max_instances
         # Body bytes per row of this route's recent requests (a moving average; 0: none yet).
         self.bytes_per_row = 0.0
         self.watches: Timeouts[_Watch] = Timeouts(WATCH_AFTER_S, _Watch.start)
@@ -183,7 +185,7 @@ class PredictionEndpoint(Generic[C]):
             seen = len(body) / rows
             self.bytes_per_row += (seen - self.bytes_per_row) * (0.1 if self.bytes_per_row else 1)
         coverage = self.coverage_for(model, decoded, asked)
-        if rows > self.runtime.settings.max_instances:
+        if rows > self.window_rows:
             values, ticket = await self.run_in_windows(batcher, model, decoded, receive, trace)
         else:
             ticket = self.submit(batcher, model, decoded, trace)
@@ -210,7 +212,7 @@ class PredictionEndpoint(Generic[C]):
         requests that arrive meanwhile are served between its windows. Each window has the
         request deadline. Returns every row's dollars, in order, and a ticket that stands for
         the windows' (their flags and scales, and the first device call for tracing)."""
-        window = self.runtime.settings.max_instances
+        window = self.window_rows
         timeout = self.runtime.settings.request_timeout_s
         encoded = decoded.encoded
         whole = Ticket()
@@ -335,7 +337,7 @@ class PredictionEndpoint(Generic[C]):
         if not length.isdigit():
             return
         # A request never holds more than HOUSING_MAX_INSTANCES rows in the queue at a time.
-        rows = min(int(length) / self.bytes_per_row, self.runtime.settings.max_instances)
+        rows = min(int(length) / self.bytes_per_row, self.window_rows)
         if batcher.queued_rows + rows > batcher.queue_rows:
             raise Overloaded(
                 f"{batcher.queued_rows} rows are queued and the limit is {batcher.queue_rows}; "

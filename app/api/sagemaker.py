@@ -64,9 +64,6 @@ CUSTOM_ATTRIBUTES = b"x-amzn-sagemaker-custom-attributes"
 RANGE_COLUMNS = 3  # value,low,high
 # Bodies larger than this are parsed on a worker thread (about 1,000 CSV rows, ~10 ms).
 OFFLOAD_BYTES = 64 * 1024
-# The fewest bytes a record's line can take (nine cells, eight commas, a newline): the line
-# formats' row limit follows from HOUSING_MAX_BODY_BYTES.
-MIN_LINE_BYTES = 17
 
 router = APIRouter(tags=["sagemaker"])
 
@@ -194,9 +191,10 @@ class InvocationsEndpoint(PredictionEndpoint[Invocation]):
 
     def __init__(self, runtime: ModelRuntime, guard: Guard, recorder: RequestRecorder) -> None:
         super().__init__(runtime, guard, recorder)
-        settings = runtime.settings
-        self.json = RecordsJson(settings.max_instances)
-        self.lines = request_adapter(settings.max_body_bytes // MIN_LINE_BYTES + 1)
+        self.json = RecordsJson(runtime.settings.max_instances)
+        # The line formats are validated SLICE_ROWS at a time; HOUSING_MAX_BODY_BYTES bounds
+        # their rows.
+        self.lines = request_adapter(SLICE_ROWS)
 
     def asked_coverage(self, model: Served, query: bytes, headers: Headers) -> Coverage | None:
         attributes = headers.get(CUSTOM_ATTRIBUTES)

@@ -204,7 +204,7 @@ def actors(concurrency: int | None, neuron_cores: int, torch_threads: int) -> in
     return max(1, int(resources.get("CPU", 2)) // torch_threads)
 
 
-def run(args: argparse.Namespace, preserve_order: bool = False) -> int:
+def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if settings is None:
         return 2
@@ -227,7 +227,8 @@ def run(args: argparse.Namespace, preserve_order: bool = False) -> int:
         output.mkdir(parents=True, exist_ok=True)
         context = DataContext.get_current()
         context.enable_progress_bars = False  # ours instead, one line
-        context.execution_options.preserve_order = preserve_order
+        # Order comes from the output files' names: Ray Data need not keep it.
+        context.execution_options.preserve_order = False
         quiet_ray_data()
         # Actors get the settings the driver validated, the artifacts' absolute path and no
         # API key. Reads reserve no CPU (with actors on every CPU, reads that need one never
