@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from app.batching import DeadlineExceeded, Overloaded, ShuttingDown
 from app.observe.logs import new_request_id
+from modelspec.features import BEDROOMS_ABOVE_ROOMS, IMPUTED_COLUMN
 
 logger = logging.getLogger("housing.errors")
 
@@ -46,12 +47,27 @@ class RequestRefused(Exception):
         self.headers = headers or {}
 
 
-class InvalidInput(Exception):
-    """A body that parsed but is wrong: 422 with ``[{"field", "message", "type"}]``."""
+# Most errors an answer lists (``HOUSING_MAX_ERROR_DETAILS``' default): a hostile body of a
+# million bad lines gets the first few and the count, not a million entries.
+MAX_ERROR_DETAILS = 20
 
-    def __init__(self, details: list[dict[str, str]]) -> None:
-        super().__init__("; ".join(f"{d['field']}: {d['message']}" for d in details))
+
+class InvalidInput(Exception):
+    """A body that parsed but is wrong: 422 with ``[{"field", "message", "type"}]``, the first
+    errors in the body's order, and ``total``, how many it has in all (at least as many as
+    listed). Whoever builds one keeps ``details`` short (``MAX_ERROR_DETAILS``)."""
+
+    def __init__(self, details: list[dict[str, str]], total: int = 0) -> None:
         self.details = details
+        self.total = max(total, len(details))
+        super().__init__(summary(details, self.total))
+
+
+def summary(details: Sequence[dict[str, str]], total: int) -> str:
+    """One line: each listed error, and how many more were found."""
+    text = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+    more = total - len(details)
+    return f"{text}; and {more} more error{'s' * (more > 1)}" if more > 0 else text
 
 
 def field_path(loc: Sequence[int | str]) -> str:
@@ -59,9 +75,30 @@ def field_path(loc: Sequence[int | str]) -> str:
     return ".".join(parts) or "body"
 
 
+# Errors of a rule across a record's fields are raised on the record; this names the field.
+_FIELD_OF_RULE = {BEDROOMS_ABOVE_ROOMS: IMPUTED_COLUMN}
+
+
+def _where(error: Any) -> str:
+    path = field_path(error["loc"])
+    field = _FIELD_OF_RULE.get(error["type"])
+    return path if field is None else f"{path}.{field}" if path != "body" else field
+
+
 def validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
     """pydantic errors -> ``[{"field", "message", "type"}]``; the input is never echoed back."""
-    return [{"field": field_path(e["loc"]), "message": e["msg"], "type": e["type"]} for e in errors]
+    return [{"field": _where(e), "message": e["msg"], "type": e["type"]} for e in errors]
+
+
+def invalid_details(exc: Exception, most: int) -> tuple[list[dict[str, str]], int]:
+    """The first ``most`` errors of an InvalidInput or a pydantic ValidationError, and how
+    many there are in all (pydantic's own are built only for those listed)."""
+    if isinstance(exc, InvalidInput):
+        return exc.details[:most], exc.total
+    assert isinstance(exc, ValidationError | RequestValidationError)
+    errors = exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc.errors()
+    total = exc.error_count() if isinstance(exc, ValidationError) else len(errors)
+    return validation_details(errors[:most]), total
 
 
 _REASONS = {
@@ -87,19 +124,22 @@ def refusal_reason(exc: Exception, status: int) -> str:
 
 
 def error_answer(
-    exc: Exception, where: str, request_id: str
+    exc: Exception, where: str, request_id: str, most: int = MAX_ERROR_DETAILS
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
     """(status, JSON body, headers) for any exception raised while answering ``where``.
 
-    A 500's ``error_id`` is the request id: the client, the ``X-Request-ID`` header and the
-    log line with the stack trace all carry the same value.
+    A 422 lists the first ``most`` errors and, when there are more, ``error_count``: how many
+    in all. A 500's ``error_id`` is the request id: the client, the ``X-Request-ID`` header
+    and the log line with the stack trace all carry the same value.
     """
     if isinstance(exc, RequestRefused):
         return exc.status, {"detail": str(exc)}, exc.headers
-    if isinstance(exc, ValidationError | RequestValidationError):
-        return 422, {"detail": validation_details(exc.errors())}, {}
-    if isinstance(exc, InvalidInput):
-        return 422, {"detail": exc.details}, {}
+    if isinstance(exc, ValidationError | RequestValidationError | InvalidInput):
+        details, total = invalid_details(exc, most)
+        body: dict[str, Any] = {"detail": details}
+        if total > len(details):
+            body["error_count"] = total
+        return 422, body, {}
     if isinstance(exc, NotReadyError | ShuttingDown):
         return 503, {"detail": str(exc)}, RETRY_AFTER
     if isinstance(exc, Overloaded):

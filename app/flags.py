@@ -7,7 +7,12 @@ A prediction is still made -- a flag never blocks one -- but a client (and a das
   training split (the manifest's ``preprocessing.input_ranges``);
 * ``outside_california``: latitude/longitude outside California's bounding box;
 * ``above_cap``: a prediction above $500,001, where the data set's values were capped, so the
-  model has never seen a true value up there.
+  model has never seen a true value up there;
+* ``below_floor``: the model's value was at or below $14,999, the data set's floor (values
+  under $15,000 were recorded as $14,999). Such a value is the model extrapolating, down to
+  negative millions for records far outside training, so the price is raised to the floor
+  (``app.intervals.prices``) and its range computed around it: a price is never negative and
+  always inside its own range.
 
 ``screen`` checks a whole batch in a few vectorised calls (the batcher runs it once per device
 call); ``flags`` explains the rows of one request, and lists are built only for flagged rows.
@@ -23,6 +28,7 @@ import numpy as np
 from modelspec.features import NUMERIC_COLUMNS
 
 VALUE_CAP = 500_001.0
+VALUE_FLOOR = 14_999.0
 # California's bounding box (degrees), a little wider than the data set's block groups.
 LATITUDE = (32.5, 42.0)
 LONGITUDE = (-124.5, -114.1)
@@ -40,7 +46,7 @@ class Flag(TypedDict):
 Count = Callable[[str, str], None]  # (field, code): one flag seen
 
 _FEW_ROWS = 4  # up to this many rows, screen in Python
-_AWAY, _CAPPED = 2, 3  # kinds of flag after below (0) and above (1) a column's range
+_AWAY, _CAPPED, _FLOORED = 2, 3, 4  # kinds of flag after below (0) and above (1) a range
 _FIXED = {
     _AWAY: (
         "location",
@@ -52,6 +58,12 @@ _FIXED = {
         "above_cap",
         f"the prediction is above ${VALUE_CAP:,.0f}, where the training data was capped: the "
         "model never saw a true value this high",
+    ),
+    _FLOORED: (
+        "house_value",
+        "below_floor",
+        f"the model's value was at or below ${VALUE_FLOOR:,.0f}, the lowest in the training "
+        "data: the price is raised to it. The record is likely far outside what the model saw",
     ),
 }
 
@@ -95,15 +107,16 @@ class Flagger:
                 row
                 for row, (values, value) in enumerate(rows)
                 if value > VALUE_CAP
+                or value <= VALUE_FLOOR
                 or any(v < lo or v > hi for v, (lo, hi) in zip(values, bounds, strict=False))
             ]
         x = encoded[:, : len(NUMERIC_COLUMNS)]
         outside = ((x < self._any_low) | (x > self._any_high)).any(axis=1)
-        return np.flatnonzero(outside | (dollars > VALUE_CAP)).tolist()
+        return np.flatnonzero(outside | (dollars > VALUE_CAP) | (dollars <= VALUE_FLOOR)).tolist()
 
     def flags(self, encoded: np.ndarray, dollars: np.ndarray) -> list[Flag]:
         """Flags of every row of ``encoded`` (the model's input) and its ``dollars``, in row
-        order (and within a row: below, above, location, cap)."""
+        order (and within a row: below, above, location, cap, floor)."""
         if not self.screen(encoded, dollars):
             return []
         x = encoded[:, : len(NUMERIC_COLUMNS)]
@@ -119,6 +132,7 @@ class Flagger:
         )
         found += ((row, _AWAY, -1) for row in np.flatnonzero(away).tolist())
         found += ((row, _CAPPED, -1) for row in np.flatnonzero(dollars > VALUE_CAP).tolist())
+        found += ((row, _FLOORED, -1) for row in np.flatnonzero(dollars <= VALUE_FLOOR).tolist())
         found.sort()
         out: list[Flag] = []
         for row, kind, col in found:

@@ -19,6 +19,8 @@ from urllib.parse import parse_qsl
 import numpy as np
 
 from app.errors import InvalidInput
+from app.flags import VALUE_FLOOR
+from app.protocols.numbers import strict_float
 from modelspec.intervals import IntervalCalibration
 from modelspec.intervals import bounds as conformal_bounds
 
@@ -69,12 +71,14 @@ _FEW_ROWS = 4
 
 def prices(out: np.ndarray, log_scale_range: tuple[float, float]) -> np.ndarray:
     """A device call's answers as the service passes them on: dollars to the cent (one rounding
-    a batch); with a scale head (``(n, 2)``), each row's scale in dollars beside them, its log
-    clamped to ``log_scale_range``."""
+    a batch), never below ``VALUE_FLOOR`` (``app.flags``: a value under it is the model
+    extrapolating, and is flagged); with a scale head (``(n, 2)``), each row's scale in dollars
+    beside them, its log clamped to ``log_scale_range``."""
     if out.ndim == 2:
         low, high = log_scale_range
-        return np.column_stack((np.round(out[:, 0], 2), np.exp(out[:, 1].clip(low, high))))
-    return np.round(out, 2)
+        values = np.maximum(np.round(out[:, 0], 2), VALUE_FLOOR)
+        return np.column_stack((values, np.exp(out[:, 1].clip(low, high))))
+    return np.maximum(np.round(out, 2), VALUE_FLOOR)
 
 
 def log_scale_range(table: IntervalCalibration | None) -> tuple[float, float]:
@@ -130,7 +134,7 @@ class Intervals:
     def parse(self, text: str, field: str) -> Coverage | None:
         """``at`` for a coverage written as text (anything but a number is refused)."""
         try:
-            coverage = float(text)
+            coverage = strict_float(text.strip(" "))
         except ValueError:
             coverage = -1.0
         return self.at(coverage, field)

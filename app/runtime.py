@@ -21,8 +21,10 @@ import asyncio
 import enum
 import gc
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,6 +48,19 @@ class Status(enum.StrEnum):
     READY = "ready"
     FAILING = "failing"  # device calls keep failing: readiness 503, requests still taken
     STOPPING = "stopping"
+
+
+# An absolute path left in a message after the artifacts folder's is named.
+_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")
+
+
+def without_paths(message: str, folder: Path) -> str:
+    """``message`` fit for a client: the artifacts folder named ``$HOUSING_ARTIFACTS``, any
+    other absolute path cut to its last part (the full message is in the log)."""
+    for shown in {str(folder.resolve()), str(folder)}:
+        if shown not in (".", ""):
+            message = message.replace(shown, "$HOUSING_ARTIFACTS")
+    return _PATH.sub(r".../\1", message)
 
 
 class ReloadRefused(Exception):
@@ -166,7 +181,7 @@ class ModelRuntime:
             except (StartupError, ReloadRefused) as exc:
                 self.metrics.reloads.labels("refused").inc()
                 logger.error("reload refused; model %s serves on: %s", previous.version, exc)
-                raise ReloadRefused(str(exc)) from None
+                raise ReloadRefused(without_paths(str(exc), self.settings.artifacts)) from None
             if served.version == previous.version:
                 self.metrics.reloads.labels("unchanged").inc()
                 logger.info("reload: model %s is already serving", served.version)
@@ -213,7 +228,12 @@ class ModelRuntime:
         if folder is not None and percent > 0:
             metrics = self.metrics
             self.capture = Capture(
-                folder, percent, worker_name(), metrics.captured.inc, metrics.capture_dropped.inc
+                folder,
+                percent,
+                worker_name(),
+                metrics.captured.inc,
+                metrics.capture_dropped.inc,
+                queue_bytes=self.settings.capture_queue_bytes,
             )
         # Everything loaded so far (torch, the model, the app) lives as long as the process.
         # Freezing it keeps the cyclic GC from rescanning ~200k objects in every full

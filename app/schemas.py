@@ -11,13 +11,24 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+)
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
 from modelspec.features import (
+    BEDROOMS_ABOVE_ROOMS,
     CATEGORICAL_COLUMN,
     EXAMPLE_RECORD,
+    IMPUTED_COLUMN,
     NUMERIC_FIELDS,
     OCEAN_CATEGORIES,
     RAW_COLUMNS,
@@ -55,7 +66,21 @@ def _house_type() -> Any:
     return house
 
 
-House = _house_type()
+def _consistent(record: Any) -> Any:
+    """The rule across fields (``modelspec.features.BEDROOMS_ABOVE_ROOMS``); its error names
+    ``total_bedrooms`` (``app.errors.field_path``)."""
+    bedrooms = record.get(IMPUTED_COLUMN)
+    if bedrooms is not None and bedrooms > record["total_rooms"]:
+        raise PydanticCustomError(
+            BEDROOMS_ABOVE_ROOMS,
+            f"{IMPUTED_COLUMN} is more than total_rooms: bedrooms are counted among the "
+            "rooms. Hint: check the order of the columns",
+        )
+    return record
+
+
+# Typed as Any: mypy cannot follow a type built from data (modelspec).
+House: Any = Annotated[_house_type(), AfterValidator(_consistent)]
 
 
 class InputWarning(BaseModel):
@@ -63,10 +88,12 @@ class InputWarning(BaseModel):
 
     row: int = Field(description="Index of the record (0 for a single record)")
     field: str = Field(description="A numeric input, `location` or `house_value`")
-    code: Literal["out_of_range", "outside_california", "above_cap"] = Field(
+    code: Literal["out_of_range", "outside_california", "above_cap", "below_floor"] = Field(
         description="`out_of_range`: below the 0.5th or above the 99.5th percentile of the "
         "training data; `outside_california`: latitude/longitude outside the state; "
-        "`above_cap`: a prediction above $500,001, where the data set was capped"
+        "`above_cap`: a prediction above $500,001, where the data set was capped; "
+        "`below_floor`: the model's value was at or below $14,999, the data set's floor, and "
+        "the price is that floor (never less)"
     )
     message: str
 
@@ -142,7 +169,7 @@ def record_adapter() -> RequestAdapter:
 def request_type(max_instances: int) -> Any:
     """The type of ``POST /predict`` bodies, which ``request_adapter`` validates and the
     OpenAPI schema documents."""
-    records: Any = list[House]  # type: ignore[valid-type]
+    records: Any = list[House]
     instances: Any = _typed_dict(
         "Instances",
         {"instances": Annotated[records, Field(min_length=1, max_length=max_instances)]},
@@ -150,7 +177,7 @@ def request_type(max_instances: int) -> Any:
     instances.__doc__ = f"Up to {max_instances} records, answered in order."
     instances.__pydantic_config__ = _strict()
     body = Annotated[
-        Annotated[House, Tag("record")] | Annotated[instances, Tag("batch")],  # type: ignore[valid-type]
+        Annotated[House, Tag("record")] | Annotated[instances, Tag("batch")],
         Discriminator(
             _body_kind,
             custom_error_type="invalid_body",
@@ -183,7 +210,13 @@ class FieldError(_Closed):
 class ValidationErrors(_Closed):
     """422 of ``/predict`` and ``/invocations``: every problem of the body, each with its field."""
 
-    detail: list[FieldError] = Field(min_length=1)
+    detail: list[FieldError] = Field(
+        min_length=1,
+        description="The first errors, in the body's order (HOUSING_MAX_ERROR_DETAILS)",
+    )
+    error_count: int | None = Field(
+        None, description="How many errors the body has in all, when there are more than listed"
+    )
 
 
 class ErrorMessage(_Closed):
@@ -404,7 +437,7 @@ class InferOutputParameters(_Closed):
 
 class InferOutput(_Closed):
     name: OipOutputName
-    datatype: Literal["FP32"]
+    datatype: Literal["FP64"]
     shape: list[int]
     data: list[float] = Field(description="US dollars, in row order")
     parameters: InferOutputParameters | SkipJsonSchema[None] = Field(
@@ -413,8 +446,15 @@ class InferOutput(_Closed):
 
 
 def _output(name: str, value: float, coverage: float | None = None) -> dict[str, Any]:
-    tensor = {"name": name, "datatype": "FP32", "shape": [1], "data": [value]}
+    tensor = {"name": name, "datatype": "FP64", "shape": [1], "data": [value]}
     return tensor if coverage is None else {**tensor, "parameters": {"coverage": coverage}}
+
+
+class InferResponseParameters(_Closed):
+    warning_count: int = Field(description="How many warnings the rows have (`app/flags.py`)")
+    warnings: str = Field(
+        description="The first few, `row N field code` separated by `; `, then `and N more`"
+    )
 
 
 class InferResponse(_Closed):
@@ -440,3 +480,6 @@ class InferResponse(_Closed):
     model_version: str
     id: str | SkipJsonSchema[None] = None
     outputs: list[InferOutput]
+    parameters: InferResponseParameters | SkipJsonSchema[None] = Field(
+        None, description="Present only when some row is flagged (`app/flags.py`)"
+    )

@@ -1,7 +1,9 @@
 """One loaded model and everything that serves it, verified before it serves a row.
 
 ``load_served`` checks the artifacts (the manifest's feature hash, the artifact's sha256),
-loads the model on the device, warms up every batch size on the manifest's reference rows and
+loads the model on the device, warms up every batch size on the manifest's reference rows,
+finds the batch size from which a row's answer no longer depends on its batch
+(``app.backends.consistent``) and
 builds what the request path needs from its manifest: the input ranges that raise warnings
 (``app.flags``), the interval table (``app.intervals``) and the ``total_bedrooms`` median that
 fills a missing value. A ``Served`` never changes; the runtime swaps a whole one for another
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 
 from app.backends.base import Backend, warm_up
+from app.backends.consistent import consistent
 from app.backends.select import DeviceProbes, load_backend, resolve_device
 from app.errors import StartupError
 from app.flags import Flagger
@@ -121,7 +124,9 @@ def load_model(
     torch.set_num_threads(settings.torch_threads)
     backend = load_backend(device, artifact, manifest)
     warm_up(backend, compiled)
-    return manifest, device, backend
+    # One record, one price, in any batch (app.backends.consistent).
+    reference = np.asarray(compiled.reference_inputs, dtype=np.float32)
+    return manifest, device, consistent(backend, reference, compiled.dynamic_batch)
 
 
 def serving_intervals(manifest: Manifest, default: float) -> Intervals:

@@ -11,6 +11,9 @@ SIGHUP reloads the model from the artifacts folder without dropping a request
 4. a watchdog ends the process if all that overruns ``HOUSING_GRACEFUL_TIMEOUT_S`` (exit 1):
    the orchestrator's SIGKILL comes soon after, and a clean exit code is worth having.
 
+HTTP connections have a deadline for their headers (``HOUSING_HEADER_TIMEOUT_S``) and a bound
+(``HOUSING_MAX_CONNECTIONS``): ``app.connections``.
+
 gRPC (``HOUSING_GRPC_PORT``, ``app.rpc``) follows the same steps in the same loop: it is bound
 before the model loads (a port it cannot bind fails startup at once) and answers NOT_SERVING
 until the model is ready, its readiness is the same flag as HTTP's, it stops accepting when
@@ -31,10 +34,10 @@ from types import FrameType
 
 import uvicorn
 
+from app.connections import fd_shortfall, guarded_protocol
 from app.errors import StartupError
 from app.main import create_app
 from app.observe.logs import log_config
-from app.onewrite import OneWriteHttpProtocol
 from app.rpc.door import GrpcDoor
 from app.runtime import ModelRuntime, ReloadRefused
 from app.settings import Settings
@@ -186,8 +189,13 @@ def build_server(
         lifespan="on",
         timeout_graceful_shutdown=max(int(connections_grace), 1),
         server_header=False,
-        http=OneWriteHttpProtocol,  # one write per response (app/onewrite.py)
+        # One write per response (app/onewrite.py), HOUSING_HEADER_TIMEOUT_S and
+        # HOUSING_MAX_CONNECTIONS (app/connections.py): the same in a supervisor's workers.
+        http=guarded_protocol(settings, runtime.metrics),
     )
+    shortfall = fd_shortfall(settings.max_connections)
+    if shortfall is not None:
+        logger.warning(shortfall)
     door = None
     if settings.grpc_port:  # workers share the port (SO_REUSEPORT) as they share HTTP's socket
         door = GrpcDoor(runtime, host, shared_port=bound is not None)

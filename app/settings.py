@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     capture_percent: float = Field(
         0, ge=0, le=100, description="Share of predictions captured, in percent (0: none)"
     )
+    capture_queue_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Request and answer bytes that may wait for data capture's writer; a "
+        "captured prediction that does not fit (a slow or full disk, large bodies) is dropped "
+        "and counted in housing_capture_dropped_total, never buffered",
+    )
     model_poll_s: float = Field(
         0,
         ge=0,
@@ -116,6 +123,21 @@ class Settings(BaseSettings):
         description="After SIGTERM, keep accepting for this long with readiness at 503, so a "
         "load balancer sees the 503 and stops routing before connections are refused",
     )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Longest an HTTP connection may take to send a request's headers, from "
+        "when it opens or its previous response ends; past it, the connection is closed "
+        "(slow or idle clients do not keep connections open)",
+    )
+    max_connections: int = Field(
+        2048,
+        ge=1,
+        le=1_000_000,
+        description="Most open HTTP connections per server process; one more is answered "
+        "503 and closed at once (keep it under the open-file limit)",
+    )
     max_body_bytes: int = Field(
         6_291_456,
         ge=1024,
@@ -124,10 +146,38 @@ class Settings(BaseSettings):
         "SAGEMAKER_MAX_PAYLOAD_IN_MB when this is unset); it alone bounds the rows of a CSV or "
         "JSON Lines body on /invocations",
     )
+    max_error_details: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="Most errors a refused body's answer lists (the first ones, in the body's "
+        "order); the answer also says how many there are in all, so its size never grows "
+        "with the body's",
+    )
     api_key: SecretStr | None = Field(
         None,
         description="If set, prediction routes need 'Authorization: Bearer <key>' or "
         "'X-API-Key: <key>' (401 otherwise); probes, metadata and /metrics stay open",
+    )
+    api_key_file: Path | None = Field(
+        None,
+        description="A file holding HOUSING_API_KEY (as a Kubernetes secret mounts it; "
+        "surrounding blank space is ignored); not both",
+    )
+    admin_key: SecretStr | None = Field(
+        None,
+        description="The control plane's own key: POST /v2/repository/models/housing/load needs "
+        "'Authorization: Bearer <key>' or 'X-Admin-Key: <key>'; prediction keys never reload "
+        "a model",
+    )
+    admin_key_file: Path | None = Field(
+        None, description="A file holding HOUSING_ADMIN_KEY; not both"
+    )
+    control_open: bool = Field(
+        False,
+        description="Open the control routes to anyone when no HOUSING_ADMIN_KEY is set (a "
+        "trusted network only). Without either they answer 403; SIGHUP and "
+        "HOUSING_MODEL_POLL_S reload a model all the same",
     )
     workers: int | None = Field(
         None,
@@ -137,8 +187,37 @@ class Settings(BaseSettings):
         "neuron, else 1); each gets its own NEURON_RT_VISIBLE_CORES",
     )
 
+    def api_key_bytes(self) -> bytes | None:
+        """The prediction routes' key, from HOUSING_API_KEY or HOUSING_API_KEY_FILE."""
+        return _secret(self.api_key, self.api_key_file)
+
+    def admin_key_bytes(self) -> bytes | None:
+        """The control routes' key, from HOUSING_ADMIN_KEY or HOUSING_ADMIN_KEY_FILE."""
+        return _secret(self.admin_key, self.admin_key_file)
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        for name, value, file in (
+            ("API_KEY", self.api_key, self.api_key_file),
+            ("ADMIN_KEY", self.admin_key, self.admin_key_file),
+        ):
+            if value is not None and file is not None:
+                raise ValueError(f"set HOUSING_{name} or HOUSING_{name}_FILE, not both")
+            if file is not None:
+                try:
+                    key = _secret(None, file)
+                except OSError as exc:
+                    raise ValueError(
+                        f"HOUSING_{name}_FILE={file} cannot be read ({exc.strerror})"
+                    ) from None
+                if not key:
+                    raise ValueError(f"HOUSING_{name}_FILE={file} is empty")
+        api, admin = self.api_key_bytes(), self.admin_key_bytes()
+        if api is not None and api == admin:
+            raise ValueError(
+                "HOUSING_ADMIN_KEY is HOUSING_API_KEY: the control plane needs a key of its "
+                "own, or a client that may predict could reload models"
+            )
         if self.artifacts.exists() and not self.artifacts.is_dir():
             raise ValueError(
                 f"HOUSING_ARTIFACTS={self.artifacts} is a file; it must be the folder that "
@@ -161,3 +240,9 @@ class Settings(BaseSettings):
                 "finish after the drain"
             )
         return self
+
+
+def _secret(value: SecretStr | None, file: Path | None) -> bytes | None:
+    if file is not None:
+        return file.read_bytes().strip()
+    return None if value is None else value.get_secret_value().encode()

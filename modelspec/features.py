@@ -74,7 +74,7 @@ NUMERIC_FIELDS: tuple[RawField, ...] = (
     ),
     RawField("latitude", "Latitude in decimal degrees", 37.88, -90, None, 90),
     RawField("housing_median_age", "Median age of the houses, years", 41.0, 0, None, 1000),
-    RawField("total_rooms", "Rooms in the block group", 880.0, 0, None, MAX_COUNT),
+    RawField("total_rooms", "Rooms in the block group (above 0)", 880.0, None, 0, MAX_COUNT),
     RawField(
         "total_bedrooms",
         "Bedrooms in the block group; null or absent: imputed with the training median",
@@ -96,6 +96,10 @@ NUMERIC_FIELDS: tuple[RawField, ...] = (
     ),
 )
 assert tuple(f.name for f in NUMERIC_FIELDS) == NUMERIC_COLUMNS
+# A rule across fields, beside the bounds: bedrooms are counted among the rooms, so a block
+# group never has more (none of the data set's 20,640 does). Records that break it are
+# refused: their ratios are far outside anything the model saw.
+BEDROOMS_ABOVE_ROOMS = "bedrooms_above_rooms"
 EXAMPLE_RECORD: dict[str, object] = {
     **{f.name: f.example for f in NUMERIC_FIELDS},
     CATEGORICAL_COLUMN: "NEAR BAY",

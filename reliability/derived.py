@@ -61,10 +61,17 @@ Variant = Callable[[Records, st.DataObject], Derived]
 
 
 def records_of(case: Case) -> Records:
-    """The records of a schema-valid ``/predict`` body (one record, or ``{"instances": []}``)."""
+    """The records of a schema-valid ``/predict`` body (one record, or ``{"instances": []}``),
+    each made to keep the rule across fields that a JSON schema cannot say (bedrooms are
+    rooms: ``app.schemas``), so that derived requests of them must be accepted."""
     body: Any = case.body
     assert isinstance(body, dict), body
-    records: Records = body.get("instances", [body])
+    records: Records = [
+        {**r, IMPUTED_COLUMN: r["total_rooms"]}
+        if isinstance(r.get(IMPUTED_COLUMN), int | float) and r[IMPUTED_COLUMN] > r["total_rooms"]
+        else r
+        for r in body.get("instances", [body])
+    ]
     return records
 
 

@@ -227,7 +227,7 @@ def rollout(artifacts: Path, other: Path, frame: pd.DataFrame, clients: int) -> 
     install(artifacts, work)
     swaps: list[tuple[str, str, float]] = []
     refusals: list[tuple[str, int, str]] = []
-    with serve(work, HOUSING_DEVICE="cpu") as server:
+    with serve(work, HOUSING_DEVICE="cpu", HOUSING_CONTROL_OPEN="true") as server:
         server.wait_ready()
         assert server.proc is not None
         load = Load(server.url, mixed_requests(frame, 600), clients)

@@ -125,6 +125,7 @@ class PredictionEndpoint(Generic[C]):
         self.runtime = runtime
         self.guard = guard
         self.recorder = recorder
+        self.max_errors = runtime.settings.max_error_details
         # The most rows a request holds in the queue at a time (``run_in_windows``).
         self.window_rows = runtime.settings.max_instances
         # Body bytes per row of this route's recent requests (a moving average; 0: none yet).
@@ -274,7 +275,7 @@ class PredictionEndpoint(Generic[C]):
 
     def refuse(self, exc: Exception, request_id: str) -> Answer:
         """The answer for a failure; the default is /predict's ``{"detail": ...}`` format."""
-        status, payload, extra = error_answer(exc, self.route, request_id)
+        status, payload, extra = error_answer(exc, self.route, request_id, self.max_errors)
         return Answer(orjson.dumps(payload), JSON, status, tuple(extra.items()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

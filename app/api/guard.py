@@ -2,7 +2,8 @@
 
 In this order: method (405), API key (401), content type (415), body size (413, before a byte
 of an oversized body is read when it has a Content-Length, as soon as a chunked one passes the
-limit). Every refusal says how to fix the request.
+limit). Every refusal says how to fix the request. The control routes (model reload) have a
+door of their own (``check_admin``): their own key, or closed unless the operator opens them.
 """
 
 from __future__ import annotations
@@ -31,11 +32,38 @@ class Guard:
 
     max_body_bytes: int
     api_key: bytes | None
+    admin_key: bytes | None = None
+    control_open: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Guard:
-        key = settings.api_key
-        return cls(settings.max_body_bytes, key.get_secret_value().encode() if key else None)
+        return cls(
+            settings.max_body_bytes,
+            settings.api_key_bytes(),
+            settings.admin_key_bytes(),
+            settings.control_open,
+        )
+
+    def check_admin(self, headers: Headers) -> None:
+        """The control routes' door: the admin key when one is set (401 without it; the
+        prediction key is not it), else open only if the operator opened it (403)."""
+        if self.admin_key is None:
+            if self.control_open:
+                return
+            raise RequestRefused(
+                403,
+                "the control routes are closed. Hint: the operator sets HOUSING_ADMIN_KEY (or "
+                "HOUSING_ADMIN_KEY_FILE) and sends it as 'Authorization: Bearer <key>', or "
+                "HOUSING_CONTROL_OPEN=true on a trusted network; SIGHUP also reloads.",
+            )
+        given = headers.get(b"x-admin-key") or _bearer(headers)
+        if given is None or not hmac.compare_digest(given, self.admin_key):
+            raise RequestRefused(
+                401,
+                "missing or wrong admin key. Hint: send 'Authorization: Bearer <key>' or "
+                "'X-Admin-Key: <key>' with the value of HOUSING_ADMIN_KEY.",
+                {"WWW-Authenticate": "Bearer"},
+            )
 
     def admit(self, method: str, headers: Headers, media_types: frozenset[str]) -> None:
         """Method, key and content type (``""`` in ``media_types``: no Content-Type)."""
@@ -54,9 +82,7 @@ class Guard:
             return
         given = headers.get(b"x-api-key")
         if given is None:
-            auth = headers.get(b"authorization", b"")
-            scheme, _, token = auth.partition(b" ")
-            given = token.strip() if scheme.lower() == b"bearer" else None
+            given = _bearer(headers)
         # Constant time, so the key cannot be guessed byte by byte from response times.
         if given is None or not hmac.compare_digest(given, self.api_key):
             raise RequestRefused(
@@ -96,3 +122,8 @@ class Guard:
             "Hint: split the request, or raise the limit.",
             {"Connection": "close"},  # the rest of the body is never read: drop the connection
         )
+
+
+def _bearer(headers: Headers) -> bytes | None:
+    scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+    return token.strip() if scheme.lower() == b"bearer" else None

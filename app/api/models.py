@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import PurePath
 from typing import Any
 
 from fastapi import APIRouter
@@ -12,6 +14,17 @@ from app.schemas import ErrorMessage, ModelInfo
 from modelspec.features import RAW_COLUMNS
 
 MODEL_NAME = "housing"
+# A Hugging Face data set id (owner/name), shown as it is; anything else is a file.
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def data_source(data: str) -> str:
+    """The training data as anyone may see it: a hub id, or a file's name without its folder
+    (a path says how the training host is laid out)."""
+    if _HUB_ID.fullmatch(data) and not PurePath(data).suffix:
+        return data
+    return PurePath(data).name
+
 
 router = APIRouter(tags=["models"])
 
@@ -45,7 +58,7 @@ async def read_model(runtime: RuntimeDep) -> JSONResponse:
         },
         "features": {"hash": manifest.feature_hash, "inputs": list(RAW_COLUMNS)},
         "training": {
-            "data": training.data,
+            "data": data_source(training.data),
             "rows_train": training.rows_train,
             "rows_val": training.rows_val,
             "epochs": training.epochs,

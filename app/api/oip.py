@@ -25,7 +25,7 @@ from app.api.endpoint import JSON, Answer, Decoded, PredictionEndpoint
 from app.api.guard import Guard, Headers
 from app.api.models import MODEL_NAME
 from app.deps import RuntimeDep
-from app.errors import InvalidInput, error_answer, validation_details
+from app.errors import InvalidInput, error_answer, invalid_details, summary
 from app.flags import Flag
 from app.intervals import Coverage, Intervals, Ranges, listed
 from app.observe.access import RequestRecorder
@@ -245,25 +245,23 @@ class InferEndpoint(PredictionEndpoint[Inference]):
         headers: Headers,
         flags: list[Flag],
     ) -> Answer:
-        """The protocol's outputs; flags are counted in the metrics but not sent (its answer
-        has no place for structured per-row notes)."""
+        """The protocol's outputs; flags are summed up in the answer's ``parameters`` (it has
+        no place for structured per-row notes)."""
         plan = decoded.context
-        answer = oip.response(plan.request, MODEL_NAME, model.version, plan.outputs, values, ranges)
+        answer = oip.response(
+            plan.request, MODEL_NAME, model.version, plan.outputs, values, ranges, flags
+        )
         return Answer(answer)
 
     def refuse(self, exc: Exception, request_id: str) -> Answer:
         if isinstance(exc, oip.OipError):
             return Answer(orjson.dumps({"error": str(exc)}), JSON, 400)
         if isinstance(exc, ValidationError | InvalidInput):
-            details = (
-                exc.details if isinstance(exc, InvalidInput) else validation_details(exc.errors())
-            )
+            details, total = invalid_details(exc, self.max_errors)
             # instances.3.latitude -> row 3 of input latitude
-            message = "; ".join(
-                f"{d['field'].replace('instances.', 'row ')}: {d['message']}" for d in details
-            )
-            return Answer(orjson.dumps({"error": message}), JSON, 400)
-        status, payload, extra = error_answer(exc, self.route, request_id)
+            rows = [{**d, "field": d["field"].replace("instances.", "row ")} for d in details]
+            return Answer(orjson.dumps({"error": summary(rows, total)}), JSON, 400)
+        status, payload, extra = error_answer(exc, self.route, request_id, self.max_errors)
         body: dict[str, Any] = {"error": payload.get("detail")}
         if "error_id" in payload:
             body["error_id"] = payload["error_id"]
@@ -286,7 +284,7 @@ def document(router: APIRouter) -> None:
         tags=["open inference protocol"],
         summary="Infer: house values from the raw features, one tensor each",
         response_model=InferResponse,
-        response_description="house_value, FP32 [N]",
+        response_description="house_value, FP64 [N]",
         responses={
             400: {
                 "model": OipErrorBody,

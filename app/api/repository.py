@@ -5,8 +5,9 @@ The new model is loaded and checked while the current one serves (``ModelRuntime
 then swapped in between two device calls. The answer says what happened: 200 with the version
 now serving and the one before; 400 when the new artifact fails a check, 409 while another
 reload runs, 503 before startup has finished -- each ``{"error": "..."}`` with the reason, and
-the current model serving on. Like the prediction routes, it needs the API key when one is
-set (401).
+the current model serving on. It is the control plane: it needs ``HOUSING_ADMIN_KEY`` (401
+without it; the prediction routes' key is not it), and without one it is closed (403) unless
+``HOUSING_CONTROL_OPEN`` opens it.
 """
 
 from __future__ import annotations
@@ -35,14 +36,21 @@ def repository_router(guard: Guard) -> APIRouter:
         response_model=Reloaded,
         responses={
             400: {"model": OipErrorBody, "description": "The new artifact failed a check"},
-            401: {"model": OipErrorBody, "description": "HOUSING_API_KEY is set: no or wrong key"},
+            401: {
+                "model": OipErrorBody,
+                "description": "HOUSING_ADMIN_KEY is set: no or wrong key",
+            },
+            403: {
+                "model": OipErrorBody,
+                "description": "Closed: no HOUSING_ADMIN_KEY, and HOUSING_CONTROL_OPEN is off",
+            },
             409: {"model": OipErrorBody, "description": "Another reload is running"},
             503: {"model": OipErrorBody, "description": "Startup has not finished"},
         },
     )
     async def load(request: Request, runtime: RuntimeDep) -> JSONResponse:
         try:
-            guard.check_key(dict(request.scope["headers"]))
+            guard.check_admin(dict(request.scope["headers"]))
         except RequestRefused as exc:
             return JSONResponse({"error": str(exc)}, exc.status, exc.headers)
         started = time.perf_counter()

@@ -42,6 +42,7 @@ from app.errors import RequestRefused
 from app.flags import Flag
 from app.intervals import Coverage, Ranges
 from app.observe.access import RequestRecorder
+from app.protocols.oip import flag_summary
 from app.protocols.tabular import SLICE_ROWS, parse_csv, parse_jsonlines
 from app.runtime import ModelRuntime
 from app.schemas import (
@@ -210,9 +211,9 @@ class InvocationsEndpoint(PredictionEndpoint[Invocation]):
         answer, columns = answer_format(headers.get(b"accept"), kind)
         median = model.bedrooms_median
         if kind == CSV:
-            records = parse_csv(body, self.lines)
+            records = parse_csv(body, self.lines, self.max_errors)
         elif kind == JSONLINES:
-            records = parse_jsonlines(body, self.lines)
+            records = parse_jsonlines(body, self.lines, self.max_errors)
         else:
             decoded = self.json.decode(body, median)
             return Decoded(decoded.encoded, Invocation(decoded.context, answer, columns))
@@ -257,13 +258,28 @@ class InvocationsEndpoint(PredictionEndpoint[Invocation]):
         if context.answer != CSV:
             return self.json.reply(values, ranges, context.single, flags)
         if ranges is None:
-            return Answer("".join(f"{v}\n" for v in values).encode(), CSV)
-        lines = "".join(
-            f"{v},{lo},{hi}\n" for v, (lo, hi) in zip(values, ranges.bounds, strict=True)
-        )
-        # The body cannot say the coverage; SageMaker passes this header back to the caller.
-        said = (("X-Amzn-SageMaker-Custom-Attributes", f"coverage={ranges.coverage:g}"),)
-        return Answer(lines.encode(), CSV, headers=said)
+            lines = "".join(f"{v}\n" for v in values)
+        else:
+            lines = "".join(
+                f"{v},{lo},{hi}\n" for v, (lo, hi) in zip(values, ranges.bounds, strict=True)
+            )
+        return Answer(lines.encode(), CSV, headers=csv_headers(ranges, flags))
+
+
+def csv_headers(ranges: Ranges | None, flags: list[Flag]) -> tuple[tuple[str, str], ...]:
+    """What a CSV body cannot say, in headers: the range's coverage and the rows' warnings.
+    SageMaker passes only ``X-Amzn-SageMaker-Custom-Attributes`` back to the caller, so both
+    are there (``coverage=0.9,warnings=2``); ``X-Housing-Warnings`` names the first few
+    (``app.protocols.oip.flag_summary``)."""
+    attributes = []
+    if ranges is not None:
+        attributes.append(f"coverage={ranges.coverage:g}")
+    if flags:
+        attributes.append(f"warnings={len(flags)}")
+    said = [("X-Amzn-SageMaker-Custom-Attributes", ",".join(attributes))] if attributes else []
+    if flags:
+        said.append(("X-Housing-Warnings", flag_summary(flags)))
+    return tuple(said)
 
 
 def json_lines(values: list[float], ranges: Ranges | None, flags: list[Flag]) -> Answer:

@@ -34,6 +34,7 @@ _REQUIRED_KEYS = frozenset((*NUMERIC_COLUMNS, CATEGORICAL_COLUMN)) - {IMPUTED_CO
 _CATEGORIES = frozenset(OCEAN_CATEGORIES)
 _NUMBER_TYPES = frozenset((int, float))
 _BEDROOMS = NUMERIC_COLUMNS.index(IMPUTED_COLUMN)
+_ROOMS = NUMERIC_COLUMNS.index("total_rooms")
 _LOW = np.array([-math.inf if f.ge is None else f.ge for f in NUMERIC_FIELDS])
 _HIGH = np.array([math.inf if f.le is None else f.le for f in NUMERIC_FIELDS])
 _ABOVE = np.array([-math.inf if f.gt is None else f.gt for f in NUMERIC_FIELDS])
@@ -100,5 +101,8 @@ def accept(body: bytes, max_instances: int) -> FastBody | None:
     inside = (numeric >= _LOW) & (numeric <= _HIGH) & (numeric > _ABOVE)  # NaN/inf fail
     inside[:, _BEDROOMS] |= np.isnan(numeric[:, _BEDROOMS])  # null or absent: imputed
     if not inside.all():
+        return None
+    # Bedrooms among the rooms (the schema's rule across fields); NaN (imputed) compares false.
+    if (numeric[:, _BEDROOMS] > numeric[:, _ROOMS]).any():
         return None
     return FastBody(numeric, ocean, single)

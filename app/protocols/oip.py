@@ -11,10 +11,13 @@ Tensor data comes as JSON (``data``, flattened row-major) or, as ``tritonclient`
 default, in the binary tensor extension: the JSON header is the first
 ``Inference-Header-Content-Length`` bytes, followed by each binary input in order
 (``parameters.binary_data_size`` bytes; little-endian; BYTES as 4-byte length + bytes).
-Outputs (FP32, ``[N]``, always JSON, which every client reads): ``house_value``, and with a
-model that has calibrated intervals ``house_value_low`` and ``house_value_high``, each with
-``parameters.coverage``. A request may name the outputs it wants (``outputs``), and the
-coverage of the range (``parameters.coverage``): ``app.api.oip`` decides both.
+Outputs (FP64, ``[N]``: dollars to the cent, which FP32 cannot hold above $131,072; always
+JSON, which every client reads): ``house_value``, and with a model that has calibrated
+intervals ``house_value_low`` and ``house_value_high``, each with ``parameters.coverage``.
+When a row is flagged (``app.flags``), the answer's ``parameters`` say so: ``warning_count``
+and ``warnings``, a bounded text of the first few (``flag_summary``). A request may name the
+outputs it wants (``outputs``), and the coverage of the range (``parameters.coverage``):
+``app.api.oip`` decides both.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from app.flags import Flag
 from app.intervals import Ranges
 from modelspec.features import CATEGORICAL_COLUMN, IMPUTED_COLUMN, NUMERIC_COLUMNS, RAW_COLUMNS
 
@@ -60,7 +64,7 @@ def input_metadata() -> list[dict[str, Any]]:
 def output_metadata(ranges: bool) -> list[dict[str, Any]]:
     """The outputs: the price, and its range when the model has one."""
     return [
-        {"name": name, "datatype": "FP32", "shape": [-1]}
+        {"name": name, "datatype": "FP64", "shape": [-1]}
         for name in (OUTPUTS if ranges else (OUTPUT,))
     ]
 
@@ -190,8 +194,10 @@ def response(
     names: tuple[str, ...],
     values: list[float],
     ranges: Ranges | None,
+    flags: list[Flag],
 ) -> bytes:
-    """The answer with the outputs ``names``, in that order; the range's need ``ranges``."""
+    """The answer with the outputs ``names``, in that order; the range's need ``ranges``;
+    ``flags`` are summed up in the answer's ``parameters``."""
     columns: dict[str, list[float]] = {OUTPUT: values}
     parameters: dict[str, float] = {}
     if ranges is not None:
@@ -202,7 +208,7 @@ def response(
     for name in names:
         tensor: dict[str, Any] = {
             "name": name,
-            "datatype": "FP32",
+            "datatype": "FP64",
             "shape": [len(values)],
             "data": columns[name],
         }
@@ -212,4 +218,19 @@ def response(
     out: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
     if "id" in request:
         out["id"] = request["id"]
+    if flags:
+        out["parameters"] = {"warning_count": len(flags), "warnings": flag_summary(flags)}
     return orjson.dumps(out)
+
+
+# Flags named in a summary; the count says how many there are in all.
+SUMMARY_FLAGS = 5
+
+
+def flag_summary(flags: list[Flag]) -> str:
+    """``row 0 total_rooms out_of_range; row 3 house_value below_floor; and 2 more``: the first
+    ``SUMMARY_FLAGS`` flags on one bounded line, for answers with no place for a list (OIP's
+    parameters, a CSV answer's header)."""
+    text = "; ".join(f"row {f['row']} {f['field']} {f['code']}" for f in flags[:SUMMARY_FLAGS])
+    more = len(flags) - SUMMARY_FLAGS
+    return f"{text}; and {more} more" if more > 0 else text

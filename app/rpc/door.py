@@ -7,7 +7,9 @@ ready its calls answer UNAVAILABLE and its health NOT_SERVING) and stops it when
 accepting: from then on new calls are refused (UNAVAILABLE), calls in flight finish within the
 grace period, and the batcher closes only after them.
 
-Messages over ``HOUSING_MAX_BODY_BYTES`` are refused by gRPC itself (RESOURCE_EXHAUSTED). With
+Messages over ``HOUSING_MAX_BODY_BYTES`` are refused by gRPC itself (RESOURCE_EXHAUSTED); the
+services decode the others themselves (``app.rpc.calls``): bytes that are not a message are
+INVALID_ARGUMENT, with one warning line a minute at most for both services together. With
 several worker processes (``HOUSING_WORKERS``), each binds the port with ``SO_REUSEPORT`` and
 the kernel spreads connections between them; with one, the port is bound exclusively, so a port
 already in use stops startup rather than sharing it with a stranger.
@@ -23,6 +25,7 @@ import grpc
 from app.api.guard import Guard
 from app.errors import StartupError
 from app.observe.access import RequestRecorder
+from app.rpc.calls import Throttled
 from app.rpc.health import HealthService
 from app.rpc.service import InferenceService
 from app.runtime import ModelRuntime
@@ -51,10 +54,11 @@ class GrpcDoor:
         )
         guard = Guard.from_settings(settings)
         recorder = RequestRecorder(self.runtime.metrics, settings.access_log)
+        throttled = Throttled()  # one warning line a minute at most, for both services
         server.add_generic_rpc_handlers(
             (
-                InferenceService(self.runtime, guard, recorder).handler(),
-                HealthService(self.runtime).handler(),
+                InferenceService(self.runtime, guard, recorder, throttled).handler(),
+                HealthService(self.runtime, throttled).handler(),
             )
         )
         address = f"{self.host}:{settings.grpc_port}"

@@ -5,8 +5,11 @@ and load balancers.
 same as ``/health/ready`` and ``ServerReady``), NOT_SERVING otherwise: while the model loads,
 while device calls keep failing, and from SIGTERM on. The services it knows are ``""`` (the
 server), ``inference.GRPCInferenceService`` and the model's name, ``housing``; any other is
-NOT_FOUND, as the protocol asks. ``Watch`` sends the status, then every change of it, and ends
-once the server is stopping.
+NOT_FOUND, as the protocol asks, with the name's first ``ECHO_CHARS`` (64) characters in the
+details: the details' length never grows with the name's. ``Watch`` sends the status, then
+every change of it, and ends once the server is stopping. Bytes that are not a
+``HealthCheckRequest`` are INVALID_ARGUMENT, decoded here as ``app.rpc.calls`` says (no
+traceback, one throttled warning line).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from app.api.models import MODEL_NAME
+from app.errors import RequestRefused
+from app.rpc.calls import Throttled, decode
 from app.rpc.service import SERVICE
 from app.runtime import ModelRuntime, Status
 
@@ -26,14 +31,30 @@ SERVICES = frozenset({"", SERVICE, MODEL_NAME})
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+ECHO_CHARS = 64
+
+
+def shown(name: str) -> str:
+    """A service name for the details: whole when short, else its start and its length."""
+    if len(name) <= ECHO_CHARS:
+        return repr(name)
+    return f"{name[:ECHO_CHARS]!r}... ({len(name)} characters)"
 
 
 class HealthService:
-    def __init__(self, runtime: ModelRuntime) -> None:
+    def __init__(self, runtime: ModelRuntime, throttled: Throttled | None = None) -> None:
         self.runtime = runtime
+        self.throttled = throttled or Throttled()  # the undecodable messages' warning
+
+    async def _request(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return decode(raw, health_pb2.HealthCheckRequest, self.throttled)
+        except RequestRefused as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise  # unreachable: abort raises
 
     def handler(self) -> grpc.GenericRpcHandler:
-        request = health_pb2.HealthCheckRequest.FromString
+        request = None  # raw bytes: decoded by the methods (see the module)
         answer = health_pb2.HealthCheckResponse.SerializeToString
         return grpc.method_handlers_generic_handler(
             HEALTH_SERVICE,
@@ -50,14 +71,20 @@ class HealthService:
     def _status(self) -> Any:
         return SERVING if self.runtime.ready else NOT_SERVING
 
-    async def check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    async def check(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        request = await self._request(raw, context)
         if request.service not in SERVICES:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+            known = ", ".join(repr(s) for s in sorted(SERVICES))
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"unknown service {shown(request.service)}. Hint: ask for one of {known}.",
+            )
         return health_pb2.HealthCheckResponse(status=self._status())
 
     async def watch(
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
+        request = await self._request(raw, context)
         if request.service not in SERVICES:
             yield health_pb2.HealthCheckResponse(
                 status=health_pb2.HealthCheckResponse.SERVICE_UNKNOWN

@@ -7,7 +7,9 @@ service, the ranges and the outputs asked for. Failures are the call's status, w
 reason in its details, never a crash:
 
 =====================  ===================================================================
-INVALID_ARGUMENT       a tensor, parameter or row the protocol or the feature rules refuse
+INVALID_ARGUMENT       bytes that are not the method's message (``app.rpc.calls``: no
+                       traceback, one throttled warning line), or a tensor, parameter or row
+                       the protocol or the feature rules refuse
 UNAUTHENTICATED        a missing or wrong API key
 NOT_FOUND              a model other than ``housing``, or a version other than the served one
 RESOURCE_EXHAUSTED     a message over ``HOUSING_MAX_BODY_BYTES`` (refused by gRPC itself)
@@ -21,8 +23,11 @@ retry policies treat as transient, as HTTP's 503 is. A client's deadline is hono
 cancellation: gRPC cancels the call when it passes, and its rows still queued are dropped
 unrun. Each answer's trailing metadata has ``x-request-id`` (the caller's, if it sent a plain
 one) and ``x-model-version``. Calls are counted in the same metrics as HTTP, with the method's
-path as ``route`` and the status code's name as ``status``; the readiness calls are not, as
-the HTTP probes are not.
+path as ``route`` and the status code's name as ``status`` -- however they end: refused,
+answered, or cancelled (CANCELLED: the client went away, HTTP's 499; DEADLINE_EXCEEDED: its
+deadline passed, HTTP's 504), also while their message is still arriving, since the service
+reads it itself; the readiness calls are not counted, as the HTTP probes are not. The API key
+is checked on the call's metadata before its message is received.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from app.observe.tracing import RequestTrace
 from app.protocols import oip
 from app.rpc import open_inference_grpc_pb2 as pb
 from app.rpc import tensors
+from app.rpc.calls import Throttled, ended, read_message
 from app.runtime import ModelRuntime
 from app.served import Served
 
@@ -65,13 +71,11 @@ CODES = {
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
-# A client whose deadline passes cancels the call itself, a moment before the server's own
-# copy of that deadline (computed on arrival) passes: a call cancelled this close to its
-# deadline is counted as DEADLINE_EXCEEDED, not CANCELLED.
-DEADLINE_SLACK_S = 0.1
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
 Handler = Callable[[Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]
+# What grpc.aio calls for a client-streaming method: the call's raw messages, and its context.
+Reader = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Message]]
 
 
 def metadata_headers(context: grpc.aio.ServicerContext[Any, Any]) -> Headers:
@@ -86,64 +90,81 @@ def metadata_headers(context: grpc.aio.ServicerContext[Any, Any]) -> Headers:
 class InferenceService:
     """The calls of ``GRPCInferenceService`` on ``runtime``, with the REST route's checks."""
 
-    def __init__(self, runtime: ModelRuntime, guard: Guard, recorder: RequestRecorder) -> None:
+    def __init__(
+        self,
+        runtime: ModelRuntime,
+        guard: Guard,
+        recorder: RequestRecorder,
+        throttled: Throttled | None = None,
+    ) -> None:
         self.runtime = runtime
         self.guard = guard
         self.recorder = recorder
         self.endpoint = InferEndpoint(runtime, guard, recorder)
+        self.throttled = throttled or Throttled()  # the undecodable messages' warning
 
     def handler(self) -> grpc.GenericRpcHandler:
-        def unary(
-            fn: Handler[Any, Any], given: type[Message], answer: type[Message], measured: bool
-        ) -> grpc.RpcMethodHandler:
-            return grpc.unary_unary_rpc_method_handler(
-                self._measured(fn) if measured else fn,
-                request_deserializer=given.FromString,
-                response_serializer=answer.SerializeToString,
+        def unary(reader: Reader, answer: type[Message]) -> grpc.RpcMethodHandler:
+            # Client-streaming and no deserializer: the service reads the message (app.rpc.calls).
+            return grpc.stream_unary_rpc_method_handler(
+                reader, request_deserializer=None, response_serializer=answer.SerializeToString
             )
 
+        read = self._reading
         return grpc.method_handlers_generic_handler(
             SERVICE,
             {
                 "ServerLive": unary(
-                    self.server_live, pb.ServerLiveRequest, pb.ServerLiveResponse, False
+                    read(self.server_live, pb.ServerLiveRequest, False), pb.ServerLiveResponse
                 ),
                 "ServerReady": unary(
-                    self.server_ready, pb.ServerReadyRequest, pb.ServerReadyResponse, False
+                    read(self.server_ready, pb.ServerReadyRequest, False), pb.ServerReadyResponse
                 ),
                 "ModelReady": unary(
-                    self.model_ready, pb.ModelReadyRequest, pb.ModelReadyResponse, False
+                    read(self.model_ready, pb.ModelReadyRequest, False), pb.ModelReadyResponse
                 ),
                 "ServerMetadata": unary(
-                    self.server_metadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse, True
+                    read(self.server_metadata, pb.ServerMetadataRequest, True),
+                    pb.ServerMetadataResponse,
                 ),
                 "ModelMetadata": unary(
-                    self.model_metadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse, True
+                    read(self.model_metadata, pb.ModelMetadataRequest, True),
+                    pb.ModelMetadataResponse,
                 ),
-                # Measured by itself, with its trace and its request id.
-                "ModelInfer": unary(
-                    self.model_infer, pb.ModelInferRequest, pb.ModelInferResponse, False
-                ),
+                # Reads its own message (after the key), measured, traced, with its request id.
+                "ModelInfer": unary(self.model_infer, pb.ModelInferResponse),
             },
         )
 
-    def _measured(self, fn: Handler[Req, Resp]) -> Handler[Req, Resp]:
-        """``fn``, counted in the request metrics under its method's path."""
+    def _reading(self, fn: Handler[Req, Resp], given: type[Req], measured: bool) -> Reader:
+        """``fn`` on the call's message, decoded; when ``measured``, counted in the request
+        metrics under its method's path, however it ends."""
+        method = f"/{SERVICE}/{given.DESCRIPTOR.name.removesuffix('Request')}"
 
-        async def call(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+        async def call(requests: Any, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
             started = time.perf_counter()
-            given = metadata_headers(context).get(b"x-request-id")
-            request_id = request_id_from(None if given is None else given.decode("latin-1"))
             code = grpc.StatusCode.OK
             try:
+                try:
+                    request = await read_message(context, given, self.throttled)
+                except RequestRefused as exc:
+                    await context.abort(CODES[exc.status], str(exc))
+                    raise  # unreachable: abort raises
                 return await fn(request, context)
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
+            except asyncio.CancelledError:  # the client went away, or its deadline passed
+                code = ended(context)
+                raise
             finally:
-                method = f"/{SERVICE}/{type(request).DESCRIPTOR.name.removesuffix('Request')}"
-                peer = context.peer() if self.recorder.access_log else ""
-                self.recorder.finish_rpc(method, code.name, started, request_id, peer)
+                if measured:
+                    given_id = metadata_headers(context).get(b"x-request-id")
+                    request_id = request_id_from(
+                        None if given_id is None else given_id.decode("latin-1")
+                    )
+                    peer = context.peer() if self.recorder.access_log else ""
+                    self.recorder.finish_rpc(method, code.name, started, request_id, peer)
 
         return call
 
@@ -202,7 +223,7 @@ class InferenceService:
     # Inference.
 
     async def model_infer(
-        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, requests: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelInferResponse:
         started = time.perf_counter()
         headers = metadata_headers(context)
@@ -213,13 +234,17 @@ class InferenceService:
         code = grpc.StatusCode.OK
         model: Served | None = None
         try:
-            answer = await self._infer(request, headers, trace, request_id)
+            self.guard.check_key(headers)  # before a byte of the message is received
+            request = await read_message(context, pb.ModelInferRequest, self.throttled)
+            answer = await self._infer(request, trace, request_id)
             model = answer[1]
             return answer[0]
         except asyncio.CancelledError:  # gRPC cancelled the call: deadline passed, client gone
-            remaining = context.time_remaining()
-            expired = remaining is not None and remaining <= DEADLINE_SLACK_S
-            code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+            code = ended(context)
+            raise
+        except grpc.aio.AbortError:  # read_message answered a call without a message
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            self.runtime.metrics.observe_refusal("invalid")
             raise
         except Exception as exc:  # noqa: BLE001 - every failure gets a clean status
             reply = self.endpoint.refuse(exc, request_id)
@@ -246,12 +271,10 @@ class InferenceService:
     async def _infer(
         self,
         request: pb.ModelInferRequest,
-        headers: Headers,
         trace: RequestTrace | None,
         request_id: str,
     ) -> tuple[pb.ModelInferResponse, Served]:
         runtime = self.runtime
-        self.guard.check_key(headers)
         self.check_model(request.model_name, request.model_version)
         model = runtime.serving()
         batcher = runtime.accepting_batcher()
@@ -262,13 +285,15 @@ class InferenceService:
         endpoint = self.endpoint
         ticket = endpoint.submit(batcher, model, decoded, trace)
         values = dollars(await ticket.result())  # gRPC cancels this task to abandon it
-        ranges, _ = endpoint.finish(model, decoded, plan.coverage, ticket, values, trace)
+        ranges, flags = endpoint.finish(model, decoded, plan.coverage, ticket, values, trace)
         capture = runtime.capture
         if capture is not None and capture.sampled():
             records = orjson.dumps({"instances": oip.records_from(envelope, tail)})
-            answer = oip.response(envelope, MODEL_NAME, model.version, plan.outputs, values, ranges)
+            answer = oip.response(
+                envelope, MODEL_NAME, model.version, plan.outputs, values, ranges, flags
+            )
             capture.record(INFER, request_id, model.version, (JSON, records), (JSON, answer))
         answer_pb = tensors.response(
-            request, MODEL_NAME, model.version, plan.outputs, values, ranges
+            request, MODEL_NAME, model.version, plan.outputs, values, ranges, flags
         )
         return answer_pb, model

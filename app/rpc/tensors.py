@@ -7,9 +7,11 @@ messages. Typed ``contents`` become ``data`` (the field of the tensor's datatype
 HTTP), and ``raw_input_contents`` become the binary tail, one entry per input, in order. A
 request that mixes the two, or whose raw entries do not match its inputs, is refused.
 
-Outputs are FP32 ``[N]`` in ``raw_output_contents``, as Triton answers (the smallest answer, and
-what ``tritonclient``'s ``as_numpy`` reads first); the range's outputs carry
-``parameters.coverage`` as a ``double_param``.
+Outputs are FP64 ``[N]`` (dollars to the cent, which FP32 cannot hold) in
+``raw_output_contents``, as Triton answers (the smallest answer, and what ``tritonclient``'s
+``as_numpy`` reads first); the range's outputs carry ``parameters.coverage`` as a
+``double_param``; flagged rows put ``warning_count`` and ``warnings`` in the answer's
+parameters.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from app.flags import Flag
 from app.intervals import Ranges
-from app.protocols.oip import HIGH, LOW, OUTPUT, OipError
+from app.protocols.oip import HIGH, LOW, OUTPUT, OipError, flag_summary
 from app.rpc import open_inference_grpc_pb2 as pb
 
 Parameters = Mapping[str, pb.InferParameter]
@@ -109,16 +112,21 @@ def response(
     names: tuple[str, ...],
     values: list[float],
     ranges: Ranges | None,
+    flags: list[Flag],
 ) -> pb.ModelInferResponse:
-    """The answer with the outputs ``names``, in that order; the range's need ``ranges``."""
+    """The answer with the outputs ``names``, in that order; the range's need ``ranges``;
+    ``flags`` are summed up in the answer's parameters (``warning_count``, ``warnings``)."""
     columns: dict[str, list[float]] = {OUTPUT: values}
     if ranges is not None:
         lows, highs = zip(*ranges.bounds, strict=True)
         columns[LOW], columns[HIGH] = list(lows), list(highs)
     out = pb.ModelInferResponse(model_name=model, model_version=version, id=request.id)
     for name in names:
-        tensor = out.outputs.add(name=name, datatype="FP32", shape=[len(values)])
+        tensor = out.outputs.add(name=name, datatype="FP64", shape=[len(values)])
         if name != OUTPUT and ranges is not None:
             tensor.parameters["coverage"].double_param = ranges.coverage
-        out.raw_output_contents.append(np.asarray(columns[name], dtype="<f4").tobytes())
+        out.raw_output_contents.append(np.asarray(columns[name], dtype="<f8").tobytes())
+    if flags:
+        out.parameters["warning_count"].int64_param = len(flags)
+        out.parameters["warnings"].string_param = flag_summary(flags)
     return out

@@ -5,9 +5,14 @@ service. The file is streamed in chunks, so its size does not matter. OUTPUT (CS
 by its extension) gets the input's columns plus ``house_value``, its range
 ``house_value_low`` and ``house_value_high`` at ``--coverage`` (as ``/predict``'s; none with
 ``--coverage 0`` or a model without ranges) and ``warnings`` (``field:code`` pairs from
-``app.flags``). Invalid rows are left out and listed, with their
-line numbers, in ``OUTPUT.errors.csv`` (the first few also on stderr); the run goes on.
-Exit status: 0 when every row was scored, 3 when some were invalid, 1 when nothing could be.
+``app.flags``). Invalid rows are refused: left out and listed, with their line numbers (the
+file's physical lines, from 1: the header is line 1), in ``OUTPUT.errors.csv`` (the first few
+also on stderr); the run goes on. Every row read is scored or refused, and the summary line
+says so: ``N rows read: S scored, R refused (see OUTPUT.errors.csv)``. How a file is read (one
+record per line: a quoted cell may not span lines) is in ``app.score.files``; a file refused
+whole for its header (a column named twice, say) is listed as line 1, field ``header``.
+Exit status: 0 when every row was scored; 3 when some were refused; 1 when none was scored
+(no valid row, a refused file, or a startup error); 2 for invalid settings or options.
 
 ``--engine ray INPUT_DIR OUTPUT_DIR`` does the same work for a folder of files, fanned out over
 Ray actors (``app.score.ray_engine``; needs the ``scale`` extra).
@@ -25,7 +30,7 @@ from pathlib import Path
 
 from app.__main__ import load_settings
 from app.errors import StartupError
-from app.score.files import reader_for, writer_for
+from app.score.files import HEADER, FileRefused, reader_for, writer_for
 from app.score.scoring import SHOWN_ERRORS, Progress, finish, load_scorer
 
 SCALE_HINT = "the ray engine needs the scale extra: pip install 'housing-inference[scale]'"
@@ -43,7 +48,7 @@ def score(args: argparse.Namespace) -> int:
     errors_path = args.errors or args.output.with_name(args.output.name + ".errors.csv")
     progress = Progress(sys.stderr, not args.no_progress)
     writer = writer_for(args.output)
-    scored = invalid = 0
+    scored = refused = 0
     started = time.perf_counter()
     with errors_path.open("w", newline="", encoding="utf-8") as errors_file:
         errors_out = csv.writer(errors_file)
@@ -54,16 +59,19 @@ def score(args: argparse.Namespace) -> int:
                 writer.write(chunk, scorer.predict(keep, records))
                 for i, field, message in errors:
                     line = chunk.lines[i]
-                    if invalid < SHOWN_ERRORS:
+                    if refused < SHOWN_ERRORS:
                         progress.note(f"line {line}: {field}: {message}")
                     errors_out.writerow([line, field, message])
-                invalid += len(chunk.rows) - len(keep)
+                refused += len(chunk.rows) - len(keep)
                 scored += len(keep)
-                progress.show(reader.fraction_done, scored + invalid)
+                progress.show(reader.fraction_done, scored + refused)
+        except FileRefused as exc:  # listed too, then said as any startup error (status 1)
+            errors_out.writerow([exc.line, HEADER, str(exc)])
+            raise
         finally:
             writer.close()
-    progress.show(1.0, scored + invalid, final=True)
-    return finish(scored, invalid, args.output, time.perf_counter() - started, errors_path)
+    progress.show(1.0, scored + refused, final=True)
+    return finish(scored, refused, args.output, time.perf_counter() - started, errors_path)
 
 
 def score_with_ray(args: argparse.Namespace) -> int:
@@ -101,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--errors",
         type=Path,
-        help="invalid rows (default: OUTPUT.errors.csv, beside OUTPUT; also for a folder)",
+        help="refused rows (default: OUTPUT.errors.csv, beside OUTPUT; also for a folder)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(

@@ -1,5 +1,29 @@
 """Reading and writing scored files in chunks: CSV with the standard library, Parquet with
-pyarrow (imported only for Parquet files). Nothing ever holds more than one chunk."""
+pyarrow (imported only for Parquet files). Nothing ever holds more than one chunk.
+
+Every record read is either kept for scoring or refused with its line and reason (``Chunk``):
+none is dropped, trimmed or merged into another, so rows read = rows scored + rows refused.
+
+CSV (``CsvReader``):
+
+* One record per line. Each physical line is parsed as CSV on its own (``csv``, strict), so a
+  quoted cell may not span lines: a quote left open, or text after a closing quote, refuses
+  that line alone (field ``row``, "not CSV"), and the next line is the next record. (A reader
+  that let an open quote run on would swallow the following lines into one cell, unseen.)
+* Lines are the file's physical lines, from 1, as an editor numbers them: the header is line 1
+  and blank lines count. A line of nothing but spaces and commas is no record: it is skipped.
+* A line with more or fewer cells than the header has columns is refused (field ``row``): no
+  cell is dropped and none made up.
+* UTF-8; a byte-order mark before the header is skipped; bytes that are not UTF-8 are read as
+  U+FFFD (so a number or category holding one is refused; a carried-through cell keeps it).
+* Line 1 is the header, and a bad one refuses the whole file (``FileRefused``, a StartupError:
+  nothing is scored, exit status 1, and the error is listed in the errors report as line 1,
+  field ``header``): an empty file, a header that is not CSV, a model column missing, or a
+  column named twice (neither of the two cells could be chosen over the other).
+
+Parquet (``ParquetReader``): the schema is the header, with the same checks (a refusal has no
+line); rows are numbered from 1. Cells that are text are parsed as CSV cells are.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +31,7 @@ import csv
 import io
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,6 +41,17 @@ from modelspec.features import IMPUTED_COLUMN, RAW_COLUMNS
 
 OUTPUT_COLUMNS = ("house_value", "house_value_low", "house_value_high", "warnings")
 RANGE_COLUMNS = ("house_value_low", "house_value_high")  # only when the run has ranges
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte-order mark, which spreadsheet exports put first
+HEADER = "header"  # the field of a file-level error
+
+
+class FileRefused(StartupError):
+    """A file refused whole for its header (CSV) or schema (Parquet): none of it is scored.
+    ``line``: where (1, a CSV's header; None, a Parquet schema)."""
+
+    def __init__(self, message: str, path: Path, line: int | None) -> None:
+        super().__init__(message)
+        self.path, self.line = path, line
 
 
 @dataclass
@@ -24,6 +59,14 @@ class Chunk:
     columns: list[str]  # the input's columns, in its order
     rows: list[dict[str, Any]]  # as read: strings from CSV, typed values from Parquet
     lines: list[int]  # each row's line in the file (CSV, header = 1) or row number (Parquet)
+    # Records the reader refused (not CSV, the wrong number of cells): their index in ``rows``
+    # (where they hold no cells) -> (field, reason). Read and refused, as an invalid value is.
+    refused: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    def refuse(self, line: int, where: str, reason: str) -> None:
+        self.refused[len(self.rows)] = (where, reason)
+        self.rows.append({})
+        self.lines.append(line)
 
 
 @dataclass
@@ -69,17 +112,89 @@ def _pyarrow() -> Any:
     return pa
 
 
-def check_columns(columns: list[str], path: Path) -> None:
+def check_columns(columns: list[str], path: Path, line: int | None) -> None:
+    """FileRefused at ``line`` for a model column missing or any column named twice."""
     missing = [c for c in RAW_COLUMNS if c not in columns and c != IMPUTED_COLUMN]
     if missing:
-        raise StartupError(
+        raise FileRefused(
             f"{path} has no column(s) {', '.join(missing)}. Hint: the file needs the data set's "
-            f"columns by name: {', '.join(RAW_COLUMNS)} (total_bedrooms may be absent)."
+            f"columns by name: {', '.join(RAW_COLUMNS)} (total_bedrooms may be absent).",
+            path,
+            line,
         )
+    first: dict[str, int] = {}
+    for number, name in enumerate(columns, start=1):
+        if name in first:
+            raise FileRefused(
+                f"{path} names the column {name!r} twice (columns {first[name]} and {number}): "
+                "neither can be chosen over the other, so none of the file is scored. Hint: "
+                "rename or remove one of them.",
+                path,
+                line,
+            )
+        first[name] = number
+
+
+def line_text(raw: bytes) -> str:
+    """A physical line as text, without its line break."""
+    return raw.decode("utf-8", errors="replace").removesuffix("\n").removesuffix("\r")
+
+
+def cells_of(text: str) -> list[str]:
+    """One line's cells, parsed on their own (a quoted cell may not span lines); csv.Error
+    with the reason for a quote left open or text after a closing quote."""
+    if '"' not in text and "\r" not in text:  # what csv gives, without a reader a line
+        return text.split(",") if text else []
+    return next(csv.reader((text,), strict=True), [])
+
+
+def not_csv(exc: csv.Error) -> str:
+    reason = str(exc).partition(" - ")[0]  # csv's own hint is about opening files
+    return (
+        f"not CSV: {reason}. Hint: each line is one record: a quoted cell must close on its "
+        'line, and a quote inside it is doubled ("").'
+    )
+
+
+def header_of(path: Path, first: bytes | None) -> list[str]:
+    """A CSV's columns from its first line (raw, None for an empty file), or FileRefused."""
+    if not first:
+        raise FileRefused(f"{path} is empty. Hint: a CSV needs a header line.", path, 1)
+    try:
+        cells = cells_of(line_text(first.removeprefix(BOM)))
+    except csv.Error as exc:
+        raise FileRefused(f"{path}: its header (line 1) is {not_csv(exc)}", path, 1) from None
+    columns = [c.strip() for c in cells]
+    check_columns(columns, path, 1)
+    return columns
+
+
+def add_line(chunk: Chunk, number: int, text: str) -> None:
+    """Line ``number``'s record kept in ``chunk``, or refused there; nothing for a blank line."""
+    if not text.strip():
+        return
+    try:
+        cells = cells_of(text)
+    except csv.Error as exc:
+        chunk.refuse(number, "row", not_csv(exc))
+        return
+    if all(not c.strip() for c in cells):
+        return
+    if len(cells) != len(chunk.columns):
+        chunk.refuse(
+            number,
+            "row",
+            f"{len(cells)} cells, and the header has {len(chunk.columns)} columns. Hint: one "
+            "cell a column (an empty one for a missing value); quote a cell that holds a comma.",
+        )
+        return
+    chunk.rows.append(dict(zip(chunk.columns, cells, strict=True)))
+    chunk.lines.append(number)
 
 
 class CsvReader:
-    """A CSV with a header line; extra columns are carried through to the output."""
+    """A CSV with a header line, read by the rules of the module docstring; extra columns are
+    carried through to the output."""
 
     def __init__(self, path: Path, chunk_rows: int) -> None:
         self.path, self.chunk_rows = path, chunk_rows
@@ -87,25 +202,18 @@ class CsvReader:
         self._read = 0
         self.fraction_done = 0.0
 
-    def _lines(self, fh: io.BufferedReader) -> Iterator[str]:
+    def _lines(self, fh: io.BufferedReader) -> Iterator[bytes]:
         for raw in fh:
             self._read += len(raw)
-            yield raw.decode("utf-8", errors="replace")
+            yield raw
 
     def chunks(self) -> Iterator[Chunk]:
         with self.path.open("rb") as fh:
-            reader = csv.reader(self._lines(fh))
-            header = next(reader, None)
-            if header is None:
-                raise StartupError(f"{self.path} is empty. Hint: a CSV needs a header line.")
-            columns = [c.strip() for c in header]
-            check_columns(columns, self.path)
+            lines = self._lines(fh)
+            columns = header_of(self.path, next(lines, None))
             chunk = Chunk(columns, [], [])
-            for cells in reader:
-                if not cells or all(not c.strip() for c in cells):
-                    continue
-                chunk.rows.append(dict(zip(columns, cells, strict=False)))
-                chunk.lines.append(reader.line_num)
+            for number, raw in enumerate(lines, start=2):
+                add_line(chunk, number, line_text(raw))
                 if len(chunk.rows) >= self.chunk_rows:
                     self.fraction_done = self._read / self._size
                     yield chunk
@@ -124,7 +232,7 @@ class ParquetReader:
         """The file's pyarrow record batches and each one's first row number (1-based)."""
         pa = _pyarrow()
         source = pa.parquet.ParquetFile(self.path)
-        check_columns(list(source.schema_arrow.names), self.path)
+        check_columns(list(source.schema_arrow.names), self.path, None)
         total, done = max(source.metadata.num_rows, 1), 0
         for batch in source.iter_batches(batch_size=self.chunk_rows):
             done += batch.num_rows
@@ -139,16 +247,12 @@ class ParquetReader:
 
 def columns_of(path: Path) -> list[str]:
     """A file's columns (a CSV's header, a Parquet file's schema), checked as its reader checks
-    them: StartupError with a hint."""
-    if is_parquet(path):
-        columns = list(_pyarrow().parquet.read_schema(path).names)
-    else:
+    them: FileRefused with a hint."""
+    if not is_parquet(path):
         with path.open("rb") as fh:
-            header = next(csv.reader(raw.decode("utf-8", errors="replace") for raw in fh), None)
-        if header is None:
-            raise StartupError(f"{path} is empty. Hint: a CSV needs a header line.")
-        columns = [c.strip() for c in header]
-    check_columns(columns, path)
+            return header_of(path, fh.readline())
+    columns = list(_pyarrow().parquet.read_schema(path).names)
+    check_columns(columns, path, None)
     return columns
 
 

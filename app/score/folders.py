@@ -1,25 +1,29 @@
 """The Ray engine's folders, without Ray or torch (its read tasks import only this): which
 files of INPUT_DIR are scored, about how many rows they hold, and each file read by the local
-engine's own reader (``app.score.files``) into pyarrow tables that carry each row's origin."""
+engine's own reader (``app.score.files``) into pyarrow tables that carry each row's origin
+and, for a record the reader refused (not CSV, the wrong number of cells), its refusal."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet
 
 from app.errors import StartupError
-from app.score.files import CsvReader, ParquetReader, columns_of
+from app.score.files import Chunk, CsvReader, ParquetReader, columns_of
 
-FILE, ROW, LINE = KEYS = ("__file", "__row", "__line")  # each read row's origin
+# Each read row's origin, and "field: reason" for a record the reader refused (else null).
+FILE, ROW, LINE, REFUSED = KEYS = ("__file", "__row", "__line", "__refused")
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
 def input_files(folder: Path) -> tuple[list[Path], str]:
     """INPUT_DIR's data files in name order and their kind ("csv" or "parquet"), or
-    StartupError: no such folder, no data files, both kinds, files whose columns differ.
+    StartupError: no such folder, no data files, both kinds, files whose columns differ;
+    FileRefused (``app.score.files``) for the first file refused whole for its header.
     Names starting with "." or "_" (as Spark's _SUCCESS) and other extensions are skipped."""
     if not folder.is_dir():
         hint = " Hint: for one file, leave out --engine ray." if folder.is_file() else ""
@@ -69,26 +73,49 @@ def read_file(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
     if SUFFIXES[path.suffix.lower()] == "parquet":
         for batch, first in ParquetReader(path, chunk_rows).batches():
             index = range(first - 1, first - 1 + batch.num_rows)  # lines: from 1, as the local
-            yield _keyed(pa.Table.from_batches([batch]), path.name, index, [i + 1 for i in index])
+            table = pa.Table.from_batches([batch])
+            yield _keyed(table, path.name, index, [i + 1 for i in index], [None] * len(index))
         return
     row = 0
     for chunk in CsvReader(path, chunk_rows).chunks():
-        # Every cell as text; a short row's missing cells null (the local engine's row.get).
+        # Every cell as text; a refused record's cells null (it has none).
         schema = pa.schema([(c, pa.string()) for c in chunk.columns])
         cells = pa.Table.from_pylist(chunk.rows, schema=schema)
         index = range(row, row + len(chunk.rows))
         row += len(chunk.rows)
-        yield _keyed(cells, path.name, index, chunk.lines)
+        refused: list[str | None] = [None] * len(chunk.rows)
+        for i, (where, reason) in chunk.refused.items():
+            refused[i] = f"{where}: {reason}"
+        yield _keyed(cells, path.name, index, chunk.lines, refused)
 
 
-def _keyed(table: pa.Table, name: str, index: Sequence[int], lines: Sequence[int]) -> pa.Table:
+def _keyed(
+    table: pa.Table,
+    name: str,
+    index: Sequence[int],
+    lines: Sequence[int],
+    refused: Sequence[str | None],
+) -> pa.Table:
     keys = (
         pa.array([name] * table.num_rows, pa.string()),
         *(pa.array(k, pa.int64()) for k in (index, lines)),
+        pa.array(refused, pa.string()),
     )
     for key, column in zip(KEYS, keys, strict=True):
         table = table.append_column(key, column)
     return table
+
+
+def chunk_of(
+    columns: list[str], rows: list[dict[str, Any]], lines: list[int], refused: list[str | None]
+) -> Chunk:
+    """The local engine's Chunk of a run of rows read by ``read_file``, with its refusals."""
+    chunk = Chunk(columns, rows, lines)
+    for i, text in enumerate(refused):
+        if text is not None:
+            where, _, reason = text.partition(": ")
+            chunk.refused[i] = (where, reason)
+    return chunk
 
 
 def runs(files: list[str], index: list[int]) -> Iterator[tuple[int, int]]:

@@ -6,12 +6,15 @@ of files, fanned out over Ray actors with Ray Data.
     RAY_ADDRESS=head:6379 python -m app.score --engine ray /shared/in /shared/scored  # a cluster
 
 * Read: every ``.csv`` (with a header) or ``.parquet`` file of INPUT_DIR (one kind, one set of
-  columns) by the local engine's own readers (``app.score.files``), in blocks of
-  ``--chunk-rows`` rows, each row with its file, row index and line (CSV: the header is line 1;
-  Parquet: the row number). ``ray.data.read_csv`` parses with pyarrow and cannot say which line
-  a row came from (nor treats short rows, blank lines or bad UTF-8 as the local engine does), so
-  a small Datasource, ``LinedFiles``, does the reading (``app.score.folders``): CSV cells stay
-  the text that ``files.to_record`` parses, and an invalid row gets the local engine's error.
+  columns) by the local engine's own readers (``app.score.files``, whose rules apply: one
+  record per line, physical line numbers), in blocks of ``--chunk-rows`` rows, each row with
+  its file, row index and line (CSV: the header is line 1; Parquet: the row number) and the
+  reader's refusal, if any. ``ray.data.read_csv`` parses with pyarrow and cannot say which line
+  a row came from (nor refuses what the local reader refuses), so a small Datasource,
+  ``LinedFiles``, does the reading (``app.score.folders``): CSV cells stay the text that
+  ``files.to_record`` parses, and an invalid row gets the local engine's error. A file refused
+  whole for its header (a column named twice, say) refuses the run before any scoring: it is
+  listed in the errors report (line 1, field ``header``) and said on stderr, exit status 1.
 * Score: ``map_batches`` with the class ``ScoreBatches`` on ``--concurrency`` actors. Each loads
   the model once (``scoring.load_scorer``: HOUSING_ARTIFACTS on HOUSING_DEVICE, as the driver
   resolved them), validates and scores its batches with the local engine's Scorer and writes
@@ -22,8 +25,9 @@ of files, fanned out over Ray actors with Ray Data.
   and counts, so the scored rows never travel back through the object store.
 * Report: the driver gathers the errors into ``OUTPUT_DIR.errors.csv`` (beside the folder,
   which then holds nothing but output files; columns file, line, field, message, sorted by
-  file and line), prints the first few and the local engine's summary line. Exit status as
-  the local engine's: 0 all scored, 3 some invalid, 1 none scored or a startup error.
+  file and line), prints the first few and the local engine's summary line (every row read:
+  scored or refused). Exit status as the local engine's: 0 all scored, 3 some refused, 1 none
+  scored, a refused file or a startup error.
 
 Inferentia: each actor needs a NeuronCore of its own. ``--neuron-cores 1`` makes each actor
 reserve one (``resources={"neuron_cores": 1}``, a resource Ray knows for Neuron), and Ray sets
@@ -40,7 +44,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -53,8 +57,19 @@ from ray.data.block import BlockMetadata
 
 from app.__main__ import load_settings
 from app.errors import StartupError
-from app.score.files import Chunk, Kept, writer_for
-from app.score.folders import FILE, KEYS, LINE, ROW, estimate_rows, input_files, read_file, runs
+from app.score.files import HEADER, Chunk, FileRefused, Kept, writer_for
+from app.score.folders import (
+    FILE,
+    KEYS,
+    LINE,
+    REFUSED,
+    ROW,
+    chunk_of,
+    estimate_rows,
+    input_files,
+    read_file,
+    runs,
+)
 from app.score.scoring import (
     SHOWN_ERRORS,
     Progress,
@@ -131,12 +146,12 @@ class ScoreBatches:
             failed = ["", 0, STARTUP, self.failure, 0, 0]
             return pa.table({n: [v] for n, v in zip(RESULT.names, failed, strict=True)}, RESULT)
         files, index = batch.column(FILE).to_pylist(), batch.column(ROW).to_pylist()
-        lines = batch.column(LINE).to_pylist()
+        lines, refused = batch.column(LINE).to_pylist(), batch.column(REFUSED).to_pylist()
         data = batch.drop_columns(list(KEYS))
         columns, rows = list(data.column_names), data.to_pylist()
         out: dict[str, list[Any]] = {name: [] for name in RESULT.names}
         for start, end in runs(files, index):
-            chunk = Chunk(columns, rows[start:end], lines[start:end])
+            chunk = chunk_of(columns, rows[start:end], lines[start:end], refused[start:end])
             keep, records, errors = self.scorer.valid(chunk)
             if keep:
                 self.write(files[start], chunk, self.scorer.predict(keep, records))
@@ -209,11 +224,15 @@ def run(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     manifest = preflight(settings, args.coverage)
-    files, kind = input_files(args.input)
     output = args.output.resolve()
+    errors_path = args.errors or output.with_name(output.name + ".errors.csv")
+    try:
+        files, kind = input_files(args.input)
+    except FileRefused as exc:  # listed, as the local engine lists it; then said (status 1)
+        write_errors(errors_path, [(exc.path.name, exc.line, HEADER, str(exc))])
+        raise
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise StartupError(f"{output} is not an empty folder. Hint: remove it, or name another.")
-    errors_path = args.errors or output.with_name(output.name + ".errors.csv")
     if args.concurrency is not None and args.concurrency < 1:
         raise StartupError("--concurrency must be at least 1")
     owned = connect(args.num_cpus)
@@ -258,6 +277,13 @@ def run(args: argparse.Namespace) -> int:
             ray.shutdown()
 
 
+def write_errors(path: Path, errors: Sequence[tuple[str, int | None, str, str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["file", "line", "field", "message"])
+        out.writerows(errors)
+
+
 def report(
     dataset: ray.data.Dataset, args: argparse.Namespace, output: Path, errors_path: Path, total: int
 ) -> int:
@@ -279,10 +305,7 @@ def report(
     progress.show(1.0, rows, final=True)
     seconds = time.perf_counter() - started
     errors.sort(key=lambda e: (e[0], e[1]))  # stable: a row's errors keep their order
-    with errors_path.open("w", newline="", encoding="utf-8") as fh:
-        out = csv.writer(fh)
-        out.writerow(["file", "line", "field", "message"])
-        out.writerows(errors)
+    write_errors(errors_path, errors)
     for name, line, field, message in errors[:SHOWN_ERRORS]:
         progress.note(f"{name} line {line}: {field}: {message}")
     return finish(scored, rows - scored, output, seconds, errors_path)

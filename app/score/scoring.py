@@ -26,7 +26,7 @@ from app.settings import Settings
 from modelspec.features import encode_records
 from modelspec.manifest import ArtifactError, Manifest
 
-SHOWN_ERRORS = 10  # invalid rows also shown on stderr (all of them are in the errors report)
+SHOWN_ERRORS = 10  # refused rows also shown on stderr (all of them are in the errors report)
 
 # An invalid row's error: its index in the chunk, the field and the reason.
 RowError = tuple[int, str, str]
@@ -74,11 +74,15 @@ class Scorer:
 
     def valid(self, chunk: Chunk) -> tuple[list[int], list[dict[str, object]], list[RowError]]:
         """The indices and records of the chunk's valid rows, and the errors of the others as
-        ``(index in the chunk, field, message)``, in row order (a row's own in field order)."""
+        ``(index in the chunk, field, message)``, in row order (a row's own in field order).
+        Every row is one or the other; the reader's refusals (``Chunk.refused``) are errors."""
         errors: list[RowError] = []
         keep: list[int] = []
         records: list[dict[str, object]] = []
         for i, row in enumerate(chunk.rows):
+            if i in chunk.refused:
+                errors.append((i, *chunk.refused[i]))
+                continue
             try:
                 records.append(to_record(row))
                 keep.append(i)
@@ -160,14 +164,16 @@ def preflight(settings: Settings, coverage: float | None) -> Manifest:
     return manifest
 
 
-def finish(scored: int, invalid: int, output: Path, seconds: float, errors_path: Path) -> int:
-    """Print the run's summary line; its exit status: 0 when every row was scored, 3 when some
-    were invalid, 1 when none could be."""
+def finish(scored: int, refused: int, output: Path, seconds: float, errors_path: Path) -> int:
+    """Print the run's summary line, which accounts for every row read (scored, or refused and
+    listed in the errors report); its exit status: 0 when every row was scored, 3 when some
+    were refused, 1 when none was scored."""
+    rows = scored + refused
     print(
-        f"scored {scored:,} rows into {output} in {seconds:.1f}s "
-        f"({(scored + invalid) / max(seconds, 1e-9):,.0f} rows/s); {invalid:,} invalid rows"
-        + (f", listed in {errors_path}" if invalid else "")
+        f"{rows:,} rows read: {scored:,} scored, {refused:,} refused"
+        + (f" (see {errors_path})" if refused else "")
+        + f"; written to {output} in {seconds:.1f}s ({rows / max(seconds, 1e-9):,.0f} rows/s)"
     )
     if not scored:
         return 1
-    return 3 if invalid else 0
+    return 3 if refused else 0

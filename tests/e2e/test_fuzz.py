@@ -29,7 +29,8 @@ API_KEY = "fuzz-test-key"
 
 @pytest.fixture(scope="module")
 def target(artifacts: Path) -> Iterator[Target]:
-    with serve(artifacts, HOUSING_DEVICE="cpu", HOUSING_API_KEY=API_KEY) as server:
+    opened = {"HOUSING_CONTROL_OPEN": "true"}  # the load route is fuzzed too
+    with serve(artifacts, HOUSING_DEVICE="cpu", HOUSING_API_KEY=API_KEY, **opened) as server:
         server.wait_ready()
         yield Target(server.url, API_KEY)
         assert server.terminate() == 0

@@ -108,7 +108,7 @@ def test_grpc_infer_equals_predict_row_for_row(
     want = expected.json()
     got = result.as_numpy("house_value")
     assert got.shape == (len(frame),)
-    # float32 inputs and outputs on the wire: equal to within float32 rounding.
+    # float32 inputs on the wire: equal to within their rounding (outputs are FP64).
     assert got.tolist() == pytest.approx(want["predictions"], rel=1e-4)
     for name, end in (("house_value_low", "low"), ("house_value_high", "high")):
         bound = [r[end] for r in want["intervals"]]
@@ -151,7 +151,7 @@ def _typed_contents_call(target: str, frame: pd.DataFrame) -> tuple[list[float],
         answer, call = stub.ModelInfer.with_call(
             request, metadata=(("x-request-id", "typed-1"),), timeout=30
         )
-    values = np.frombuffer(answer.raw_output_contents[0], dtype="<f4").tolist()
+    values = np.frombuffer(answer.raw_output_contents[0], dtype="<f8").tolist()
     return values, call
 
 

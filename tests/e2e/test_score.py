@@ -57,8 +57,10 @@ def test_a_csv_with_bad_rows_is_scored_and_the_bad_rows_listed_by_line(
     out = tmp_path / "scored.csv"
     done = score(artifacts, str(bad_csv), str(out), "--chunk-rows", "1000")
     assert done.returncode == 3, done.stderr  # some rows invalid, the rest scored
-    assert "scored 2,996 rows" in done.stdout and "rows/s" in done.stdout
-    with (tmp_path / "scored.csv.errors.csv").open() as fh:
+    report = tmp_path / "scored.csv.errors.csv"
+    assert f"3,000 rows read: 2,996 scored, 4 refused (see {report}); " in done.stdout
+    assert "rows/s" in done.stdout
+    with report.open() as fh:
         errors = [(int(r["line"]), r["field"]) for r in csv.DictReader(fh)]
     # Data row i is line i + 2 of the file (the header is line 1).
     assert errors == [(row + 2, field) for row, _, _, field in BAD_CELLS]
@@ -95,6 +97,7 @@ def test_parquet_in_and_out_gives_the_csv_answers(
     frame.to_parquet(source)
     done = score(artifacts, str(source), str(tmp_path / "out.parquet"), "--chunk-rows", "512")
     assert done.returncode == 0, done.stderr
+    assert f"{len(frame):,} rows read: {len(frame):,} scored, 0 refused; " in done.stdout
     again = score(artifacts, str(source), str(tmp_path / "out.csv"))
     assert again.returncode == 0, again.stderr
     columns = ["house_value", "house_value_low", "house_value_high"]
@@ -139,3 +142,95 @@ def test_a_file_without_the_model_columns_is_refused_with_a_hint(
     done = score(artifacts, str(source), str(tmp_path / "out.csv"))
     assert done.returncode == 1
     assert "has no column(s) longitude" in done.stderr and "Hint:" in done.stderr
+
+
+def lines_of(frame: pd.DataFrame) -> list[str]:
+    """The frame as the lines of a CSV file (header first, no line breaks)."""
+    return frame.to_csv(index=False).splitlines()
+
+
+def errors_of(report: Path) -> list[tuple[int, str]]:
+    with report.open() as fh:
+        return [(int(r["line"]), r["field"]) for r in csv.DictReader(fh)]
+
+
+def test_every_row_read_is_scored_or_refused_with_its_line_and_counted(
+    artifacts: Path, housing_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    frame = housing_frame.head(30)
+    lines = lines_of(frame)  # data row i is line i + 2
+    lines[4] = lines[4].replace("NEAR BAY", '"NEAR BAY')  # line 5: a quote never closed
+    lines[11] += ",1"  # line 12: 11 cells under 10 columns
+    lines[14] = lines[14].rsplit(",", 1)[0]  # line 15: 9 cells
+    source = tmp_path / "hostile.csv"
+    source.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.csv"
+    done = score(artifacts, str(source), str(out), "--chunk-rows", "4")
+    assert done.returncode == 3, done.stderr
+    report = tmp_path / "out.csv.errors.csv"
+    assert f"30 rows read: 27 scored, 3 refused (see {report}); written to {out}" in done.stdout
+    assert errors_of(report) == [(5, "row"), (12, "row"), (15, "row")]
+    assert "line 5: row: not CSV: " in done.stderr
+    # The rows after the open quote are scored, each once, with no cell dropped.
+    scored = pd.read_csv(out)
+    kept = frame.drop(index=[3, 10, 13]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(scored[list(frame.columns)], kept)
+
+
+def test_lenient_numbers_are_refused_with_their_line_and_field(
+    artifacts: Path, housing_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    frame = housing_frame.head(8).astype(object)
+    frame.loc[1, "total_rooms"] = "1_000"
+    frame.loc[2, "housing_median_age"] = "\uff18"  # full-width 8
+    frame.loc[4, "population"] = "\u0663"  # Arabic-Indic 3
+    source = tmp_path / "numbers.csv"
+    frame.to_csv(source, index=False)
+    done = score(artifacts, str(source), str(tmp_path / "out.csv"))
+    assert done.returncode == 3, done.stderr
+    assert "8 rows read: 5 scored, 3 refused" in done.stdout
+    errors = errors_of(tmp_path / "out.csv.errors.csv")
+    assert errors == [(3, "total_rooms"), (4, "housing_median_age"), (6, "population")]
+
+
+def test_a_byte_order_mark_is_read(
+    artifacts: Path, housing_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    source = tmp_path / "bom.csv"
+    source.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines_of(housing_frame.head(5))).encode())
+    done = score(artifacts, str(source), str(tmp_path / "out.csv"))
+    assert done.returncode == 0, done.stderr
+    assert "5 rows read: 5 scored, 0 refused; " in done.stdout
+    assert pd.read_csv(tmp_path / "out.csv").columns[0] == "longitude"
+
+
+def test_a_column_named_twice_refuses_the_file_in_the_errors_report(
+    artifacts: Path, housing_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    lines = lines_of(housing_frame.head(5))
+    source = tmp_path / "twice.csv"
+    source.write_text("\n".join([lines[0] + ",median_income", *(x + ",1.0" for x in lines[1:])]))
+    done = score(artifacts, str(source), str(tmp_path / "out.csv"))
+    assert done.returncode == 1
+    assert "names the column 'median_income' twice" in done.stderr and "Hint:" in done.stderr
+    with (tmp_path / "out.csv.errors.csv").open() as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["line", "field", "message"]
+    assert [r[:2] for r in rows[1:]] == [["1", "header"]]
+    assert "names the column 'median_income' twice" in rows[1][2]
+
+
+def test_parquet_rows_are_scored_or_refused_and_counted(
+    artifacts: Path, housing_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    pytest.importorskip("pyarrow")
+    frame = housing_frame.head(50).copy()
+    frame.loc[3, "latitude"] = 95.0
+    frame.loc[7, "median_income"] = None
+    source = tmp_path / "input.parquet"
+    frame.to_parquet(source)
+    done = score(artifacts, str(source), str(tmp_path / "out.parquet"), "--chunk-rows", "16")
+    assert done.returncode == 3, done.stderr
+    assert "50 rows read: 48 scored, 2 refused (see " in done.stdout
+    assert errors_of(tmp_path / "out.parquet.errors.csv") == [(4, "latitude"), (8, "median_income")]
+    assert len(pd.read_parquet(tmp_path / "out.parquet")) == 48

@@ -33,6 +33,8 @@ from tests.e2e.test_score import BAD_CELLS
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
 
 FILES, ROWS, CHUNK = 3, 2000, "512"  # 4 blocks a file, the last joined to another file's
+# (data row, how its line is broken): records the reader refuses (field "row"), not the validator
+BROKEN = [(100, "quote"), (200, "extra"), (300, "short")]
 VALUES = ["house_value", "house_value_low", "house_value_high"]
 
 
@@ -71,8 +73,8 @@ def ray_session(artifacts: Path) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory, housing_frame: pd.DataFrame) -> Path:
-    """csv/: FILES files of ROWS rows, each with test_score's BAD_CELLS and a warning; parquet/:
-    the same rows typed, with one invalid value each."""
+    """csv/: FILES files of ROWS rows, each with test_score's BAD_CELLS, BROKEN lines and a
+    warning; parquet/: the same rows typed, with one invalid value each."""
     root = tmp_path_factory.mktemp("score-ray")
     (root / "csv").mkdir()
     (root / "parquet").mkdir()
@@ -85,8 +87,18 @@ def folders(tmp_path_factory: pytest.TempPathFactory, housing_frame: pd.DataFram
         for row, column, cell, _ in BAD_CELLS:
             text.loc[row + k, column] = cell
         text.loc[60, "median_income"] = 15.0  # valid, above the training range: a warning
-        text.to_csv(root / "csv" / f"part-{k}.csv", index=False)
+        path = root / "csv" / f"part-{k}.csv"
+        lines = text.to_csv(index=False).splitlines()
+        for row, how in BROKEN:
+            lines[row + k + 1] = broken(lines[row + k + 1], how)  # data row i: line i + 2
+        path.write_text("\n".join(lines) + "\n")
     return root
+
+
+def broken(line: str, how: str) -> str:
+    if how == "quote":  # the second cell opens a quote that never closes
+        return line.replace(",", ',"', 1)
+    return line + ",1" if how == "extra" else line.rsplit(",", 1)[0]
 
 
 def local_engine(inputs: list[Path], out: Path, suffix: str) -> tuple[pd.DataFrame, list[list]]:
@@ -137,11 +149,11 @@ def test_a_csv_folder_is_scored_as_the_local_engine_scores_each_file(
 ) -> None:
     assert csv_run.code == 3, csv_run.stderr  # some rows invalid, the rest scored
     report = folders / "csv-out.errors.csv"
-    invalid = FILES * len(BAD_CELLS)
+    refused = FILES * (len(BAD_CELLS) + len(BROKEN))
     assert (
-        f"scored {FILES * ROWS - invalid:,} rows into {folders / 'csv-out'} in " in csv_run.stdout
+        f"{FILES * ROWS:,} rows read: {FILES * ROWS - refused:,} scored, {refused} refused "
+        f"(see {report}); written to {folders / 'csv-out'} in " in csv_run.stdout
     )
-    assert f"rows/s); {invalid} invalid rows, listed in {report}" in csv_run.stdout
     assert "Traceback" not in csv_run.stderr
     inputs = sorted((folders / "csv").iterdir())
     want, want_errors = local_engine(inputs, tmp_path, ".csv")
@@ -159,7 +171,12 @@ def test_a_csv_folder_is_scored_as_the_local_engine_scores_each_file(
     assert rows[1:] == want_errors  # the same rows, lines, fields and messages
     # Data row i is line i + 2 of its file (the header is line 1), as the local engine says.
     assert [(r[0], int(r[1]), r[2]) for r in rows[1:]] == [
-        (f"part-{k}.csv", row + k + 2, field) for k in range(FILES) for row, *_, field in BAD_CELLS
+        (f"part-{k}.csv", line, field)
+        for k in range(FILES)
+        for line, field in sorted(
+            [(row + k + 2, field) for row, *_, field in BAD_CELLS]
+            + [(row + k + 2, "row") for row, _ in BROKEN]
+        )
     ]
     file, line, field, message = rows[1]
     assert f"{file} line {line}: {field}: {message}" in csv_run.stderr
@@ -171,7 +188,9 @@ def test_parquet_in_gives_parquet_out_with_the_local_answers(
     out = folders / "parquet-out"
     done = run_main("--engine", "ray", str(folders / "parquet"), str(out), "--chunk-rows", CHUNK)
     assert done.code == 3, done.stderr
-    assert f"{FILES} invalid rows" in done.stdout
+    assert f"{FILES * ROWS:,} rows read: {FILES * ROWS - FILES:,} scored, {FILES} refused" in (
+        done.stdout
+    )
     assert all(name.endswith(".parquet") for name in os.listdir(out))
     want, want_errors = local_engine(sorted((folders / "parquet").iterdir()), tmp_path, ".parquet")
     got = ray_output(out)
@@ -184,6 +203,28 @@ def test_parquet_in_gives_parquet_out_with_the_local_answers(
     assert [(r[0], r[1], r[2]) for r in rows] == [
         (f"part-{k}.parquet", str(7 + k + 1), "latitude") for k in range(FILES)
     ]
+
+
+def test_a_file_with_a_column_named_twice_refuses_the_folder_as_the_local_engine_does(
+    ray_session: None, folders: Path, tmp_path: Path
+) -> None:
+    twice = tmp_path / "twice"
+    twice.mkdir()
+    (twice / "part-0.csv").write_bytes((folders / "csv" / "part-0.csv").read_bytes())
+    lines = (folders / "csv" / "part-1.csv").read_text().splitlines()
+    doubled = [lines[0] + ",latitude", *(line + ",1" for line in lines[1:])]
+    (twice / "part-1.csv").write_text("\n".join(doubled) + "\n")
+    done = run_main("--engine", "ray", str(twice), str(tmp_path / "out"))
+    local = run_main(str(twice / "part-1.csv"), str(tmp_path / "local.csv"))
+    assert done.code == local.code == 1
+    assert "names the column 'latitude' twice" in done.stderr and "Hint:" in done.stderr
+    assert not (tmp_path / "out").exists()  # refused before any scoring
+    with (tmp_path / "out.errors.csv").open() as fh:
+        rows = list(csv.reader(fh))
+    with (tmp_path / "local.csv.errors.csv").open() as fh:
+        local_rows = list(csv.reader(fh))
+    assert rows == [["file", "line", "field", "message"], ["part-1.csv", *local_rows[1]]]
+    assert local_rows[1][:2] == ["1", "header"]
 
 
 def test_no_artifacts_is_the_local_engines_error_not_a_traceback(

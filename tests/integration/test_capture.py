@@ -1,5 +1,6 @@
 """Data capture through the app: every route's predictions, as they came and went, with the
-request id and model version of each; nothing when it is off."""
+request id and model version of each; nothing when it is off; a prediction too large for
+the queue (HOUSING_CAPTURE_QUEUE_BYTES) dropped and counted."""
 
 from __future__ import annotations
 
@@ -58,3 +59,29 @@ def test_without_a_percentage_nothing_is_captured(tmp_path: Path, artifacts: Pat
         assert client.post("/predict", json=EXAMPLE_RECORD).status_code == 200
         assert "housing_captured_total 0.0" in client.get("/metrics").text
     assert not folder.exists()
+
+
+def test_a_prediction_too_large_for_the_capture_queue_is_dropped_and_counted(
+    tmp_path: Path, artifacts: Path
+) -> None:
+    folder = tmp_path / "capture"
+    settings = Settings(
+        artifacts=artifacts,
+        device="cpu",
+        capture_dir=folder,
+        capture_percent=100,
+        capture_queue_bytes=1024 * 1024,
+    )
+    large = orjson.dumps(EXAMPLE_RECORD) + b" " * (1024 * 1024)  # valid JSON, 1 MiB of spaces
+    with TestClient(create_app(settings)) as client:
+        kept = client.post("/predict", json=EXAMPLE_RECORD)
+        dropped = client.post(
+            "/predict", content=large, headers={"content-type": "application/json"}
+        )
+        assert (kept.status_code, dropped.status_code) == (200, 200)
+        metrics = client.get("/metrics").text
+    assert "housing_capture_dropped_total 1.0" in metrics
+    lines = [line for f in sorted(folder.rglob("*.jsonl")) for line in f.read_bytes().splitlines()]
+    assert [orjson.loads(line)["eventMetadata"]["eventId"] for line in lines] == [
+        kept.headers["x-request-id"]
+    ]

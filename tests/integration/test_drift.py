@@ -1,9 +1,14 @@
 """``python -m app.drift`` on captures made from the real data: none on rows like the
-training split's, drift found (exit 1, the inputs named) on shifted ones."""
+training split's, drift found (exit 1, the inputs named) on shifted ones; unreadable lines and
+files skipped and counted, never a traceback; a report that cannot be written exits 2."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +101,61 @@ def test_a_manifest_without_a_training_distribution_says_to_retrain(
     (folder / "manifest.json").write_text(json.dumps(manifest))
     assert main([str(tmp_path), "--artifacts", str(folder)]) == 2
     assert "retrain with `python -m training`" in capsys.readouterr().err
+
+
+def test_unreadable_lines_and_files_are_skipped_and_counted_without_a_traceback(
+    tmp_path: Path, artifacts: Path, validation: pd.DataFrame
+) -> None:
+    folder = tmp_path / "capture"
+    write_capture(folder, artifacts, validation)
+    good = (folder / "capture.jsonl").read_bytes()
+    torn = good.splitlines()[0][:300]  # what a full disk leaves at the end of a file
+    (folder / "capture.jsonl").write_bytes(good + b'["valid JSON, not an object"]\n' + torn)
+    (folder / "latin1.jsonl").write_bytes("d\u00e9j\u00e0 vu\n".encode("latin-1"))
+    (folder / "notes.jsonl").write_text("this is not data capture's JSON Lines\n")
+    report_path = tmp_path / "drift.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "app.drift", str(folder), "--artifacts", str(artifacts),
+         "--report", str(report_path)],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 0, proc.stderr  # rows like training's: no drift
+    report = json.loads(report_path.read_text())
+    assert report["rows"] == len(validation)
+    assert (report["skipped_requests"], report["skipped_lines"], report["skipped_files"]) == (
+        1,
+        2,
+        2,
+    )
+    assert [e.split(": ")[0] for e in report["skipped_examples"]] == [
+        f"capture.jsonl:{len(good.splitlines()) + 1}",
+        f"capture.jsonl:{len(good.splitlines()) + 2}",
+        "latin1.jsonl",
+        "notes.jsonl",
+    ]
+    first = proc.stdout.splitlines()[0]
+    assert first.endswith("2 unreadable lines and 2 unreadable files skipped (skipped_examples "
+                          "in the report)")  # fmt: skip
+
+
+def test_a_report_that_fails_to_be_written_exits_2_with_one_line(
+    tmp_path: Path,
+    artifacts: Path,
+    validation: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    write_capture(tmp_path / "capture", artifacts, validation.head(100))
+
+    def full_disk(self: Path, text: str) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    code = main(
+        [str(tmp_path / "capture"), "--artifacts", str(artifacts), "--report",
+         str(tmp_path / "drift.json")]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == f"cannot write the report to {tmp_path / 'drift.json'}: No space left on device\n"

@@ -123,7 +123,7 @@ def test_oip_health_and_metadata(client: TestClient) -> None:
     assert meta["name"] == "housing"
     assert [i["name"] for i in meta["inputs"]] == list(RAW_COLUMNS)
     assert all(i["shape"] == [-1] for i in meta["inputs"])
-    assert meta["outputs"][0] == {"name": "house_value", "datatype": "FP32", "shape": [-1]}
+    assert meta["outputs"][0] == {"name": "house_value", "datatype": "FP64", "shape": [-1]}
 
 
 def test_oip_infer_json_is_predict(client: TestClient, rows: list[dict[str, Any]]) -> None:
@@ -133,7 +133,7 @@ def test_oip_infer_json_is_predict(client: TestClient, rows: list[dict[str, Any]
     assert body["id"] == "r-1"
     assert body["model_name"] == "housing"
     out = body["outputs"][0]  # the price; its range follows (test_protocol_ranges)
-    assert (out["name"], out["datatype"], out["shape"]) == ("house_value", "FP32", [len(rows)])
+    assert (out["name"], out["datatype"], out["shape"]) == ("house_value", "FP64", [len(rows)])
     assert out["data"] == expected(client, rows)
 
 

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.main import create_app
 from app.settings import Settings
+from modelspec.features import EXAMPLE_RECORD
 from modelspec.manifest import MANIFEST_FILE
 from reliability.rollout import install, version
 from reliability.workload import eager_dollars as eager
@@ -32,9 +33,13 @@ def folder(tmp_path: Path, artifacts: Path) -> Path:
     return tmp_path
 
 
+ADMIN = {"Authorization": "Bearer 4dmin"}
+
+
 @pytest.fixture
 def served(folder: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(artifacts=folder, device="cpu"))) as client:
+    settings = Settings(artifacts=folder, device="cpu", admin_key="4dmin")
+    with TestClient(create_app(settings), headers=ADMIN) as client:
         yield client
 
 
@@ -109,12 +114,41 @@ def test_a_model_with_another_feature_hash_is_refused(served: TestClient, folder
     assert served.get("/health/ready").status_code == 200
 
 
-def test_the_load_route_needs_the_api_key_when_one_is_set(folder: Path) -> None:
-    settings = Settings(artifacts=folder, device="cpu", api_key="s3cret")
+def test_the_load_route_is_closed_unless_the_operator_opens_it(folder: Path) -> None:
+    with TestClient(create_app(Settings(artifacts=folder, device="cpu"))) as client:
+        closed = client.post(LOAD)
+        assert closed.status_code == 403
+        assert "HOUSING_ADMIN_KEY" in closed.json()["error"]
+    opened = Settings(artifacts=folder, device="cpu", control_open=True)
+    with TestClient(create_app(opened)) as client:
+        assert client.post(LOAD).status_code == 200
+
+
+def test_the_load_route_needs_the_admin_key_and_the_prediction_key_is_not_it(
+    folder: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "admin-key"
+    secret.write_text("4dmin\n")  # as a Kubernetes secret mounts it
+    settings = Settings(artifacts=folder, device="cpu", api_key="s3cret", admin_key_file=secret)
     with TestClient(create_app(settings)) as client:
         assert client.post(LOAD).status_code == 401
-        keyed = client.post(LOAD, headers={"Authorization": "Bearer s3cret"})
+        assert client.post(LOAD, headers={"Authorization": "Bearer s3cret"}).status_code == 401
+        assert client.post(LOAD, headers={"X-API-Key": "s3cret"}).status_code == 401
+        keyed = client.post(LOAD, headers={"X-Admin-Key": "4dmin"})
         assert keyed.status_code == 200 and keyed.json()["changed"] is False
+        assert client.post(LOAD, headers=ADMIN).status_code == 200
+        record = {"instances": [dict(EXAMPLE_RECORD)]}
+        assert client.post("/predict", json=record, headers=ADMIN).status_code == 401
+        assert client.post("/predict", json=record, headers={"X-API-Key": "s3cret"}).is_success
+
+
+def test_a_refused_reload_names_no_path_of_the_host(served: TestClient, folder: Path) -> None:
+    (folder / "model_neuron.pt").unlink()
+    refused = served.post(LOAD)
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert "$HOUSING_ARTIFACTS/model_neuron.pt" in error, error
+    assert str(folder) not in error and "/tmp" not in error
 
 
 def test_with_polling_on_a_new_manifest_is_reloaded_by_itself(

@@ -1,14 +1,21 @@
 """Data capture's records and files: SageMaker Data Capture's shape, hourly folders, size
-rotation, and drops that never reach the caller."""
+rotation, and drops that never reach the caller: a full disk drops and counts records, leaves
+no torn line, logs once, and capture resumes when space returns; the queue is bounded in
+bytes."""
 
 from __future__ import annotations
 
 import base64
+import errno
 import json
+import logging
+import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+import pytest
 
 from app.observe.capture import Capture, capture_line
 
@@ -107,3 +114,114 @@ def test_the_sample_follows_the_percentage() -> None:
     some.share = 0.25
     hits = sum(some.sampled() for _ in range(20_000))
     assert 4_000 < hits < 6_000
+
+
+class Counts:
+    """``on_write``/``on_drop`` callbacks that a test can wait on (the writer is a thread)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._changed = threading.Condition()
+
+    def __call__(self, n: int) -> None:
+        with self._changed:
+            self.total += n
+            self._changed.notify_all()
+
+    def wait_for(self, total: int, timeout: float = 10) -> None:
+        with self._changed:
+            assert self._changed.wait_for(lambda: self.total >= total, timeout), self.total
+        assert self.total == total
+
+
+class SmallDisk:
+    """``os.write`` on a disk with ``room`` bytes left: a short write, then ENOSPC."""
+
+    def __init__(self) -> None:
+        self.room = 1 << 30
+        self.failed = 0
+
+    def write(self, fd: int, data: memoryview) -> int:
+        if self.room <= 0:
+            self.failed += 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written = os.write(fd, data[: self.room])
+        self.room -= written
+        return written
+
+
+def _record(capture: Capture, request_id: str) -> None:
+    capture.record("/predict", request_id, "v", ("application/json", b'{"a": 1}'), ("a", b"{}"))
+
+
+def test_a_full_disk_drops_and_counts_leaves_no_torn_line_and_capture_resumes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    written, dropped, disk = Counts(), Counts(), SmallDisk()
+    caplog.set_level(logging.INFO, logger="housing.capture")
+    capture = Capture(tmp_path, 100, "w", written, dropped, write=disk.write)
+    _record(capture, "before")
+    written.wait_for(1)
+    (path,) = tmp_path.rglob("*.jsonl")
+    good = path.stat().st_size
+    disk.room = 100  # less than a line: the next write stops short, then the disk is full
+    for i in range(5):
+        _record(capture, f"lost{i}")
+    dropped.wait_for(5)
+    assert disk.failed >= 1  # the fault really happened, after a short write
+    assert path.stat().st_size == good  # the 100 bytes of a torn line were cut off
+    assert [r["eventMetadata"]["eventId"] for r in _records(tmp_path)] == ["before"]  # type: ignore[index]
+    assert capture._thread.is_alive()
+    disk.room = 1 << 30  # space again
+    _record(capture, "after")
+    written.wait_for(2)
+    capture.close()
+    assert [r["eventMetadata"]["eventId"] for r in _records(tmp_path)] == ["before", "after"]  # type: ignore[index]
+    assert (written.total, dropped.total) == (2, 5)
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "capture:" in r.getMessage()]
+    assert len(said) == 2, said  # once when it starts failing, once when it works again
+    assert said[0][0] == logging.WARNING and "No space left on device" in said[0][1]
+    assert said[1][0] == logging.INFO and "5 records were dropped" in said[1][1]
+
+
+def test_a_folder_that_cannot_be_made_drops_records_until_it_can(tmp_path: Path) -> None:
+    blocked = tmp_path / "capture"
+    blocked.write_text("a file where the folder should be")
+    written, dropped = Counts(), Counts()
+    capture = Capture(blocked, 100, "w", written, dropped)
+    for i in range(3):
+        _record(capture, f"lost{i}")
+    dropped.wait_for(3)
+    blocked.unlink()  # the same capture, without a restart, writes again
+    _record(capture, "kept")
+    written.wait_for(1)
+    capture.close()
+    assert [r["eventMetadata"]["eventId"] for r in _records(blocked)] == ["kept"]  # type: ignore[index]
+
+
+def test_the_queue_is_bounded_in_bytes_and_what_does_not_fit_is_dropped_and_counted(
+    tmp_path: Path,
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_write(fd: int, data: memoryview) -> int:
+        entered.set()
+        assert release.wait(10)
+        return os.write(fd, data)
+
+    written, dropped = Counts(), Counts()
+    capture = Capture(tmp_path, 100, "w", written, dropped, queue_bytes=1000, write=slow_write)
+    _record(capture, "first")  # taken off the queue by the writer, which then waits
+    assert entered.wait(10)
+    capture.record("/predict", "big", "v", ("text/csv", b"1" * 600), ("text/csv", b"2\n"))
+    capture.record("/predict", "too-big", "v", ("text/csv", b"1" * 600), ("text/csv", b"2\n"))
+    assert dropped.total == 1  # at once, in record(): it was never queued
+    capture.record("/predict", "small", "v", ("text/csv", b"1" * 300), ("text/csv", b"2\n"))
+    capture.record("/predict", "huge", "v", ("text/csv", b"1" * 2000), ("text/csv", b""))
+    assert dropped.total == 2
+    release.set()
+    written.wait_for(3)
+    capture.close()
+    ids = [r["eventMetadata"]["eventId"] for r in _records(tmp_path)]  # type: ignore[index]
+    assert ids == ["first", "big", "small"]
+    assert capture._queued_bytes == 0

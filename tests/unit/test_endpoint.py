@@ -10,11 +10,12 @@ import pytest
 from app.api.endpoint import PredictionEndpoint
 from app.api.guard import Guard
 from app.batching import Overloaded
+from app.settings import Settings
 
 
 def endpoint(queued_rows: int, bytes_per_row: float) -> PredictionEndpoint[None]:
     batcher = SimpleNamespace(queued_rows=queued_rows, queue_rows=4096)
-    runtime: Any = SimpleNamespace(batcher=batcher, settings=SimpleNamespace(max_instances=1024))
+    runtime: Any = SimpleNamespace(batcher=batcher, settings=Settings(max_instances=1024))
     recorder: Any = None
     made: PredictionEndpoint[None] = PredictionEndpoint(
         runtime, Guard(max_body_bytes=1 << 20, api_key=None), recorder

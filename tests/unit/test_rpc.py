@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from google.protobuf import descriptor_pb2
 
+from app.flags import Flag
 from app.intervals import Ranges
 from app.protocols.oip import OipError, records_from
 from app.rpc import open_inference_grpc_pb2 as pb
@@ -119,15 +120,32 @@ def test_a_parameter_is_read_whatever_type_it_was_sent_as() -> None:
     }  # fmt: skip
 
 
-def test_the_answer_is_raw_fp32_in_the_order_asked_with_the_coverage() -> None:
+def test_the_answer_is_raw_fp64_in_the_order_asked_with_the_coverage() -> None:
     request = pb.ModelInferRequest(id="r-2")
     ranges = Ranges(0.8, [(90.0, 110.0), (190.0, 230.0)])
     names = ("house_value_high", "house_value")
-    answer = tensors.response(request, "housing", "v1", names, [100.0, 200.5], ranges)
+    cents = [429055.57, 200.5]  # FP32 would answer 429055.5625 for the first
+    answer = tensors.response(request, "housing", "v1", names, cents, ranges, [])
     assert (answer.model_name, answer.model_version, answer.id) == ("housing", "v1", "r-2")
     assert [o.name for o in answer.outputs] == list(names)
     assert [list(o.shape) for o in answer.outputs] == [[2], [2]]
     assert answer.outputs[0].parameters["coverage"].double_param == 0.8
     assert "coverage" not in answer.outputs[1].parameters
-    decoded = [np.frombuffer(raw, "<f4").tolist() for raw in answer.raw_output_contents]
-    assert decoded == [[110.0, 230.0], [100.0, 200.5]]
+    assert [o.datatype for o in answer.outputs] == ["FP64", "FP64"]
+    decoded = [np.frombuffer(raw, "<f8").tolist() for raw in answer.raw_output_contents]
+    assert decoded == [[110.0, 230.0], cents]
+    assert not answer.parameters
+
+
+def test_flagged_rows_are_summed_up_in_the_answers_parameters() -> None:
+    flags: list[Flag] = [
+        {"row": r, "field": "house_value", "code": "below_floor", "message": "m"} for r in range(7)
+    ]
+    answer = tensors.response(
+        pb.ModelInferRequest(), "housing", "v1", ("house_value",), [1.0] * 7, None, flags
+    )
+    assert answer.parameters["warning_count"].int64_param == 7
+    summary = answer.parameters["warnings"].string_param
+    assert summary.startswith("row 0 house_value below_floor; row 1") and summary.endswith(
+        "and 2 more"
+    )
