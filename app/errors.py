@@ -57,17 +57,24 @@ class InvalidInput(Exception):
     errors in the body's order, and ``total``, how many it has in all (at least as many as
     listed). Whoever builds one keeps ``details`` short (``MAX_ERROR_DETAILS``)."""
 
-    def __init__(self, details: list[dict[str, str]], total: int = 0) -> None:
+    def __init__(
+        self, details: list[dict[str, str]], total: int = 0, checked: int | None = None
+    ) -> None:
         self.details = details
         self.total = max(total, len(details))
-        super().__init__(summary(details, self.total))
+        # The last line checked, when the body was checked only so far (its rest unread).
+        self.checked = checked
+        super().__init__(summary(details, self.total, checked))
 
 
-def summary(details: Sequence[dict[str, str]], total: int) -> str:
+def summary(details: Sequence[dict[str, str]], total: int, checked: int | None = None) -> str:
     """One line: each listed error, and how many more were found."""
     text = "; ".join(f"{d['field']}: {d['message']}" for d in details)
     more = total - len(details)
-    return f"{text}; and {more} more error{'s' * (more > 1)}" if more > 0 else text
+    if more <= 0:
+        return text
+    where = "" if checked is None else f" in lines 1-{checked} (the rest were not checked)"
+    return f"{text}; and {more} more error{'s' * (more > 1)}{where}"
 
 
 def field_path(loc: Sequence[int | str]) -> str:
@@ -92,7 +99,7 @@ def validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
 
 def invalid_details(exc: Exception, most: int) -> tuple[list[dict[str, str]], int]:
     """The first ``most`` errors of an InvalidInput or a pydantic ValidationError, and how
-    many there are in all (pydantic's own are built only for those listed)."""
+    many were found (pydantic's own are built only for those listed)."""
     if isinstance(exc, InvalidInput):
         return exc.details[:most], exc.total
     assert isinstance(exc, ValidationError | RequestValidationError)
@@ -129,8 +136,9 @@ def error_answer(
     """(status, JSON body, headers) for any exception raised while answering ``where``.
 
     A 422 lists the first ``most`` errors and, when there are more, ``error_count``: how many
-    in all. A 500's ``error_id`` is the request id: the client, the ``X-Request-ID`` header
-    and the log line with the stack trace all carry the same value.
+    were found (in lines 1 to ``checked_lines`` when the rest of the body was not checked). A
+    500's ``error_id`` is the request id: the client, the ``X-Request-ID`` header and the log
+    line with the stack trace all carry the same value.
     """
     if isinstance(exc, RequestRefused):
         return exc.status, {"detail": str(exc)}, exc.headers
@@ -139,6 +147,8 @@ def error_answer(
         body: dict[str, Any] = {"detail": details}
         if total > len(details):
             body["error_count"] = total
+            if isinstance(exc, InvalidInput) and exc.checked is not None:
+                body["checked_lines"] = exc.checked
         return 422, body, {}
     if isinstance(exc, NotReadyError | ShuttingDown):
         return 503, {"detail": str(exc)}, RETRY_AFTER

@@ -215,7 +215,14 @@ class ValidationErrors(_Closed):
         description="The first errors, in the body's order (HOUSING_MAX_ERROR_DETAILS)",
     )
     error_count: int | None = Field(
-        None, description="How many errors the body has in all, when there are more than listed"
+        None,
+        description="How many errors were found, when there are more than listed: in the "
+        "whole body, or in lines 1 to checked_lines",
+    )
+    checked_lines: int | None = Field(
+        None,
+        description="/invocations line bodies: once the list is full, the rest of the body is "
+        "not checked; error_count counts the errors of lines 1 to this one",
     )
 
 

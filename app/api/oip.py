@@ -260,7 +260,8 @@ class InferEndpoint(PredictionEndpoint[Inference]):
             details, total = invalid_details(exc, self.max_errors)
             # instances.3.latitude -> row 3 of input latitude
             rows = [{**d, "field": d["field"].replace("instances.", "row ")} for d in details]
-            return Answer(orjson.dumps({"error": summary(rows, total)}), JSON, 400)
+            checked = exc.checked if isinstance(exc, InvalidInput) else None
+            return Answer(orjson.dumps({"error": summary(rows, total, checked)}), JSON, 400)
         status, payload, extra = error_answer(exc, self.route, request_id, self.max_errors)
         body: dict[str, Any] = {"error": payload.get("detail")}
         if "error_id" in payload:

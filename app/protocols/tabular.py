@@ -9,10 +9,12 @@ the same validator as ``/predict``, so the rules live in one place; an error nam
 (1-based, as in the file) and the field. A leading UTF-8 BOM (spreadsheets write one) is
 skipped. Numbers are plain ASCII (``app.protocols.numbers``).
 
-A refusal lists the body's first errors by line (``HOUSING_MAX_ERROR_DETAILS``) and counts them
-all: parsing goes on past a bad line to count, but keeps nothing of it, so a body of bad lines
-costs no more than a valid body of the same size, and its answer stays a few KB. A body that is
-not CSV at all (not UTF-8, a quote never closed) is refused where that is found.
+A refusal lists the body's first errors by line (``HOUSING_MAX_ERROR_DETAILS``) and counts
+them. Rows are checked as they are read (``Rows``), and reading stops once the answer is a 422
+whose list is full: the count then covers the lines up to there, and the answer says which
+(``checked_lines``). Nothing of a refused body is kept but the list and the count, so a body
+of bad lines costs no more than a valid body of its size, and its answer stays a few KB. A
+body that is not CSV at all (not UTF-8, a quote never closed) is refused where that is found.
 
 A large body is parsed on a worker thread (``app.api.sagemaker``), where a single C call holds
 the GIL for as long as it runs: over 100,000 rows, ``list(csv.reader(...))`` or one call of the
@@ -46,33 +48,78 @@ BLANKS = " \t\r"
 Detail = dict[str, str]
 
 
-class Problems:
-    """A body's errors as they are found: the first ``most`` by line, and how many in all.
+class Rows:
+    """A body's rows as they are read: validated ``SLICE_ROWS`` at a time, with its errors.
 
-    Parse errors (a line that is not a row) and the validator's (a row out of bounds) are
-    found in two passes; each keeps its first ``most``, so the first ``most`` of both merged
-    by line are the body's first ``most``. Nothing else of a bad line is kept, so a body of a
-    million bad lines costs a count, not a million error entries.
+    ``add`` takes a row, ``refuse`` a line that is not a row; both return True once the answer
+    is a 422 whose list is full (``most`` errors listed), when the caller stops reading: the
+    count then covers lines 1 to ``checked``. ``result`` validates what is pending and returns
+    the records, or raises InvalidInput with the first ``most`` errors by line and the count.
+    Once a row is refused no record is kept, only counts.
     """
 
-    def __init__(self, most: int) -> None:
+    def __init__(self, adapter: RequestAdapter, most: int) -> None:
+        self.adapter = adapter
         self.most = most
+        self.records: list[dict[str, Any]] = []
+        self.pending: list[dict[str, Any]] = []
+        self.lines: list[int] = []  # the pending rows' lines
         self.found: list[tuple[int, Detail]] = []
         self.total = 0
+        self.checked: int | None = None
 
-    def add(self, line: int, field: str, message: str, kind: str = "csv") -> None:
+    def add(self, line: int, record: dict[str, Any]) -> bool:
+        self.pending.append(record)
+        self.lines.append(line)
+        if len(self.pending) < SLICE_ROWS:
+            return False
+        self._validate()
+        return self._full(line)
+
+    def refuse(self, line: int, field: str, message: str, kind: str = "csv") -> bool:
         self.total += 1
         if len(self.found) < self.most:
-            self.found.append(
-                (line, {"field": f"line {line}.{field}", "message": message, "type": kind})
-            )
+            detail = {"field": f"line {line}.{field}", "message": message, "type": kind}
+            self.found.append((line, detail))
+        return self._full(line)
 
-    def raise_any(self, validated: list[tuple[int, Detail]], invalid: int) -> None:
-        """InvalidInput with the first ``most`` of both passes by line, if there are any."""
-        total = self.total + invalid
-        if total:
-            merged = sorted(self.found + validated, key=lambda found: found[0])
-            raise InvalidInput([d for _, d in merged[: self.most]], total)
+    def _full(self, line: int) -> bool:
+        if len(self.found) < self.most:
+            return False
+        self._validate()  # rows before this line come first in the list
+        self.checked = line
+        return True
+
+    def _validate(self) -> None:
+        if not self.pending:
+            return
+        try:
+            self.adapter.validate_python({"instances": self.pending})
+        except ValidationError as exc:
+            self.total += exc.error_count()
+            # These rows' lines may come before parse errors already listed: take up to
+            # ``most`` of them, then keep the first ``most`` of all by line.
+            for d in validation_details(exc.errors(include_url=False)[: self.most]):
+                where = _INSTANCE.match(d["field"])  # instances.4.latitude -> line 6.latitude
+                line = self.lines[int(where[1])] if where is not None else 0
+                if where is not None:
+                    d["field"] = f"line {line}{d['field'][where.end() :]}"
+                self.found.append((line, d))
+            self.found.sort(key=lambda found: found[0])
+            del self.found[self.most :]
+        if not self.total:
+            self.records += self.pending
+        else:
+            self.records = []  # a 422: no record is needed any more
+        self.pending, self.lines = [], []
+
+    def result(self, ended: bool) -> list[dict[str, Any]]:
+        """The validated records, or InvalidInput; ``ended``: whether the whole body was read."""
+        self._validate()
+        if self.total:
+            checked = None if ended else self.checked
+            raise InvalidInput([d for _, d in self.found], self.total, checked)
+        return self.records
 
 
 def _problem(line: int, field: str, message: str) -> InvalidInput:
@@ -83,18 +130,17 @@ def parse_csv(
     body: bytes, adapter: RequestAdapter, most: int = MAX_ERROR_DETAILS
 ) -> list[dict[str, Any]]:
     """Validated records, or InvalidInput naming each bad line (1-based, as in the file) and
-    field: the first ``most`` and the count of all. A leading UTF-8 BOM is skipped; a body
-    that is not CSV at all (bad UTF-8, a broken quote) is refused at the first such place."""
+    field: the first ``most``, and the count. A leading UTF-8 BOM is skipped; a body that is
+    not CSV at all (bad UTF-8, a broken quote) is refused at the first such place."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _problem(1, "body", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     text = text.removeprefix(BOM)
-    problems = Problems(most)
-    records: list[dict[str, Any]] = []
-    lines: list[int] = []
+    out = Rows(adapter, most)
     rows = csv.reader(io.StringIO(text), strict=True)  # row by row: see the module docstring
     first = True
+    seen = stopped = False
     try:
         for row in rows:
             line = rows.line_num  # the row's last physical line: a quoted cell may span lines
@@ -104,84 +150,58 @@ def parse_csv(
                 first = False
                 continue  # the header
             first = False
-            record = _record(line, row, problems)
-            if record is not None:
-                records.append(record)
-                lines.append(line)
+            seen = True
+            if _record(line, row, out):
+                stopped = True
+                break
     except csv.Error as exc:
         raise _problem(rows.line_num, "body", f"not CSV: {exc}") from None
-    if not records and not problems.total:
+    if not seen:
         raise _problem(1, "body", f"no rows; expected lines of {','.join(RAW_COLUMNS)}")
-    return _validated(records, lines, adapter, problems)
+    return out.result(ended=not stopped)
 
 
 def parse_jsonlines(
     body: bytes, adapter: RequestAdapter, most: int = MAX_ERROR_DETAILS
 ) -> list[dict[str, Any]]:
     """Validated records, one JSON object a line, or InvalidInput naming each bad line and
-    field (the first ``most``, and the count of all). A leading UTF-8 BOM is skipped."""
-    problems = Problems(most)
-    records: list[dict[str, Any]] = []
-    lines: list[int] = []
+    field (the first ``most``, and the count). A leading UTF-8 BOM is skipped."""
+    out = Rows(adapter, most)
+    seen = stopped = False
     for line, text in enumerate(body.removeprefix(BOM.encode()).split(b"\n"), start=1):
         if not text.strip():
             continue
+        seen = True
         try:
             record = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            problems.add(line, "row", f"not JSON: {exc}", "jsonlines")
-            continue
-        if not isinstance(record, dict):
-            kind = type(record).__name__
-            problems.add(line, "row", f"a JSON object is expected, not {kind}", "jsonlines")
-            continue
-        records.append(record)
-        lines.append(line)
-    if not records and not problems.total:
+            full = out.refuse(line, "row", f"not JSON: {exc}", "jsonlines")
+        else:
+            if isinstance(record, dict):
+                full = out.add(line, record)
+            else:
+                kind = f"a JSON object is expected, not {type(record).__name__}"
+                full = out.refuse(line, "row", kind, "jsonlines")
+        if full:
+            stopped = True
+            break
+    if not seen:
         raise _problem(1, "body", "no rows; expected one JSON object a line")
-    return _validated(records, lines, adapter, problems)
+    return out.result(ended=not stopped)
 
 
-def _validated(
-    records: list[dict[str, Any]],
-    lines: list[int],
-    adapter: RequestAdapter,
-    problems: Problems,
-) -> list[dict[str, Any]]:
-    found: list[tuple[int, Detail]] = []
-    invalid = 0
-    for start in range(0, len(records), SLICE_ROWS):
-        try:
-            adapter.validate_python({"instances": records[start : start + SLICE_ROWS]})
-        except ValidationError as exc:
-            invalid += exc.error_count()
-            room = problems.most - len(found)
-            if room <= 0:
-                continue  # counted; the listed ones are earlier
-            for d in validation_details(exc.errors(include_url=False)[:room]):
-                where = _INSTANCE.match(d["field"])  # instances.4.latitude -> line 6.latitude
-                line = lines[start + int(where[1])] if where is not None else 0
-                if where is not None:
-                    d["field"] = f"line {line}{d['field'][where.end() :]}"
-                found.append((line, d))
-    problems.raise_any(found, invalid)
-    return records
-
-
-def _record(line: int, row: Sequence[str], problems: Problems) -> dict[str, Any] | None:
-    """The row as a record, or None with its first problem added to ``problems``."""
+def _record(line: int, row: Sequence[str], out: Rows) -> bool:
+    """The row to ``out`` as a record, or its first problem; True once ``out`` is full."""
     if len(row) != len(RAW_COLUMNS):
         expected = f"expected {len(RAW_COLUMNS)}: {','.join(RAW_COLUMNS)}"
-        problems.add(line, "row", f"{len(row)} columns, {expected}")
-        return None
+        return out.refuse(line, "row", f"{len(row)} columns, {expected}")
     record: dict[str, Any] = {}
     for name, cell in zip(RAW_COLUMNS, row, strict=True):
         try:
             record[name] = cell_value(name, cell)
         except ValueError as exc:
-            problems.add(line, name, str(exc))
-            return None
-    return record
+            return out.refuse(line, name, str(exc))
+    return out.add(line, record)
 
 
 def cell_value(name: str, cell: str) -> float | str | None:
