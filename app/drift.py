@@ -194,31 +194,35 @@ def _read_line(line: bytes, captured: Captured) -> str | None:
 
 
 def read_capture(folder: Path) -> Captured:
+    """Every capture file under ``folder``, read a line at a time (a file is never held
+    whole), with what could not be read counted (see the module docstring)."""
     captured = Captured()
     for path in sorted(folder.rglob("*.jsonl")):
         where = str(path.relative_to(folder))
+        bad: list[tuple[int, str]] = []  # the first EXAMPLES lines that are not records
+        bad_count = good = 0
         try:
-            content = path.read_bytes()
-        except OSError as exc:  # unreadable, or a folder named *.jsonl
+            with path.open("rb") as lines:
+                for number, line in enumerate(lines, 1):
+                    if not line.strip():
+                        continue
+                    why = _read_line(line, captured)
+                    if why is None:
+                        good += 1
+                        continue
+                    bad_count += 1
+                    if len(bad) < EXAMPLES:
+                        bad.append((number, why))
+        except OSError as exc:  # unreadable, a folder named *.jsonl (lines read before stay)
             captured.skipped_files += 1
             captured.skip(where, exc.strerror or str(exc))
             continue
-        bad: list[tuple[int, str]] = []  # (line number, why) of lines that are not records
-        good = 0
-        for number, line in enumerate(content.splitlines(), 1):
-            if not line.strip():
-                continue
-            why = _read_line(line, captured)
-            if why is None:
-                good += 1
-            else:
-                bad.append((number, why))
-        if bad and not good:  # a stray file, not data capture's: one skipped file
+        if bad_count and not good:  # a stray file, not data capture's: one skipped file
             captured.skipped_files += 1
             captured.skip(where, f"no capture record in it (line {bad[0][0]}: {bad[0][1]})")
             continue
-        captured.skipped_lines += len(bad)
-        for number, why in bad[:EXAMPLES]:
+        captured.skipped_lines += bad_count
+        for number, why in bad:
             captured.skip(f"{where}:{number}", why)
     return captured
 

@@ -89,7 +89,9 @@ _FIELD_OF_RULE = {BEDROOMS_ABOVE_ROOMS: IMPUTED_COLUMN}
 def _where(error: Any) -> str:
     path = field_path(error["loc"])
     field = _FIELD_OF_RULE.get(error["type"])
-    return path if field is None else f"{path}.{field}" if path != "body" else field
+    if field is None:
+        return path
+    return field if path == "body" else f"{path}.{field}"
 
 
 def validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:

@@ -55,11 +55,13 @@ _PATH = re.compile(r"(?<![\w.])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")
 
 
 def without_paths(message: str, folder: Path) -> str:
-    """``message`` fit for a client: the artifacts folder named ``$HOUSING_ARTIFACTS``, any
-    other absolute path cut to its last part (the full message is in the log)."""
-    for shown in {str(folder.resolve()), str(folder)}:
-        if shown not in (".", ""):
-            message = message.replace(shown, "$HOUSING_ARTIFACTS")
+    """``message`` fit for a client: paths in the artifacts folder named from
+    ``$HOUSING_ARTIFACTS/``, any other absolute path cut to its last part (the full message is
+    in the log). The resolved folder goes first: the folder as given may be part of it."""
+    for shown in dict.fromkeys((str(folder.resolve()), str(folder))):
+        # Where a path starts, not inside another one ("a/" of "data/").
+        start = re.compile(rf"(?<![\w./-]){re.escape(shown)}/")
+        message = start.sub("$HOUSING_ARTIFACTS/", message)
     return _PATH.sub(r".../\1", message)
 
 

@@ -126,7 +126,7 @@ def load_model(
     warm_up(backend, compiled)
     # One record, one price, in any batch (app.backends.consistent).
     reference = np.asarray(compiled.reference_inputs, dtype=np.float32)
-    return manifest, device, consistent(backend, reference, compiled.dynamic_batch)
+    return manifest, device, consistent(backend, reference)
 
 
 def serving_intervals(manifest: Manifest, default: float) -> Intervals:

@@ -197,22 +197,23 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        keys = []
         for name, value, file in (
             ("API_KEY", self.api_key, self.api_key_file),
             ("ADMIN_KEY", self.admin_key, self.admin_key_file),
         ):
             if value is not None and file is not None:
                 raise ValueError(f"set HOUSING_{name} or HOUSING_{name}_FILE, not both")
-            if file is not None:
-                try:
-                    key = _secret(None, file)
-                except OSError as exc:
-                    raise ValueError(
-                        f"HOUSING_{name}_FILE={file} cannot be read ({exc.strerror})"
-                    ) from None
-                if not key:
-                    raise ValueError(f"HOUSING_{name}_FILE={file} is empty")
-        api, admin = self.api_key_bytes(), self.admin_key_bytes()
+            try:
+                key = _secret(value, file)
+            except OSError as exc:
+                raise ValueError(
+                    f"HOUSING_{name}_FILE={file} cannot be read ({exc.strerror})"
+                ) from None
+            if file is not None and not key:
+                raise ValueError(f"HOUSING_{name}_FILE={file} is empty")
+            keys.append(key)
+        api, admin = keys
         if api is not None and api == admin:
             raise ValueError(
                 "HOUSING_ADMIN_KEY is HOUSING_API_KEY: the control plane needs a key of its "

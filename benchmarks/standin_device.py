@@ -44,6 +44,7 @@ class StandinDevice:
     def __init__(self, inner: Backend, preamble: torch.jit.ScriptModule, wait_s: float) -> None:
         self.device = inner.device
         self.batch_sizes = inner.batch_sizes
+        self.dynamic_batch = inner.dynamic_batch
         self.preamble = preamble
         self.wait_s = wait_s
 
@@ -58,6 +59,7 @@ class FreeDevice:
     def __init__(self, inner: Backend) -> None:
         self.device = inner.device
         self.batch_sizes = inner.batch_sizes
+        self.dynamic_batch = inner.dynamic_batch
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return answers(x.shape[0])

@@ -56,8 +56,7 @@ class Guard:
                 "HOUSING_ADMIN_KEY_FILE) and sends it as 'Authorization: Bearer <key>', or "
                 "HOUSING_CONTROL_OPEN=true on a trusted network; SIGHUP also reloads.",
             )
-        given = headers.get(b"x-admin-key") or _bearer(headers)
-        if given is None or not hmac.compare_digest(given, self.admin_key):
+        if not _matches(headers.get(b"x-admin-key") or _bearer(headers), self.admin_key):
             raise RequestRefused(
                 401,
                 "missing or wrong admin key. Hint: send 'Authorization: Bearer <key>' or "
@@ -83,8 +82,7 @@ class Guard:
         given = headers.get(b"x-api-key")
         if given is None:
             given = _bearer(headers)
-        # Constant time, so the key cannot be guessed byte by byte from response times.
-        if given is None or not hmac.compare_digest(given, self.api_key):
+        if not _matches(given, self.api_key):
             raise RequestRefused(
                 401,
                 "missing or wrong API key. Hint: send 'Authorization: Bearer <key>' or "
@@ -122,6 +120,11 @@ class Guard:
             "Hint: split the request, or raise the limit.",
             {"Connection": "close"},  # the rest of the body is never read: drop the connection
         )
+
+
+def _matches(given: bytes | None, key: bytes) -> bool:
+    # Constant time, so a key cannot be guessed byte by byte from response times.
+    return given is not None and hmac.compare_digest(given, key)
 
 
 def _bearer(headers: Headers) -> bytes | None:

@@ -18,6 +18,9 @@ class Backend(Protocol):
 
     device: str
     batch_sizes: tuple[int, ...]
+    # True when a call may have any number of rows (up to the largest size) and runs at that
+    # size; False when every call is padded to one of ``batch_sizes`` (a compiled graph each).
+    dynamic_batch: bool
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Encoded float32 ``(n, N_ENCODED)`` -> float64 ``(n,)`` dollars, or ``(n, 2)``:

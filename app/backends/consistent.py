@@ -3,17 +3,17 @@
 A float32 matrix product need not add in the same order for every batch size: BLAS picks one
 kernel for a single row (a matrix-vector product), others for two or three, another from four
 rows on; a compiled device graph is a separate program per batch size. The answers then differ
-in their last bit, which at $400,000 is 3 to 6 cents, and the same block is priced
-differently alone, in a batch of two, or inside a Batch Transform body.
+in their last bit -- a float32 step is 2**-5 dollars from $262,144 to $524,288 -- and the same
+block is priced differently alone, in a batch of two, or inside a Batch Transform body.
 
 No rounding can hide a difference in the last bit (a value just below a half cent rounds one
 way, a bit higher the other), so the rows are made to run through the same arithmetic
 instead. ``probe`` finds, on this device and this artifact, the smallest batch size from which
 every size up to the largest answers a set of probe rows bit for bit like the largest does,
 at several positions in the batch; ``Consistent`` then pads every smaller device call up to it
-with zero rows, whose answers are sliced off. On a CPU that is typically a few rows (the cost
-of a lone request barely moves); where only the largest size agrees (a device whose programs
-differ per size), every call runs at that one compiled shape.
+with zero rows, whose answers are sliced off: a lone request pays for the padded rows' device
+time. Where only the largest size agrees (a device whose programs differ per size), every
+call runs at that one compiled shape.
 
 The probe runs once at load (after warm-up, before the model serves), for the server and for
 ``python -m app.score`` alike, so both price a record the same; its answer is logged.
@@ -26,6 +26,7 @@ import logging
 import numpy as np
 
 from app.backends.base import Backend
+from modelspec.features import NUMERIC_COLUMNS
 
 logger = logging.getLogger("housing.runtime")
 
@@ -43,6 +44,7 @@ class Consistent:
         self.backend = backend
         self.device = backend.device
         self.batch_sizes = backend.batch_sizes
+        self.dynamic_batch = backend.dynamic_batch
         self.min_rows = min_rows
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -59,7 +61,7 @@ def probe_rows(reference: np.ndarray) -> np.ndarray:
     its numeric columns (the one-hot columns are kept)."""
     factors = np.linspace(0.97, 1.03, PROBE_COPIES, dtype=np.float32)
     rows = np.repeat(reference, PROBE_COPIES, axis=0)
-    numeric = rows.shape[1] - 5  # the one-hot of ocean_proximity closes the row
+    numeric = len(NUMERIC_COLUMNS)  # the one-hot of ocean_proximity follows them
     rows[:, :numeric] *= np.tile(factors, len(reference))[:, None]
     return rows
 
@@ -76,30 +78,27 @@ def _answers(backend: Backend, rows: np.ndarray, size: int, shift: int) -> np.nd
     return np.roll(out[:n], -shift, axis=0)
 
 
-def probe(backend: Backend, reference: np.ndarray, dynamic: bool) -> int:
+def probe(backend: Backend, reference: np.ndarray) -> int:
     """The smallest batch size from which every size answers like the largest, bit for bit
-    (the largest compiled size when none smaller does)."""
+    (the largest compiled size when none smaller does): sizes are tried from the largest
+    down, until one disagrees."""
     largest = backend.batch_sizes[-1]
+    extra = DYNAMIC_SIZES if backend.dynamic_batch else ()
+    sizes = sorted({*backend.batch_sizes, *(s for s in extra if s < largest)}, reverse=True)
     rows = probe_rows(reference)
     want = _answers(backend, rows, largest, 0)
-    sizes = sorted({*backend.batch_sizes, *(s for s in DYNAMIC_SIZES if dynamic and s < largest)})
-    agree = {}
-    for size in sizes:
-        agree[size] = all(
-            np.array_equal(_answers(backend, rows, size, shift), want, equal_nan=True)
-            for shift in (0, size // 2 + 1)
-        )
     min_rows = largest
-    for size in reversed(sizes):
-        if not agree[size]:
-            break
+    for size in sizes[1:]:
+        for shift in (0, size // 2 + 1):
+            if not np.array_equal(_answers(backend, rows, size, shift), want, equal_nan=True):
+                return min_rows
         min_rows = size
     return min_rows
 
 
-def consistent(backend: Backend, reference: np.ndarray, dynamic: bool) -> Consistent:
+def consistent(backend: Backend, reference: np.ndarray) -> Consistent:
     """``backend`` wrapped so that a row's answer does not depend on its batch (``probe``)."""
-    min_rows = probe(backend, reference, dynamic)
+    min_rows = probe(backend, reference)
     if min_rows > 1:
         logger.info(
             "device calls of fewer than %d rows are padded to %d: below that, %s answers a "

@@ -18,12 +18,12 @@ class CpuBackend:
 
     def __init__(self, artifact: Path, compiled: CompiledInfo) -> None:
         self.batch_sizes = tuple(compiled.batch_sizes)
-        self._dynamic = compiled.dynamic_batch
+        self.dynamic_batch = compiled.dynamic_batch
         self._module = torchscript.load(artifact, map_location="cpu").eval()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             batch = torch.from_numpy(x)
-            if self._dynamic:
+            if self.dynamic_batch:
                 return to_numpy(self._module.forward(batch))
             return to_numpy(run_bucketed(self._module.forward, batch, self.batch_sizes))

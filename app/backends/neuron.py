@@ -38,6 +38,7 @@ class NeuronBackend:
                 ) from exc
         self.runtime_module = neuronx
         self.batch_sizes = tuple(compiled.batch_sizes)
+        self.dynamic_batch = False  # a compiled Neuron graph per bucket
         self._module = torchscript.load(artifact)
         # Absent in artifacts compiled before the split (one graph; they still serve).
         self.preamble = getattr(self._module, "preamble", None)

@@ -50,6 +50,7 @@ class XlaBackend:
             logger.info("PJRT_DEVICE is not set; using the XLA CPU client (PJRT_DEVICE=CPU)")
         torch_xla = import_torch_xla()
         self.batch_sizes = tuple(compiled.batch_sizes)
+        self.dynamic_batch = False  # every call padded to a bucket: one XLA graph each
         self._xla = torch_xla.device()
         scripted = torchscript.load(artifact, map_location="cpu")
         if compiled.features_on != "host" or not hasattr(scripted, "body"):

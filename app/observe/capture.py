@@ -166,16 +166,15 @@ class Capture:
     ) -> None:
         """Queue one prediction (never blocks: what the queue cannot take, in records or in
         bytes, is dropped and counted)."""
-        size = len(request[1]) + len(answer[1])
+        record = (route, request_id, version, *request, *answer, time.time())
+        size = _size(record)
         with self._lock:
-            if self._queued_bytes + size > self.queue_bytes:
-                taken = False
-            else:
+            fits = self._queued_bytes + size <= self.queue_bytes
+            if fits:
                 self._queued_bytes += size
-                taken = True
-        if taken:
+        if fits:
             try:
-                self._queue.put_nowait((route, request_id, version, *request, *answer, time.time()))
+                self._queue.put_nowait(record)
                 return
             except queue.Full:
                 with self._lock:

@@ -79,8 +79,7 @@ class Rows:
     def refuse(self, line: int, field: str, message: str, kind: str = "csv") -> bool:
         self.total += 1
         if len(self.found) < self.most:
-            detail = {"field": f"line {line}.{field}", "message": message, "type": kind}
-            self.found.append((line, detail))
+            self.found.append((line, _detail(line, field, message, kind)))
         return self._full(line)
 
     def _full(self, line: int) -> bool:
@@ -122,8 +121,12 @@ class Rows:
         return self.records
 
 
+def _detail(line: int, field: str, message: str, kind: str = "csv") -> Detail:
+    return {"field": f"line {line}.{field}", "message": message, "type": kind}
+
+
 def _problem(line: int, field: str, message: str) -> InvalidInput:
-    return InvalidInput([{"field": f"line {line}.{field}", "message": message, "type": "csv"}])
+    return InvalidInput([_detail(line, field, message)])
 
 
 def parse_csv(

@@ -36,12 +36,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.errors import StartupError
+from app.protocols.tabular import BOM as TEXT_BOM
 from app.protocols.tabular import cell_value
 from modelspec.features import IMPUTED_COLUMN, RAW_COLUMNS
 
 OUTPUT_COLUMNS = ("house_value", "house_value_low", "house_value_high", "warnings")
 RANGE_COLUMNS = ("house_value_low", "house_value_high")  # only when the run has ranges
-BOM = b"\xef\xbb\xbf"  # UTF-8's byte-order mark, which spreadsheet exports put first
+BOM = TEXT_BOM.encode()  # UTF-8's byte-order mark, which spreadsheet exports put first
 HEADER = "header"  # the field of a file-level error
 
 

@@ -1,5 +1,17 @@
-"""The real server process helper lives with the reliability scripts, which use it too."""
+"""The real server process helper lives with the reliability scripts, which use it too; and
+reading one sample of a server's /metrics."""
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from reliability.server import ServerProcess, serve
 
-__all__ = ["ServerProcess", "serve"]
+__all__ = ["ServerProcess", "sample", "serve"]
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of ``name{labels}`` in a /metrics text (0 when absent)."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return 0.0

@@ -21,14 +21,13 @@ import pandas as pd
 import pytest
 import tritonclient.grpc as triton
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from app.protocols.oip import OUTPUTS
 from modelspec.features import CATEGORICAL_COLUMN, EXAMPLE_RECORD, NUMERIC_COLUMNS
 from reliability.server import free_port
-from tests.e2e.server import ServerProcess, serve
+from tests.e2e.server import ServerProcess, sample, serve
 from tests.integration.conftest import records
 
 INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -59,12 +58,19 @@ def status_of(call: Any) -> tuple[str, str]:
     return str(info.value.status()).removeprefix("StatusCode."), info.value.message() or ""
 
 
-def sample(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return 0.0
+def gated_device(tmp_path: Path, **env: str) -> tuple[Path, dict[str, str]]:
+    """A FIFO that holds every device call of ``tests.fakes.faulty_device`` until a byte is
+    written to it, and the server's environment for it (``env`` added): device calls on their
+    own thread, so the loop stays free while one is held, and a request deadline far away,
+    so only the clients' deadlines pass, on a slow machine too."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    held = {
+        "FAULTY_DEVICE_GATE": str(gate),
+        "HOUSING_DEVICE_THREAD": "true",
+        "HOUSING_REQUEST_TIMEOUT_S": "120",
+    }
+    return gate, {**held, **env}
 
 
 def grpc_server(artifacts: Path, module: str = "app", **env: str) -> ServerProcess:
@@ -193,15 +199,7 @@ def test_grpc_errors_are_status_codes_with_reasons(artifacts: Path) -> None:
 def test_grpc_queue_full_is_unavailable_and_a_passed_deadline_drops_its_rows(
     artifacts: Path, tmp_path: Path
 ) -> None:
-    gate = tmp_path / "gate"
-    os.mkfifo(gate)
-    env = {
-        "FAULTY_DEVICE_GATE": str(gate),
-        "HOUSING_DEVICE_THREAD": "true",  # the loop stays free while the device is held
-        "HOUSING_MAX_INSTANCES": "4",
-        "HOUSING_QUEUE_ROWS": "5",
-        "HOUSING_REQUEST_TIMEOUT_S": "120",  # only D's own deadline passes, on a slow machine too
-    }
+    gate, env = gated_device(tmp_path, HOUSING_MAX_INSTANCES="4", HOUSING_QUEUE_ROWS="5")
     results: dict[str, Any] = {}
     done = {name: threading.Event() for name in "ABCD"}
     first_of_b_and_c = threading.Event()

@@ -5,7 +5,6 @@ counted."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,8 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from app.rpc import open_inference_grpc_pb2 as pb
 from modelspec.features import CATEGORICAL_COLUMN, EXAMPLE_RECORD, NUMERIC_COLUMNS
-from tests.e2e.server import ServerProcess
-from tests.e2e.test_grpc import INFER, KEY, grpc_server, sample
+from tests.e2e.server import ServerProcess, sample
+from tests.e2e.test_grpc import INFER, KEY, gated_device, grpc_server
 
 GARBAGE = b"\xff\xff garbage"
 METADATA = "/inference.GRPCInferenceService/ServerMetadata"
@@ -123,13 +122,7 @@ def counted(server: ServerProcess, name: str, at_least: float, **labels: str) ->
 def test_cancelled_and_expired_calls_are_counted_wherever_they_end(
     artifacts: Path, tmp_path: Path
 ) -> None:
-    gate = tmp_path / "gate"
-    os.mkfifo(gate)
-    env = {
-        "FAULTY_DEVICE_GATE": str(gate),
-        "HOUSING_DEVICE_THREAD": "true",  # the loop stays free while the device is held
-        "HOUSING_REQUEST_TIMEOUT_S": "120",  # only the clients' deadlines pass
-    }
+    gate, env = gated_device(tmp_path)
     held = threading.Event()  # released at the end: the clients' request threads stop
 
     def never_sent() -> Iterator[bytes]:

@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from modelspec.features import EXAMPLE_RECORD
-from tests.e2e.server import ServerProcess, serve
+from tests.e2e.server import ServerProcess, sample, serve
 
 # A request whose headers never end: after the prefix, one more header byte each tick.
 HEAD = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Slow: "
@@ -28,11 +27,7 @@ TICK_S = 0.2  # a slow client's pace: several bytes within every header timeout
 
 def rejected(server: ServerProcess, reason: str) -> float:
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == "housing_rejected_requests_total" and s.labels.get("reason") == reason:
-                return float(s.value)
-    return 0.0
+    return sample(text, "housing_rejected_requests_total", reason=reason)
 
 
 class SlowClients:
@@ -280,10 +275,5 @@ def test_connections_over_the_bound_are_refused_and_the_others_served(artifacts:
         assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), refusal
         assert b"connection: close" in head and b"retry-after: 1" in head
         assert b"HOUSING_MAX_CONNECTIONS=20" in body and b"Hint:" in body
-    refused = [
-        s.value
-        for family in text_string_to_metric_families(answer.text)
-        for s in family.samples
-        if s.name == "housing_rejected_requests_total" and s.labels.get("reason") == "connections"
-    ]
-    assert refused and refused[0] >= len(extra)
+    refused = sample(answer.text, "housing_rejected_requests_total", reason="connections")
+    assert refused >= len(extra)

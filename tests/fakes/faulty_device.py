@@ -44,6 +44,7 @@ class FaultyDevice:
         self.inner = inner
         self.device = inner.device
         self.batch_sizes = inner.batch_sizes
+        self.dynamic_batch = inner.dynamic_batch
         self.poison = poison
         self.fail_calls = fail_calls
         self.gate = gate

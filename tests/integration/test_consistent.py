@@ -48,8 +48,9 @@ class SizeDependent:
     device = "cpu"
     batch_sizes = (1, 2, 4, 8, 16)
 
-    def __init__(self, exact: int) -> None:
+    def __init__(self, exact: int, dynamic: bool) -> None:
         self.exact = exact
+        self.dynamic_batch = dynamic
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         out = x.sum(axis=1).astype(np.float32)
@@ -65,8 +66,8 @@ def test_the_probe_finds_the_size_from_which_answers_agree(
     manifest, _ = loaded
     assert manifest.compiled is not None
     reference = np.asarray(manifest.compiled.reference_inputs, dtype=np.float32)
-    device = SizeDependent(exact)
-    found = probe(device, reference, dynamic=not static)
+    device = SizeDependent(exact, dynamic=not static)
+    found = probe(device, reference)
     assert found == exact
     padded = Consistent(device, found)
     one = reference[:1]
