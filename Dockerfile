@@ -36,6 +36,7 @@ WORKDIR /srv/housing
 COPY pyproject.toml README.md ./
 COPY modelspec ./modelspec
 COPY app ./app
+COPY offline ./offline
 COPY compile ./compile
 COPY training ./training
 # hadolint ignore=DL3013
@@ -46,7 +47,7 @@ RUN set -eux; \
       *) echo "VARIANT must be cpu or neuron" >&2; exit 1 ;; \
     esac; \
     python3 -m pip install . ; \
-    python3 -c "import app.main"; \
+    python3 -c "import app.http.app"; \
     useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin housing; \
     mkdir -p /opt/ml/model
 

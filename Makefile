@@ -61,11 +61,11 @@ serve: $(VENV)/.installed ## serve existing artifacts
 
 # The gRPC messages, from the Open Inference Protocol's .proto, in a descriptor pool of their own
 # (tritonclient.grpc registers the same names in the default one; both must import in a process).
-proto: $(VENV)/.installed ## regenerate app/rpc/open_inference_grpc_pb2.py(i) from the .proto
-	$(PY) -m grpc_tools.protoc -I app/rpc --python_out=app/rpc --pyi_out=app/rpc \
-		app/rpc/open_inference_grpc.proto
+proto: $(VENV)/.installed ## regenerate app/grpc/open_inference_grpc_pb2.py(i) from the .proto
+	$(PY) -m grpc_tools.protoc -I app/grpc --python_out=app/grpc --pyi_out=app/grpc \
+		app/grpc/open_inference_grpc.proto
 	sed -i 's/_descriptor_pool.Default()/_descriptor_pool.DescriptorPool()/' \
-		app/rpc/open_inference_grpc_pb2.py
+		app/grpc/open_inference_grpc_pb2.py
 
 lint: $(VENV)/.installed ## ruff and mypy
 	$(VENV)/bin/ruff check .

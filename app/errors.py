@@ -1,29 +1,52 @@
-"""How failures become HTTP answers: one mapping for FastAPI routes and the raw endpoints.
+"""The service's failures as domain values, the same for every door.
 
-Never a stack trace in a response: an unexpected error is logged with an error id, and the
-client gets that id.
+A request is refused with one of the ``Refusal`` kinds (``classify``); each transport maps a
+kind to its own answer once: ``app.http.refusals`` (HTTP status and the route's body shape),
+``app.grpc.refusals`` (gRPC status code and details). The kind's value is the ``reason`` label
+of ``housing_rejected_requests_total``. Nothing here imports the app above it.
 """
 
 from __future__ import annotations
 
-import logging
+import enum
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from app.batching import DeadlineExceeded, Overloaded, ShuttingDown
-from app.observe.logs import new_request_id
 from modelspec.features import BEDROOMS_ABOVE_ROOMS, IMPUTED_COLUMN
-
-logger = logging.getLogger("housing.errors")
 
 # Discriminator tags of the request union; they are not part of the client's field path.
 _UNION_TAGS = {"record", "batch"}
-RETRY_AFTER = {"Retry-After": "1"}
+
+
+class Refusal(enum.Enum):
+    """Why a request was not answered with a prediction (the value: the metrics' reason)."""
+
+    INVALID = "invalid"  # a body, tensor, parameter or record the protocol or rules refuse
+    UNAUTHENTICATED = "unauthorized"  # a missing or wrong key
+    FORBIDDEN = "forbidden"  # a control route the operator has not opened
+    NOT_FOUND = "not_found"  # a model or version this server does not serve
+    METHOD = "method"  # a method the route does not take
+    NOT_ACCEPTABLE = "not_acceptable"  # no answer format the client accepts
+    TOO_LARGE = "too_large"  # a body over HOUSING_MAX_BODY_BYTES
+    MEDIA_TYPE = "media_type"  # a content type the route does not read
+    NOT_READY = "not_ready"  # starting, failing or stopping: retry elsewhere
+    OVERLOADED = "overloaded"  # the queue is full: retry later
+    EXPIRED = "expired"  # the request's deadline passed before its rows ran
+    ERROR = "error"  # anything else: a bug or a device failure, logged with an error id
+
+
+class Overloaded(Exception):
+    """The queue is full: refuse now rather than queue without bound."""
+
+
+class ShuttingDown(Exception):
+    """The batcher stopped before these rows ran."""
+
+
+class DeadlineExceeded(Exception):
+    """The request's deadline passed before its rows ran."""
 
 
 class StartupError(Exception):
@@ -39,12 +62,11 @@ class ClientDisconnected(Exception):
 
 
 class RequestRefused(Exception):
-    """A request refused before any model work: the status, a message with a hint, headers."""
+    """A request refused before any model work: its kind, and a message with a hint."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, kind: Refusal, message: str) -> None:
         super().__init__(message)
-        self.status = status
-        self.headers = headers or {}
+        self.kind = kind
 
 
 # Most errors an answer lists (``HOUSING_MAX_ERROR_DETAILS``' default): a hostile body of a
@@ -99,82 +121,39 @@ def validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
     return [{"field": _where(e), "message": e["msg"], "type": e["type"]} for e in errors]
 
 
-def invalid_details(exc: Exception, most: int) -> tuple[list[dict[str, str]], int]:
+def invalid_details(
+    exc: InvalidInput | ValidationError, most: int
+) -> tuple[list[dict[str, str]], int]:
     """The first ``most`` errors of an InvalidInput or a pydantic ValidationError, and how
     many were found (pydantic's own are built only for those listed)."""
     if isinstance(exc, InvalidInput):
         return exc.details[:most], exc.total
-    assert isinstance(exc, ValidationError | RequestValidationError)
-    errors = exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc.errors()
-    total = exc.error_count() if isinstance(exc, ValidationError) else len(errors)
-    return validation_details(errors[:most]), total
+    errors = exc.errors(include_url=False)
+    return validation_details(errors[:most]), exc.error_count()
 
 
-_REASONS = {
-    401: "unauthorized",
-    405: "method",
-    406: "not_acceptable",
-    413: "too_large",
-    415: "media_type",
-}
-
-
-def refusal_reason(exc: Exception, status: int) -> str:
-    """The ``reason`` label of ``housing_rejected_requests`` for a failed request."""
-    if isinstance(exc, Overloaded):
-        return "overloaded"
-    if isinstance(exc, DeadlineExceeded):
-        return "expired"
-    if isinstance(exc, NotReadyError | ShuttingDown):
-        return "not_ready"
-    if status in _REASONS:
-        return _REASONS[status]
-    return "invalid" if status < 500 else "error"
-
-
-def error_answer(
-    exc: Exception, where: str, request_id: str, most: int = MAX_ERROR_DETAILS
-) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """(status, JSON body, headers) for any exception raised while answering ``where``.
-
-    A 422 lists the first ``most`` errors and, when there are more, ``error_count``: how many
-    were found (in lines 1 to ``checked_lines`` when the rest of the body was not checked). A
-    500's ``error_id`` is the request id: the client, the ``X-Request-ID`` header and the log
-    line with the stack trace all carry the same value.
-    """
+def classify(exc: BaseException) -> Refusal:
+    """The kind of refusal of any exception raised while answering a request."""
     if isinstance(exc, RequestRefused):
-        return exc.status, {"detail": str(exc)}, exc.headers
-    if isinstance(exc, ValidationError | RequestValidationError | InvalidInput):
-        details, total = invalid_details(exc, most)
-        body: dict[str, Any] = {"detail": details}
-        if total > len(details):
-            body["error_count"] = total
-            if isinstance(exc, InvalidInput) and exc.checked is not None:
-                body["checked_lines"] = exc.checked
-        return 422, body, {}
-    if isinstance(exc, NotReadyError | ShuttingDown):
-        return 503, {"detail": str(exc)}, RETRY_AFTER
+        return exc.kind
+    if isinstance(exc, ValidationError | InvalidInput):
+        return Refusal.INVALID
     if isinstance(exc, Overloaded):
-        return 503, {"detail": f"overloaded, retry later: {exc}"}, RETRY_AFTER
+        return Refusal.OVERLOADED
     if isinstance(exc, DeadlineExceeded):
-        return 504, {"detail": f"deadline exceeded: {exc}"}, {}
-    logger.error(
-        "error %s on %s", request_id, where, exc_info=exc, extra={"request_id": request_id}
-    )
-    return 500, {"detail": "internal error", "error_id": request_id}, {}
+        return Refusal.EXPIRED
+    if isinstance(exc, NotReadyError | ShuttingDown):
+        return Refusal.NOT_READY
+    return Refusal.ERROR
 
 
-async def _handle(request: Request, exc: Exception) -> JSONResponse:
-    request_id = request.scope.get("state", {}).get("request_id") or new_request_id()
-    status, body, headers = error_answer(exc, f"{request.method} {request.url.path}", request_id)
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """For the FastAPI routes (probes, docs); the bare endpoints call ``error_answer`` directly.
-
-    RequestValidationError replaces FastAPI's own 422 format; everything else unexpected is a
-    500 with an error id.
-    """
-    app.add_exception_handler(RequestValidationError, _handle)
-    app.add_exception_handler(Exception, _handle)
+def refusal_text(exc: BaseException, kind: Refusal) -> str:
+    """The message of a refusal for a door that answers in text (gRPC details, the Open
+    Inference Protocol's ``error``); an ERROR's is fixed (its cause is in the log)."""
+    if kind is Refusal.OVERLOADED:
+        return f"overloaded, retry later: {exc}"
+    if kind is Refusal.EXPIRED:
+        return f"deadline exceeded: {exc}"
+    if kind is Refusal.ERROR:
+        return "internal error"
+    return str(exc)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Device = Literal["auto", "neuron", "xla", "cpu"]
@@ -247,3 +248,22 @@ def _secret(value: SecretStr | None, file: Path | None) -> bytes | None:
     if file is not None:
         return file.read_bytes().strip()
     return None if value is None else value.get_secret_value().encode()
+
+
+def load_settings() -> Settings | None:
+    """The settings from the environment, or None after one line per invalid variable on
+    stderr, each naming the variable and how to fix it."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            print(f"error: {setting_name(err['loc'])}: {err['msg']}", file=sys.stderr)
+        return None
+
+
+def setting_name(loc: tuple[int | str, ...]) -> str:
+    """The variable of a validation error's location; a rule across settings (an empty
+    location) is named by its message, so it reads ``HOUSING settings``."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    parts = [str(p) for p in loc]
+    return prefix + "_".join(parts).upper() if parts else prefix.rstrip("_") + " settings"

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from app.rpc import open_inference_grpc_pb2 as pb
-from app.rpc.service import INFER
+from app.grpc import open_inference_grpc_pb2 as pb
+from app.grpc.service import INFER
 from benchmarks.load import Body, Result, ensure_tool
 from benchmarks.targets import GRPC
 from modelspec.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS

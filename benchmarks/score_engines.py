@@ -22,8 +22,8 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from app.score.__main__ import build_parser
-from app.score.__main__ import main as score_main
+from offline.score.cli import build_parser
+from offline.score.cli import main as score_main
 from reliability.workload import data_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import ray
 
-        from app.score import ray_engine
+        from offline.score import ray_engine
     except ImportError:
         print("the benchmark needs the scale extra: pip install 'housing-inference[scale]'")
         return 1

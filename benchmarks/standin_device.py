@@ -28,10 +28,10 @@ import time
 import numpy as np
 import torch
 
-from app.__main__ import load_settings
 from app.backends.base import Backend
-from app.runtime import ModelRuntime
-from app.server import run_server
+from app.core.runtime import ModelRuntime
+from app.process.server import run_server
+from app.settings import load_settings
 from modelspec import torchscript
 from modelspec.manifest import ARTIFACT_FILE
 

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.workers import VISIBLE_CORES_ENV, visible_cores
+from app.process.workers import VISIBLE_CORES_ENV, visible_cores
 from benchmarks.load import Started, ensure_wrk, measure
 from benchmarks.run import write_bodies
 from modelspec.buckets import default_buckets, parse_buckets

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from app.workers import CORES_PER_DEVICE
+from app.process.workers import CORES_PER_DEVICE
 from modelspec.neuron import NeuronUnavailable, import_torch_neuronx, neuron_devices
 
 # On Nitro instances the DMI product name is the instance type (e.g. inf2.xlarge).

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from app.backends.neuron import NeuronBackend
-from app.workers import VISIBLE_CORES_ENV
+from app.process.workers import VISIBLE_CORES_ENV
 from benchmarks.placement import first_rows, time_calls
 from compile.errors import CompileError, CompilerRefused, ParityError
 from compile.operators import undocumented

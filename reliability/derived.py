@@ -63,7 +63,7 @@ Variant = Callable[[Records, st.DataObject], Derived]
 def records_of(case: Case) -> Records:
     """The records of a schema-valid ``/predict`` body (one record, or ``{"instances": []}``),
     each made to keep the rule across fields that a JSON schema cannot say (bedrooms are
-    rooms: ``app.schemas``), so that derived requests of them must be accepted."""
+    rooms: ``app.codecs.schemas``), so that derived requests of them must be accepted."""
     body: Any = case.body
     assert isinstance(body, dict), body
     records: Records = [

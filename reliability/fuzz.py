@@ -79,7 +79,7 @@ DATA_CHECKS = ("negative_data_rejection", "positive_data_acceptance")
 # Request schemas that cannot say all the server requires, so that data they allow may still
 # be refused: OIP infer needs every input with the same N rows, N values each, each name once.
 PARTIAL_SCHEMAS = frozenset({f"POST {INFER}"})
-# Rules across a record's fields, which no JSON schema can say (``app.schemas``).
+# Rules across a record's fields, which no JSON schema can say (``app.codecs.schemas``).
 CROSS_FIELD_RULES = frozenset({BEDROOMS_ABOVE_ROOMS})
 EXAMPLES_SHOWN = 3  # per operation and kind of failure
 

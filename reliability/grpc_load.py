@@ -17,7 +17,7 @@ import tritonclient.grpc as triton
 import tritonclient.grpc.aio as triton_aio
 from tritonclient.utils import InferenceServerException
 
-from app.protocols.oip import OUTPUTS
+from app.codecs.oip import OUTPUTS
 from modelspec.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS
 from reliability.loadcheck import LoadcheckReport, compare
 from reliability.workload import Rows

@@ -25,8 +25,8 @@ import orjson
 import pandas as pd
 import torch
 
-from app.flags import VALUE_FLOOR
-from app.protocols.oip import OUTPUTS
+from app.codecs.oip import OUTPUTS
+from app.core.flags import VALUE_FLOOR
 from compile.targets import load_eager
 from modelspec.features import (
     CATEGORICAL_COLUMN,
@@ -93,7 +93,7 @@ def eager_table(
     model.eval()
     with torch.no_grad():
         point = torch.cat([model(chunk) for chunk in chunks]).double().numpy()
-        point = np.maximum(point, VALUE_FLOOR)  # as serving floors it (app.flags)
+        point = np.maximum(point, VALUE_FLOOR)  # as serving floors it (app.core.flags)
         table = manifest.intervals
         if table is None:
             return point[:, None]

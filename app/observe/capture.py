@@ -32,7 +32,7 @@ One writer thread turns records into lines and writes them, and survives its dis
   last whole write; when a write fails or stops short (``ENOSPC``, ``EIO``), the file is cut
   back to that length (``os.ftruncate``), so no half-written line is left to be read as a
   record. Should even that fail, the file is closed and the next line goes to a new one; the
-  torn tail stays, and readers (``app.drift``) skip lines they cannot read.
+  torn tail stays, and readers (``offline.drift``) skip lines they cannot read.
 * Any failure -- ``mkdir``, ``open``, ``write``, ``ftruncate``, ``close`` -- drops the records
   it concerns, counts them (``on_drop``) and is logged once per episode: one warning when
   writes start failing, one info line when a write works again, with how many records were

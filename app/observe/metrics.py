@@ -131,7 +131,7 @@ class Metrics:
         )
         self.input_warnings = Counter(
             "housing_input_warnings",
-            "Warnings on served rows (app/flags.py), by field and code: drift shows here",
+            "Warnings on served rows (app/core/flags.py), by field and code: drift shows here",
             ["field", "code"],
             registry=r,
         )
@@ -144,7 +144,7 @@ class Metrics:
         )
         self.reloads = Counter(
             "housing_model_reloads",
-            "Model reloads (app/reload.py) by result: ok, unchanged (the same artifact), "
+            "Model reloads (app/core/reload.py) by result: ok, unchanged (the same artifact), "
             "refused (its checks failed: the current model serves on), busy (another reload "
             "was running)",
             ["result"],

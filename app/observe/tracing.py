@@ -38,6 +38,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from app.errors import StartupError
+from app.identity import SERVER_NAME
 
 if TYPE_CHECKING:  # the SDK is imported only when tracing is on
     from opentelemetry.context import Context
@@ -45,11 +46,11 @@ if TYPE_CHECKING:  # the SDK is imported only when tracing is on
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span, SpanContext, Tracer
 
-    from app.batching import Ticket
+    from app.core.batching import Ticket
 
 logger = logging.getLogger("housing.tracing")
 
-SERVICE_NAME = "housing-inference"
+SERVICE_NAME = SERVER_NAME
 # gRPC codes a server span counts as failed (OpenTelemetry's semantic conventions).
 RPC_SERVER_ERRORS = frozenset({2, 4, 12, 13, 14, 15})
 
@@ -157,7 +158,7 @@ class Tracing:
 
         self.provider = provider
         self.exporters = exporters
-        self.tracer: Tracer = provider.get_tracer("housing-inference")
+        self.tracer: Tracer = provider.get_tracer(SERVER_NAME)
         self._propagator = TraceContextTextMapPropagator()
         self._context = context_api
         self._trace = trace

@@ -96,7 +96,7 @@ def hostile(**change: Any) -> bytes:
     return json.dumps(request).replace(json.dumps(DEEP), "[" * 1000 + "1" + "]" * 1000).encode()
 
 
-# The bodies that were 500s before app.api.oip.check_envelope (found fuzzing): now 400s.
+# The bodies that were 500s before app.http.oip.check_envelope (found fuzzing): now 400s.
 @pytest.mark.parametrize(
     ("body", "reason"),
     [

@@ -24,7 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from app.protocols.oip import OUTPUTS
+from app.codecs.oip import OUTPUTS
 from modelspec.features import CATEGORICAL_COLUMN, EXAMPLE_RECORD, NUMERIC_COLUMNS
 from reliability.server import free_port
 from tests.e2e.server import ServerProcess, sample, serve

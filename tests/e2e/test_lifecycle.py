@@ -18,7 +18,7 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.protocols.oip import OUTPUTS
+from app.codecs.oip import OUTPUTS
 from modelspec.features import CATEGORICAL_COLUMN, EXAMPLE_RECORD, NUMERIC_COLUMNS
 from reliability.server import free_port
 from tests.e2e.server import serve

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
+from app.compose import create_app
 from app.settings import Settings
 from reliability.server import ROOT
 from reliability.workload import eager_dollars

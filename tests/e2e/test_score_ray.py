@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.score.__main__ import main
+from offline.score.cli import main
 from reliability.server import ROOT
 from tests.e2e.test_score import BAD_CELLS
 
@@ -57,7 +57,7 @@ def run_main(*args: str) -> Run:
 def ray_session(artifacts: Path) -> Iterator[None]:
     """One local Ray of 2 CPUs, and the settings the CLI reads, for the whole module."""
     ray = pytest.importorskip("ray", reason="the ray engine needs the scale extra")
-    from app.score.ray_engine import connect
+    from offline.score.ray_engine import connect
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HOUSING_ARTIFACTS", str(artifacts))
@@ -260,7 +260,7 @@ def test_without_the_scale_extra_the_local_engine_works_and_ray_says_what_to_ins
     script = (
         "import sys\n"
         "sys.modules['ray'] = None  # import ray raises ImportError, as when it is missing\n"
-        "from app.score.__main__ import main\n"
+        "from offline.score.cli import main\n"
         f"local = main([{str(folders / 'csv' / 'part-0.csv')!r}, {str(tmp_path / 'o.csv')!r},"
         " '--no-progress'])\n"
         "assert local == 3, local\n"

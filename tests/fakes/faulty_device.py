@@ -24,10 +24,10 @@ import sys
 
 import numpy as np
 
-from app.__main__ import load_settings
 from app.backends.base import Backend
-from app.runtime import ModelRuntime
-from app.server import run_server
+from app.core.runtime import ModelRuntime
+from app.process.server import run_server
+from app.settings import load_settings
 from modelspec.features import NUMERIC_COLUMNS
 
 _INCOME = NUMERIC_COLUMNS.index("median_income")

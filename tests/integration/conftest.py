@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
+from app.compose import create_app
 from app.settings import Settings
 from modelspec.features import RAW_COLUMNS
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from app.main import create_app
-from app.runtime import ModelRuntime
+from app.compose import create_app
+from app.core.runtime import ModelRuntime
 from app.settings import Settings
 from modelspec.features import EXAMPLE_RECORD
 

@@ -10,7 +10,7 @@ import orjson
 import pandas as pd
 from fastapi.testclient import TestClient
 
-from app.main import create_app
+from app.compose import create_app
 from app.settings import Settings
 from modelspec.features import EXAMPLE_RECORD
 from reliability.rollout import version

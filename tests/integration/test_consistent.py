@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from app.backends.consistent import Consistent, probe
-from app.intervals import log_scale_range, prices
-from app.served import load_model
+from app.core.intervals import log_scale_range, prices
+from app.core.served import load_model
 from app.settings import Settings
 from modelspec.manifest import Manifest
 

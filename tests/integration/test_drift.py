@@ -16,8 +16,8 @@ import orjson
 import pandas as pd
 import pytest
 
-from app.drift import main
 from app.observe.capture import capture_line
+from offline.drift import main
 from reliability.workload import _csv, _oip, eager_dollars
 from tests.integration.conftest import records
 from training.data import split_frame

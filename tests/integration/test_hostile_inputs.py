@@ -12,9 +12,9 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from app.flags import VALUE_FLOOR
-from app.main import create_app
-from app.protocols.oip import flag_summary
+from app.codecs.oip import flag_summary
+from app.compose import create_app
+from app.core.flags import VALUE_FLOOR
 from app.settings import Settings
 from modelspec.features import EXAMPLE_RECORD, RAW_COLUMNS
 from tests.integration.test_protocols import tensors

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from app.compose import create_app
 from app.errors import StartupError
-from app.main import create_app
 from app.settings import Settings
 from modelspec.features import EXAMPLE_RECORD
 from modelspec.intervals import COVERAGES

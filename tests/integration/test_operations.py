@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.main import create_app
+from app.compose import create_app
 from app.settings import Settings
 from modelspec.features import EXAMPLE_RECORD
 from modelspec.manifest import Manifest

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from app.compose import create_app
+from app.core.runtime import ModelRuntime
 from app.errors import StartupError
-from app.main import create_app
-from app.runtime import ModelRuntime
 from app.settings import Settings
 from modelspec.features import EXAMPLE_RECORD
 from modelspec.manifest import ARTIFACT_FILE, Manifest

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
+from app.compose import create_app
 from app.settings import Settings
 from tests.integration.conftest import records
 from tests.integration.test_intervals import eager_bounds

@@ -10,8 +10,8 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from app.api.documentation import DocumentationOnly
-from app.main import prediction_docs
+from app.http.app import prediction_docs
+from app.http.openapi import DocumentationOnly
 from modelspec.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS, RAW_COLUMNS
 from tests.integration.conftest import records
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.served import verify_artifacts
+from app.core.served import verify_artifacts
 from modelspec.manifest import ARTIFACT_FILE, MANIFEST_FILE, ArtifactError, Manifest
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode_str
 
-from app.main import create_app
+from app.compose import create_app
 from app.settings import Settings
 from tests.conftest import ROOT
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from app.batching import Batcher, DeadlineExceeded, Overloaded, ShuttingDown, Ticket
+from app.core.batching import Batcher, DeadlineExceeded, Overloaded, ShuttingDown, Ticket
 from tests.loop import until
 
 pytestmark = pytest.mark.anyio

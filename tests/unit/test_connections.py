@@ -11,7 +11,7 @@ import uvicorn
 from pydantic import ValidationError
 from uvicorn.server import ServerState
 
-from app.connections import (
+from app.http.connections import (
     FD_RESERVE,
     HEADER_TIMEOUT,
     TOO_MANY_CONNECTIONS,

@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from app.main import create_app
+from app.compose import create_app
 from app.settings import Settings
 from tests.conftest import ROOT
 

@@ -1,4 +1,4 @@
-"""``app.drift`` on hostile captures and arguments: unreadable lines and files are skipped and
+"""``offline.drift`` on hostile captures and arguments: unreadable lines and files are skipped and
 counted, requests with values of the wrong kind are skipped requests, and bad arguments exit 2
 with one line on stderr before anything is read."""
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from app.drift import EXAMPLES, Captured, main, read_capture
 from app.observe.capture import capture_line
 from modelspec.features import EXAMPLE_RECORD, RAW_COLUMNS
+from offline.drift import EXAMPLES, Captured, main, read_capture
 
 JSON, CSV = "application/json", "text/csv"
 ROW = ",".join(str(EXAMPLE_RECORD[c]) for c in RAW_COLUMNS)

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from app.api.endpoint import PredictionEndpoint
-from app.api.guard import Guard
-from app.batching import Overloaded
+from app.core.batching import Overloaded
+from app.core.inference import InferencePath
+from app.http.endpoint import PredictionEndpoint
+from app.http.guard import Guard
 from app.settings import Settings
 
 
@@ -17,8 +18,9 @@ def endpoint(queued_rows: int, bytes_per_row: float) -> PredictionEndpoint[None]
     batcher = SimpleNamespace(queued_rows=queued_rows, queue_rows=4096)
     runtime: Any = SimpleNamespace(batcher=batcher, settings=Settings(max_instances=1024))
     recorder: Any = None
+    plane = InferencePath(runtime)
     made: PredictionEndpoint[None] = PredictionEndpoint(
-        runtime, Guard(max_body_bytes=1 << 20, api_key=None), recorder
+        plane, Guard(max_body_bytes=1 << 20, api_key=None), recorder
     )
     made.bytes_per_row = bytes_per_row
     return made

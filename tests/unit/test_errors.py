@@ -6,8 +6,9 @@ import logging
 
 import pytest
 
-from app.batching import DeadlineExceeded, Overloaded, ShuttingDown
-from app.errors import NotReadyError, error_answer
+from app.core.batching import DeadlineExceeded, Overloaded, ShuttingDown
+from app.errors import NotReadyError
+from app.http.refusals import error_answer
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.api.predict import RecordsJson
-from app.protocols.fastparse import accept
-from app.schemas import request_adapter
+from app.codecs.fastparse import accept
+from app.codecs.schemas import request_adapter
+from app.http.predict import RecordsJson
 from modelspec.features import (
     EXAMPLE_RECORD,
     NUMERIC_FIELDS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.flags import VALUE_CAP, VALUE_FLOOR, Flagger
+from app.core.flags import VALUE_CAP, VALUE_FLOOR, Flagger
 from modelspec.features import EXAMPLE_RECORD, encode_records
 
 RANGES = {"median_income": (0.5, 15.0), "latitude": (32.6, 41.9), "longitude": (-124.3, -114.4)}

@@ -9,7 +9,7 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from app.onewrite import HeldHeadersTransport, OneWriteHttpProtocol
+from app.http.onewrite import HeldHeadersTransport, OneWriteHttpProtocol
 from tests.loop import until
 
 pytestmark = pytest.mark.anyio

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from google.protobuf import descriptor_pb2
 
-from app.flags import Flag
-from app.intervals import Ranges
-from app.protocols.oip import OipError, records_from
-from app.rpc import open_inference_grpc_pb2 as pb
-from app.rpc import tensors
+from app.codecs.oip import OipError, records_from
+from app.core.flags import Flag
+from app.core.intervals import Ranges
+from app.grpc import open_inference_grpc_pb2 as pb
+from app.grpc import tensors
 from modelspec.features import CATEGORICAL_COLUMN, EXAMPLE_RECORD, NUMERIC_COLUMNS
 
-RPC = Path(__file__).resolve().parents[2] / "app" / "rpc"
+RPC = Path(__file__).resolve().parents[2] / "app" / "grpc"
 
 
 def test_the_committed_module_is_the_proto_compiled(tmp_path: Path) -> None:
@@ -33,7 +33,7 @@ def test_the_committed_module_is_the_proto_compiled(tmp_path: Path) -> None:
     fresh = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file[0]
     _drop_json_names(fresh.message_type)  # protoc adds them to a set, not to generated code
     committed = descriptor_pb2.FileDescriptorProto.FromString(pb.DESCRIPTOR.serialized_pb)
-    assert committed == fresh, "app/rpc/open_inference_grpc.proto changed: run `make proto`"
+    assert committed == fresh, "app/grpc/open_inference_grpc.proto changed: run `make proto`"
 
 
 def _drop_json_names(messages: Iterable[descriptor_pb2.DescriptorProto]) -> None:
@@ -46,7 +46,7 @@ def _drop_json_names(messages: Iterable[descriptor_pb2.DescriptorProto]) -> None
 def test_it_imports_beside_tritonclients_copy_of_the_same_protocol() -> None:
     code = (
         "import tritonclient.grpc.service_pb2 as theirs\n"
-        "import app.rpc.open_inference_grpc_pb2 as ours\n"
+        "import app.grpc.open_inference_grpc_pb2 as ours\n"
         "m = ours.ModelInferRequest(model_name='housing')\n"
         "assert theirs.ModelInferRequest.FromString(m.SerializeToString()).model_name == 'housing'"
     )

@@ -8,10 +8,10 @@ import logging
 import pytest
 from grpc_health.v1 import health_pb2
 
-from app.errors import RequestRefused
-from app.rpc import open_inference_grpc_pb2 as pb
-from app.rpc.calls import Throttled, decode
-from app.rpc.health import ECHO_CHARS, shown
+from app.errors import Refusal, RequestRefused
+from app.grpc import open_inference_grpc_pb2 as pb
+from app.grpc.calls import Throttled, decode
+from app.grpc.health import ECHO_CHARS, shown
 
 
 class Clock:
@@ -53,7 +53,7 @@ def test_bytes_that_are_not_the_message_are_refused_with_a_hint(
             decode(b"\xff\xff garbage", pb.ModelInferRequest, throttled)
         with pytest.raises(RequestRefused):
             decode(b"\xff\xff garbage", health_pb2.HealthCheckRequest, throttled)
-    assert info.value.status == 400
+    assert info.value.kind is Refusal.INVALID
     assert "10 bytes are not a message of type inference.ModelInferRequest" in str(info.value)
     assert "Hint:" in str(info.value)
     assert len(caplog.records) == 1 and throttled.suppressed == 1

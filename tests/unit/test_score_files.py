@@ -1,4 +1,4 @@
-"""``app.score.files``' readers on hostile files: every record read is kept for scoring or
+"""``offline.score.files``' readers on hostile files: every record read is kept for scoring or
 refused with its physical line (1-based, as an editor shows it); a bad header refuses the file."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.errors import StartupError
-from app.score.files import CsvReader, ParquetReader, columns_of
+from offline.score.files import CsvReader, ParquetReader, columns_of
 
 HEADER = (
     "longitude,latitude,housing_median_age,total_rooms,total_bedrooms,population,households,"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from app.backends.select import DeviceProbes, load_backend, resolve_device
+from app.core.served import verify_artifacts
 from app.errors import StartupError
-from app.served import verify_artifacts
 
 
 def _probes(neuron: bool, xla: bool) -> DeviceProbes:

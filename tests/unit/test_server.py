@@ -1,4 +1,5 @@
-"""What app/server.py relies on in uvicorn's private internals, checked on the installed one."""
+"""What app/process/server.py relies on in uvicorn's private internals, checked on the
+installed one."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ def test_uvicorn_still_captures_exit_signals_in_the_private_list_the_drain_delay
     server = uvicorn.Server(uvicorn.Config(_app))
     assert server._captured_signals == [], (
         "uvicorn.Server has no _captured_signals list any more: HousingServer.handle_exit "
-        "(app/server.py) appends to it during HOUSING_DRAIN_DELAY_S. Adapt it, then the pin "
+        "(app/process/server.py) appends to it during HOUSING_DRAIN_DELAY_S. Adapt it, then the "
+        "pin "
         "in pyproject.toml."
     )
     server.handle_exit(signal.SIGTERM, None)
@@ -29,7 +31,8 @@ def test_uvicorn_still_waits_for_requests_in_flight_in_the_private_method_grpc_e
     server = uvicorn.Server(uvicorn.Config(_app))
     wait = getattr(server, "_wait_tasks_to_complete", None)
     assert wait is not None and inspect.iscoroutinefunction(wait), (
-        "uvicorn.Server has no _wait_tasks_to_complete any more: HousingServer (app/server.py) "
+        "uvicorn.Server has no _wait_tasks_to_complete any more: HousingServer "
+        "(app/process/server.py) "
         "extends it so that gRPC calls in flight finish before the lifespan closes the "
         "batcher. Adapt it, then the pin in pyproject.toml."
     )

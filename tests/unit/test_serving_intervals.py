@@ -1,4 +1,5 @@
-"""Serving's choice of coverage (``app.intervals``) and its startup checks (``app.runtime``)."""
+"""Serving's choice of coverage (``app.core.intervals``) and its startup checks
+(``app.core.runtime``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.core.intervals import Intervals
+from app.core.served import serving_intervals
 from app.errors import InvalidInput, StartupError
-from app.intervals import Intervals
-from app.served import serving_intervals
 from modelspec.intervals import IntervalCalibration
 from modelspec.manifest import Manifest
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-import app.__main__ as app_main
+import app.process.cli as app_main
 from app.settings import Settings
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.timeouts import Timeouts
+from app.core.timeouts import Timeouts
 
 pytestmark = pytest.mark.anyio
 

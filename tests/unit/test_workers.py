@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from app.process.workers import assign_cores, format_cores, parse_cores, plan_workers, visible_cores
 from app.settings import Settings
-from app.workers import assign_cores, format_cores, parse_cores, plan_workers, visible_cores
 
 ONE_CHIP = ["/dev/neuron0"]  # inf2.xlarge / 8xlarge: one chip, two NeuronCores
 SIX_CHIPS = [f"/dev/neuron{i}" for i in range(6)]  # inf2.24xlarge: 12 cores

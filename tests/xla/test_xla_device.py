@@ -12,8 +12,8 @@ import pytest
 import torch_xla.debug.metrics as met
 from fastapi.testclient import TestClient
 
-from app.main import create_app
-from app.runtime import ModelRuntime
+from app.compose import create_app
+from app.core.runtime import ModelRuntime
 from app.settings import Settings
 from modelspec.features import EXAMPLE_RECORD
 from tests.e2e.server import serve

@@ -1,0 +1,253 @@
+"""Open Inference Protocol (KServe v2) tensors <-> records of raw features.
+
+Inputs: one tensor per raw feature, named as in ``/predict``, each of shape ``[N]`` or
+``[N, 1]``: the eight numbers as FP32/FP64/INT32/INT64 (other integer and float types too),
+``ocean_proximity`` as BYTES. ``total_bedrooms`` may be left out (all rows imputed), or carry
+NaN (binary) or null (JSON) for a missing value. Raw features rather than one encoded
+``[N, 13]`` tensor: clients need no one-hot code of their own, and every row is checked by the
+same bounds as ``/predict``.
+
+Tensor data comes as JSON (``data``, flattened row-major) or, as ``tritonclient`` sends by
+default, in the binary tensor extension: the JSON header is the first
+``Inference-Header-Content-Length`` bytes, followed by each binary input in order
+(``parameters.binary_data_size`` bytes; little-endian; BYTES as 4-byte length + bytes).
+Outputs (FP64, ``[N]``: dollars to the cent, which FP32 cannot hold above $131,072; always
+JSON, which every client reads): ``house_value``, and with a model that has calibrated
+intervals ``house_value_low`` and ``house_value_high``, each with ``parameters.coverage``.
+When a row is flagged (``app.core.flags``), the answer's ``parameters`` say so: ``warning_count``
+and ``warnings``, a bounded text of the first few (``flag_summary``). A request may name the
+outputs it wants (``outputs``), and the coverage of the range (``parameters.coverage``):
+``app.http.oip`` decides both.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any
+
+import numpy as np
+import orjson
+
+from app.core.flags import Flag
+from app.core.intervals import Ranges
+from app.errors import Refusal, RequestRefused
+from app.identity import MODEL_NAME
+from modelspec.features import CATEGORICAL_COLUMN, IMPUTED_COLUMN, NUMERIC_COLUMNS, RAW_COLUMNS
+
+OUTPUT = "house_value"
+LOW, HIGH = "house_value_low", "house_value_high"
+OUTPUTS = (OUTPUT, LOW, HIGH)
+NUMERIC_TYPES = {
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+    "INT8": "<i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "UINT8": "<u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+}
+
+
+class OipError(RequestRefused):
+    """A request this protocol refuses (INVALID: HTTP 400 with ``{"error": message}``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Refusal.INVALID, message)
+
+
+def input_metadata() -> list[dict[str, Any]]:
+    return [{"name": name, "datatype": "FP32", "shape": [-1]} for name in NUMERIC_COLUMNS] + [
+        {"name": CATEGORICAL_COLUMN, "datatype": "BYTES", "shape": [-1]}
+    ]
+
+
+def output_metadata(ranges: bool) -> list[dict[str, Any]]:
+    """The outputs: the price, and its range when the model has one."""
+    return [
+        {"name": name, "datatype": "FP64", "shape": [-1]}
+        for name in (OUTPUTS if ranges else (OUTPUT,))
+    ]
+
+
+def model_metadata(version: str, target: str, ranges: bool) -> dict[str, Any]:
+    """The protocol's model metadata (both doors'): the model served at ``version``, compiled
+    for ``target``, with a price range when ``ranges``."""
+    return {
+        "name": MODEL_NAME,
+        "versions": [version],
+        "platform": "neuronx_torchscript" if target == "neuron" else "pytorch_libtorch",
+        "inputs": input_metadata(),
+        "outputs": output_metadata(ranges),
+    }
+
+
+def split_body(body: bytes, header_length: bytes | None) -> tuple[dict[str, Any], bytes]:
+    """The JSON request and the binary tail (empty without the binary extension)."""
+    if header_length is None:
+        json_part, tail = body, b""
+    else:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise OipError("Inference-Header-Content-Length does not fit the body")
+        json_part, tail = body[: int(header_length)], body[int(header_length) :]
+    try:
+        request = orjson.loads(json_part)
+    except orjson.JSONDecodeError as exc:
+        raise OipError(f"the body is not valid JSON: {exc}") from None
+    if type(request) is not dict or type(request.get("inputs")) is not list:
+        raise OipError('expected a JSON object with an "inputs" list')
+    return request, tail
+
+
+def _rows(shape: Any, name: str) -> int:
+    ok = type(shape) is list and all(type(d) is int and d >= 0 for d in shape)
+    if not ok or not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+        raise OipError(f"input {name!r}: shape must be [N] or [N, 1], got {shape!r}")
+    return int(shape[0])
+
+
+def _binary_strings(raw: bytes, name: str) -> list[str]:
+    out, pos = [], 0
+    while pos < len(raw):
+        if pos + 4 > len(raw):
+            raise OipError(f"input {name!r}: truncated BYTES element")
+        (size,) = struct.unpack_from("<I", raw, pos)
+        pos += 4
+        if pos + size > len(raw):
+            raise OipError(f"input {name!r}: truncated BYTES element")
+        out.append(raw[pos : pos + size].decode("utf-8", errors="replace"))
+        pos += size
+    return out
+
+
+def _values(tensor: dict[str, Any], tail: bytes, offset: int) -> tuple[list[Any], int]:
+    """A tensor's flattened values and the new offset into the binary tail."""
+    name, datatype = tensor["name"], tensor.get("datatype")
+    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        if type(size) is not int or size < 0 or offset + size > len(tail):
+            raise OipError(f"input {name!r}: binary_data_size runs past the body")
+        raw = tail[offset : offset + size]
+        if datatype == "BYTES":
+            return list(_binary_strings(raw, name)), offset + size
+        dtype = NUMERIC_TYPES[str(datatype)]
+        if size % np.dtype(dtype).itemsize:
+            raise OipError(f"input {name!r}: {size} bytes is not a whole number of {datatype}")
+        return np.frombuffer(raw, dtype=dtype).astype(np.float64).tolist(), offset + size
+    data = tensor.get("data")
+    if type(data) is not list:
+        raise OipError(f"input {name!r}: needs a 'data' list or binary data")
+    flat = _flatten(data)
+    if datatype == "BYTES":
+        if not all(type(v) is str for v in flat):
+            raise OipError(f"input {name!r}: BYTES data must be strings")
+        return flat, offset
+    for v in flat:
+        if v is not None and (type(v) not in (int, float) or not math.isfinite(v)):
+            raise OipError(f"input {name!r}: {datatype} data must be finite numbers")
+    return flat, offset
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    if all(type(v) is not list for v in data):
+        return data
+    out: list[Any] = []
+    for v in data:
+        out.extend(_flatten(v) if type(v) is list else [v])
+    return out
+
+
+def records_from(request: dict[str, Any], tail: bytes) -> list[dict[str, Any]]:
+    """Raw records from the request's tensors; the caller validates them like ``/predict``."""
+    tensors: dict[str, dict[str, Any]] = {}
+    for t in request["inputs"]:
+        if type(t) is not dict or type(t.get("name")) is not str:
+            raise OipError("each input needs a name, shape, datatype and data")
+        if t["name"] not in RAW_COLUMNS:
+            raise OipError(f"unknown input {t['name']!r}; expected {', '.join(RAW_COLUMNS)}")
+        if t["name"] in tensors:
+            raise OipError(f"input {t['name']!r} given twice")
+        expected = "BYTES" if t["name"] == CATEGORICAL_COLUMN else "a numeric type"
+        kind = t.get("datatype")
+        if (kind == "BYTES") != (t["name"] == CATEGORICAL_COLUMN) or (
+            kind != "BYTES" and kind not in NUMERIC_TYPES
+        ):
+            raise OipError(f"input {t['name']!r}: datatype {kind!r}, expected {expected}")
+        tensors[t["name"]] = t
+    missing = [c for c in RAW_COLUMNS if c not in tensors and c != IMPUTED_COLUMN]
+    if missing:
+        raise OipError(f"missing input(s): {', '.join(missing)}")
+    rows: int | None = None
+    columns: dict[str, list[Any]] = {}
+    offset = 0
+    for t in request["inputs"]:  # binary data comes in the order of the inputs
+        name = t["name"]
+        n = _rows(t.get("shape"), name)
+        if rows is not None and n != rows:
+            raise OipError(f"input {name!r} has {n} rows, the others {rows}")
+        rows = n
+        values, offset = _values(t, tail, offset)
+        if len(values) != n:
+            raise OipError(f"input {name!r}: shape says {n} values, data has {len(values)}")
+        columns[name] = values
+    if not rows:
+        raise OipError("no rows: inputs need at least one element")
+    if IMPUTED_COLUMN in columns:  # NaN (binary) or null (JSON): missing
+        columns[IMPUTED_COLUMN] = [
+            None if v is None or v != v else v for v in columns[IMPUTED_COLUMN]
+        ]
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def response(
+    request: dict[str, Any],
+    model: str,
+    version: str,
+    names: tuple[str, ...],
+    values: list[float],
+    ranges: Ranges | None,
+    flags: list[Flag],
+) -> bytes:
+    """The answer with the outputs ``names``, in that order; the range's need ``ranges``;
+    ``flags`` are summed up in the answer's ``parameters``."""
+    columns: dict[str, list[float]] = {OUTPUT: values}
+    parameters: dict[str, float] = {}
+    if ranges is not None:
+        lows, highs = zip(*ranges.bounds, strict=True)
+        columns[LOW], columns[HIGH] = list(lows), list(highs)
+        parameters["coverage"] = ranges.coverage
+    outputs = []
+    for name in names:
+        tensor: dict[str, Any] = {
+            "name": name,
+            "datatype": "FP64",
+            "shape": [len(values)],
+            "data": columns[name],
+        }
+        if name != OUTPUT:
+            tensor["parameters"] = parameters
+        outputs.append(tensor)
+    out: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
+    if "id" in request:
+        out["id"] = request["id"]
+    if flags:
+        out["parameters"] = {"warning_count": len(flags), "warnings": flag_summary(flags)}
+    return orjson.dumps(out)
+
+
+# Flags named in a summary; the count says how many there are in all.
+SUMMARY_FLAGS = 5
+
+
+def flag_summary(flags: list[Flag]) -> str:
+    """``row 0 total_rooms out_of_range; row 3 house_value below_floor; and 2 more``: the first
+    ``SUMMARY_FLAGS`` flags on one bounded line, for answers with no place for a list (OIP's
+    parameters, a CSV answer's header)."""
+    text = "; ".join(f"row {f['row']} {f['field']} {f['code']}" for f in flags[:SUMMARY_FLAGS])
+    more = len(flags) - SUMMARY_FLAGS
+    return f"{text}; and {more} more" if more > 0 else text

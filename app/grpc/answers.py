@@ -1,0 +1,292 @@
+"""Running a gRPC call's handler and answering it, on an HTTP/2 connection (``h2conn``).
+
+``dispatch`` reads the request and calls ``_start``; this module runs the handler as a task and
+writes the answer.
+
+- Unary: HEADERS (``:status 200``, ``content-type: application/grpc``), DATA (prefix +
+  message) and the trailers HEADERS with END_STREAM (``grpc-status: 0`` and ``Call.trailers``),
+  in one write when the windows allow (precomputed heads, the stream id packed in).
+- An error with no message sent yet is a trailers-only response: one HEADERS frame with the
+  head, ``grpc-status``, ``grpc-message`` and the trailers (``Call.trailers`` then the
+  ``RpcError``'s), END_STREAM. When the client has not ended its side, RST_STREAM NO_ERROR
+  follows the end of every answer (RFC 9113 section 8.1).
+- ``RpcError`` answers its status and details; any other exception answers UNKNOWN with a fixed
+  message and is logged once with its traceback at ERROR on ``housing.grpc``; so is a handler
+  returning something other than bytes, and trailers that are not valid metadata answer INTERNAL.
+- Server streaming: each yielded message is sent as it comes; before the next one the task waits
+  until the stream's parked DATA has gone out and the write buffer is under its high mark; the
+  iterator is closed (``aclose``) when the call ends any way.
+- The deadline (one ``loop.call_at`` per call with ``grpc-timeout``): ``Call.ended`` is set to
+  DEADLINE_EXCEEDED, the handler task is cancelled and the call answers DEADLINE_EXCEEDED.
+- RST_STREAM from the client, a stream error or the connection closing: ``Call.ended`` is set
+  to CANCELLED and the task cancelled; nothing is answered.
+- ``Shared.in_flight`` counts streams from their HEADERS until both the stream has closed and
+  its handler task has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Callable
+from functools import partial
+
+from app.grpc.h2conn import H2Connection, H2Stream
+from app.grpc.http2 import END_HEADERS, END_STREAM, HEADERS, ErrorCode, frame_head, headers_frames
+from app.grpc.wire import OK_TRAILERS, RESPONSE_HEAD, Call, Method, RpcError, Status, status_block
+
+logger = logging.getLogger("housing.grpc")
+
+PREFIX = struct.Struct(">BL")
+_SID = struct.Struct(">L").pack
+_HEAD_FRAME = frame_head(len(RESPONSE_HEAD), HEADERS, END_HEADERS, 0)[:5]
+_OK_FRAME = frame_head(len(OK_TRAILERS), HEADERS, END_HEADERS | END_STREAM, 0)[:5]
+FAILED = "the method failed on the server; its log (logger housing.grpc) has the traceback"
+
+
+class Shared:
+    """What the connections of one ``GrpcServer`` share."""
+
+    __slots__ = (
+        "connections", "done", "header_timeout", "in_flight", "max_connections",
+        "max_message", "methods", "on_refused", "stopping",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        methods: dict[str, Method],
+        max_message: int,
+        max_connections: int,
+        header_timeout: float,
+        on_refused: Callable[[str], None] | None,
+    ) -> None:
+        self.methods = methods
+        self.max_message = max_message
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.on_refused = on_refused
+        self.connections: set[CallRunner] = set()
+        self.in_flight = 0
+        self.stopping = False
+        self.done: asyncio.Future[None] | None = None
+
+    def refused(self, why: str) -> None:
+        if self.on_refused is not None:
+            self.on_refused(why)
+
+    def check(self) -> None:
+        """Resolves ``done`` once stopping, with no connection and no call left."""
+        done = self.done
+        if done is None or done.done() or not self.stopping:
+            return
+        if not self.connections and self.in_flight == 0:
+            done.set_result(None)
+
+
+class GrpcStream(H2Stream):
+    __slots__ = (
+        "answered", "buf", "call", "count", "encoding", "flag", "head_sent", "method", "need",
+        "settled", "task", "timer",
+    )  # fmt: skip
+
+    def __init__(self, stream_id: int) -> None:
+        super().__init__(stream_id)
+        self.call: Call | None = None
+        self.method: Method | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.buf = bytearray()  # the message (or its prefix) being read
+        self.need = -1  # the message's length once its prefix is read
+        self.flag = 0
+        self.count = 0
+        self.encoding: bytes | None = None
+        self.answered = False
+        self.head_sent = False
+        self.settled = False
+
+
+class CallRunner(H2Connection[GrpcStream]):
+    def __init__(self, shared: Shared, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self._shared = shared
+
+    def _start(self, stream: GrpcStream, message: bytes) -> None:
+        method = stream.method
+        if method is None or stream.task is not None:
+            return
+        if method.unary is not None:
+            stream.task = self._loop.create_task(self._run_unary(stream, method, message))
+        else:
+            stream.task = self._loop.create_task(self._run_stream(stream, method, message))
+
+    async def _run_unary(self, stream: GrpcStream, method: Method, message: bytes) -> None:
+        call = stream.call
+        if call is None or method.unary is None:
+            return
+        try:
+            answer = await method.unary(call, message)
+            if not isinstance(answer, bytes | bytearray):
+                raise TypeError(f"{call.method} returned {type(answer).__name__}, not bytes")
+        except RpcError as error:
+            self._end(stream, error.status, error.details, error.trailers)
+        except asyncio.CancelledError:
+            self._end(stream, Status.CANCELLED, "the call was cancelled")
+        except Exception:
+            logger.exception("the gRPC method %s failed", call.method)
+            self._end(stream, Status.UNKNOWN, FAILED)
+        else:
+            self._answer(stream, answer)
+        finally:
+            stream.task = None
+            self._settle(stream)
+
+    async def _run_stream(self, stream: GrpcStream, method: Method, message: bytes) -> None:
+        call = stream.call
+        if call is None or method.stream is None:
+            return
+        messages = method.stream(call, message)
+        try:
+            async for answer in messages:
+                if stream.answered or stream.closed:
+                    break
+                self._message(stream, answer)
+                waiter = self.wait_writable(stream)
+                if waiter is not None:
+                    await waiter
+        except RpcError as error:
+            self._end(stream, error.status, error.details, error.trailers)
+        except asyncio.CancelledError:
+            self._end(stream, Status.CANCELLED, "the call was cancelled")
+        except Exception:
+            logger.exception("the gRPC method %s failed", call.method)
+            self._end(stream, Status.UNKNOWN, FAILED)
+        else:
+            self._end(stream, Status.OK, "")
+        finally:
+            try:
+                close = getattr(messages, "aclose", None)
+                if close is not None:
+                    await close()
+            except Exception:
+                logger.exception("closing the stream of %s failed", call.method)
+            finally:
+                stream.task = None
+                self._settle(stream)
+
+    def _answer(self, stream: GrpcStream, answer: bytes | bytearray) -> None:
+        """The unary answer: head, message and OK trailers."""
+        if stream.answered:
+            return
+        call = stream.call
+        sid = _SID(stream.stream_id)
+        if call is None or not call.trailers:
+            tail = _OK_FRAME + sid + OK_TRAILERS
+        else:
+            try:
+                block = status_block(Status.OK, "", call.trailers)
+            except ValueError as error:
+                logger.error("the gRPC method %s: %s", call.method, error)
+                self._end_block(stream, status_block(Status.INTERNAL, str(error), ()))
+                return
+            tail = headers_frames(stream.stream_id, block, True, self._peer_max_frame)
+        stream.answered = True
+        stream.head_sent = True
+        self._stop_timer(stream)
+        head = _HEAD_FRAME + sid + RESPONSE_HEAD
+        self.send(stream, head, PREFIX.pack(0, len(answer)) + answer, tail)
+
+    def _message(self, stream: GrpcStream, answer: bytes | bytearray) -> None:
+        """One streamed message (the head before the first)."""
+        if not isinstance(answer, bytes | bytearray):
+            raise TypeError(f"a stream yielded {type(answer).__name__}, not bytes")
+        head = b""
+        if not stream.head_sent:
+            stream.head_sent = True
+            head = _HEAD_FRAME + _SID(stream.stream_id) + RESPONSE_HEAD
+        self.send(stream, head, PREFIX.pack(0, len(answer)) + answer, None)
+
+    def _end(
+        self,
+        stream: GrpcStream,
+        status: Status,
+        details: str,
+        trailers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """The call's status (trailers-only when nothing was sent yet)."""
+        if stream.answered or stream.closed:
+            return
+        call = stream.call
+        everything = [*call.trailers, *trailers] if call is not None else list(trailers)
+        try:
+            block = status_block(status, details, everything)
+        except ValueError as error:
+            logger.error("the gRPC method %s: %s", call.method if call else "?", error)
+            block = status_block(Status.INTERNAL, str(error), ())
+        self._end_block(stream, block)
+
+    def _end_block(self, stream: GrpcStream, block: bytes) -> None:
+        stream.answered = True
+        self._stop_timer(stream)
+        if not stream.head_sent:
+            block = RESPONSE_HEAD + block
+        tail = headers_frames(stream.stream_id, block, True, self._peer_max_frame)
+        self.send(stream, b"", b"", tail)
+
+    def _http_error(self, stream: GrpcStream, block: bytes) -> None:
+        """A plain HTTP answer (405, 415): one HEADERS frame with END_STREAM."""
+        stream.answered = True
+        self.send(stream, b"", b"", headers_frames(stream.stream_id, block, True, 16_384))
+
+    def _expire(self, stream: GrpcStream) -> None:
+        stream.timer = None
+        call = stream.call
+        if stream.answered or stream.closed or call is None:
+            return
+        try:
+            call.ended = Status.DEADLINE_EXCEEDED
+            self._cancel(stream)
+            self._end(stream, Status.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        except Exception:
+            logger.exception("expiring a gRPC call failed; the connection is closed")
+            self._fail(ErrorCode.INTERNAL_ERROR, "internal error")
+
+    def _cancel(self, stream: GrpcStream) -> None:
+        """Cancels the handler; a task cancelled before its first step never runs its
+        ``finally``, so the done callback settles the stream."""
+        task = stream.task
+        if task is not None and not task.done():
+            task.cancel()
+            task.add_done_callback(partial(self._cancelled, stream))
+
+    def _cancelled(self, stream: GrpcStream, task: asyncio.Task[None]) -> None:
+        if stream.task is task:
+            stream.task = None
+        self._settle(stream)
+
+    def _stop_timer(self, stream: GrpcStream) -> None:
+        if stream.timer is not None:
+            stream.timer.cancel()
+            stream.timer = None
+
+    def _on_reset(self, stream: GrpcStream) -> None:
+        self._stop_timer(stream)
+        call = stream.call
+        if call is not None and call.ended is None and not stream.answered:
+            call.ended = Status.CANCELLED
+        stream.answered = True
+        self._cancel(stream)
+        self._settle(stream)
+
+    def _on_closed(self, stream: GrpcStream) -> None:
+        self._settle(stream)
+
+    def _settle(self, stream: GrpcStream) -> None:
+        if stream.settled or stream.task is not None or not stream.closed:
+            return
+        stream.settled = True
+        self._stop_timer(stream)
+        shared = self._shared
+        shared.in_flight -= 1
+        if shared.stopping:
+            shared.check()

@@ -1,0 +1,138 @@
+"""``inference.GRPCInferenceService``: the Open Inference Protocol's calls over gRPC.
+
+Each method takes the call's message as bytes and returns the answer message, or raises a
+domain refusal (``app.errors``) that the transport maps once (``app.grpc.refusals``):
+
+=====================  ===================================================================
+INVALID_ARGUMENT       bytes that are not the method's message (``app.grpc.calls``: no
+                       traceback, one throttled warning line), or a tensor, parameter or row
+                       the protocol or the feature rules refuse
+UNAUTHENTICATED        a missing or wrong API key (checked on the metadata, before the
+                       message is received: ``check_key``)
+NOT_FOUND              a model other than ``housing``, or a version other than the served one
+RESOURCE_EXHAUSTED     a message over ``HOUSING_MAX_BODY_BYTES`` (refused before it is read)
+UNAVAILABLE            the queue is full, or the server is starting or stopping: retry later
+DEADLINE_EXCEEDED      the client's deadline, or ``HOUSING_REQUEST_TIMEOUT_S``, passed first
+INTERNAL               the device failed (the details carry the error id of the log line)
+=====================  ===================================================================
+
+``ModelInfer`` runs on the same inference path as HTTP's ``/v2/models/housing/infer``
+(``app.core.inference``): the same codec (``app.codecs.oip_infer``), batcher, model in
+service, ranges and outputs. Its rows share device calls with every other request's, whatever
+door they came through.
+"""
+
+from __future__ import annotations
+
+import orjson
+from google.protobuf.json_format import ParseDict
+
+from app.codecs import oip
+from app.codecs.oip_infer import InferRequests
+from app.core.inference import InferencePath
+from app.core.keys import Headers, Keys
+from app.core.served import Served
+from app.errors import NotReadyError, Refusal, RequestRefused
+from app.grpc import open_inference_grpc_pb2 as pb
+from app.grpc import tensors
+from app.grpc.calls import Throttled, decode
+from app.identity import EXTENSIONS, MODEL_NAME, SERVER_NAME, server_version
+from app.observe.tracing import RequestTrace
+
+SERVICE = "inference.GRPCInferenceService"
+INFER = f"/{SERVICE}/ModelInfer"
+JSON = "application/json"
+
+
+class InferenceService:
+    """The calls of ``GRPCInferenceService`` on ``plane``, with the REST route's checks."""
+
+    def __init__(self, plane: InferencePath, keys: Keys, throttled: Throttled) -> None:
+        self.plane = plane
+        self.runtime = plane.runtime
+        self.keys = keys
+        self.requests = InferRequests(self.runtime.settings.max_instances)
+        self.throttled = throttled  # the undecodable messages' warning
+
+    def check_key(self, metadata: Headers) -> None:
+        self.keys.check_key(metadata)
+
+    # Health and metadata.
+
+    def server_live(self, raw: bytes) -> pb.ServerLiveResponse:
+        decode(raw, pb.ServerLiveRequest, self.throttled)
+        return pb.ServerLiveResponse(live=True)
+
+    def server_ready(self, raw: bytes) -> pb.ServerReadyResponse:
+        decode(raw, pb.ServerReadyRequest, self.throttled)
+        return pb.ServerReadyResponse(ready=self.runtime.ready)
+
+    def model_ready(self, raw: bytes) -> pb.ModelReadyResponse:
+        request = decode(raw, pb.ModelReadyRequest, self.throttled)
+        self.check_model(request.name, request.version)
+        return pb.ModelReadyResponse(ready=self.runtime.ready)
+
+    def server_metadata(self, raw: bytes) -> pb.ServerMetadataResponse:
+        decode(raw, pb.ServerMetadataRequest, self.throttled)
+        return pb.ServerMetadataResponse(
+            name=SERVER_NAME, version=server_version(), extensions=list(EXTENSIONS)
+        )
+
+    def model_metadata(self, raw: bytes) -> pb.ModelMetadataResponse:
+        request = decode(raw, pb.ModelMetadataRequest, self.throttled)
+        self.check_model(request.name, request.version)
+        model = self.runtime.model
+        if model is None:
+            raise NotReadyError("the model is not loaded yet")
+        compiled = model.manifest.compiled
+        target = compiled.target if compiled is not None else "cpu"
+        metadata = oip.model_metadata(model.version, target, model.intervals.table is not None)
+        answer = pb.ModelMetadataResponse()
+        ParseDict(metadata, answer)
+        return answer
+
+    def check_model(self, name: str, version: str) -> None:
+        """RequestRefused (NOT_FOUND) for a model or version this server does not serve."""
+        if name != MODEL_NAME:
+            raise RequestRefused(
+                Refusal.NOT_FOUND, f"unknown model {name!r}: this server serves {MODEL_NAME!r}"
+            )
+        model = self.runtime.model
+        if version and model is not None and version != model.version:
+            raise RequestRefused(
+                Refusal.NOT_FOUND,
+                f"model {MODEL_NAME!r} has no version {version!r}; version {model.version} is "
+                "served (leave model_version empty for the one in service)",
+            )
+
+    # Inference.
+
+    async def infer(
+        self, raw: bytes, request_id: str, trace: RequestTrace | None
+    ) -> tuple[pb.ModelInferResponse, Served]:
+        """The answer to a ``ModelInferRequest``'s bytes, and the model that gave it."""
+        plane = self.plane
+        request = decode(raw, pb.ModelInferRequest, self.throttled)
+        self.check_model(request.model_name, request.model_version)
+        model = plane.serving()
+        envelope, tail = tensors.envelope(request)
+        decoded = await plane.decode(lambda: self.requests.decode(model, envelope, tail))
+        plan = decoded.context
+        done = await plane.predict(model, decoded.encoded, plan.coverage, None, trace)
+        capture = self.runtime.capture
+        if capture is not None and capture.sampled():
+            records = orjson.dumps({"instances": oip.records_from(envelope, tail)})
+            answer = oip.response(
+                envelope,
+                MODEL_NAME,
+                model.version,
+                plan.outputs,
+                done.values,
+                done.ranges,
+                done.flags,
+            )
+            capture.record(INFER, request_id, model.version, (JSON, records), (JSON, answer))
+        message = tensors.response(
+            request, MODEL_NAME, model.version, plan.outputs, done.values, done.ranges, done.flags
+        )
+        return message, model

@@ -1,0 +1,132 @@
+"""gRPC messages <-> the REST route's Open Inference Protocol tensors.
+
+A ``ModelInferRequest`` becomes the JSON envelope and binary tail that ``app.codecs.oip``
+reads from an HTTP body, so both protocols share one parser, one set of checks and one set of
+messages. Typed ``contents`` become ``data`` (the field of the tensor's datatype: FP32 in
+``fp32_contents``, INT8/16/32 in ``int_contents`` ...; a NaN is a missing value, as in binary
+HTTP), and ``raw_input_contents`` become the binary tail, one entry per input, in order. A
+request that mixes the two, or whose raw entries do not match its inputs, is refused.
+
+Outputs are FP64 ``[N]`` (dollars to the cent, which FP32 cannot hold) in
+``raw_output_contents``, as Triton answers (the smallest answer, and what ``tritonclient``'s
+``as_numpy`` reads first); the range's outputs carry ``parameters.coverage`` as a
+``double_param``; flagged rows put ``warning_count`` and ``warnings`` in the answer's
+parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from app.codecs.oip import HIGH, LOW, OUTPUT, OipError, flag_summary
+from app.core.flags import Flag
+from app.core.intervals import Ranges
+from app.grpc import open_inference_grpc_pb2 as pb
+
+Parameters = Mapping[str, pb.InferParameter]
+# The typed field of each datatype (the protocol's InferTensorContents).
+CONTENTS = {
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "BYTES": "bytes_contents",
+}
+
+
+def parameter(value: pb.InferParameter) -> bool | int | float | str | None:
+    """A parameter's value, whichever of the protocol's types it was sent as."""
+    kind = value.WhichOneof("parameter_choice")
+    return None if kind is None else getattr(value, kind)
+
+
+def parameters(given: Parameters) -> dict[str, Any]:
+    return {name: parameter(value) for name, value in given.items()}
+
+
+def envelope(request: pb.ModelInferRequest) -> tuple[dict[str, Any], bytes]:
+    """The JSON envelope and binary tail of ``request`` (``oip.records_from`` reads them)."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise OipError(
+            f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs: "
+            "send one per input, in the order of inputs"
+        )
+    inputs = []
+    for i, tensor in enumerate(request.inputs):
+        entry: dict[str, Any] = {
+            "name": tensor.name,
+            "datatype": tensor.datatype,
+            "shape": list(tensor.shape),
+        }
+        given = parameters(tensor.parameters)
+        if raw:
+            if tensor.HasField("contents"):
+                raise OipError(
+                    f"input {tensor.name!r}: contents and raw_input_contents together; "
+                    "send one or the other"
+                )
+            given["binary_data_size"] = len(raw[i])
+        else:
+            entry["data"] = _contents(tensor)
+        entry["parameters"] = given
+        inputs.append(entry)
+    out: dict[str, Any] = {"inputs": inputs}
+    if request.id:
+        out["id"] = request.id
+    if request.parameters:
+        out["parameters"] = parameters(request.parameters)
+    if request.outputs:
+        out["outputs"] = [
+            {"name": o.name, "parameters": parameters(o.parameters)} for o in request.outputs
+        ]
+    return out, b"".join(raw)
+
+
+def _contents(tensor: pb.ModelInferRequest.InferInputTensor) -> list[Any]:
+    field = CONTENTS.get(tensor.datatype)
+    if field is None:
+        return []  # oip.records_from refuses the datatype by name
+    values: Iterable[Any] = getattr(tensor.contents, field)
+    if field == "bytes_contents":
+        return [v.decode("utf-8", errors="replace") for v in values]
+    if field in ("fp32_contents", "fp64_contents"):
+        return [None if math.isnan(v) else v for v in values]
+    return list(values)
+
+
+def response(
+    request: pb.ModelInferRequest,
+    model: str,
+    version: str,
+    names: tuple[str, ...],
+    values: list[float],
+    ranges: Ranges | None,
+    flags: list[Flag],
+) -> pb.ModelInferResponse:
+    """The answer with the outputs ``names``, in that order; the range's need ``ranges``;
+    ``flags`` are summed up in the answer's parameters (``warning_count``, ``warnings``)."""
+    columns: dict[str, list[float]] = {OUTPUT: values}
+    if ranges is not None:
+        lows, highs = zip(*ranges.bounds, strict=True)
+        columns[LOW], columns[HIGH] = list(lows), list(highs)
+    out = pb.ModelInferResponse(model_name=model, model_version=version, id=request.id)
+    for name in names:
+        tensor = out.outputs.add(name=name, datatype="FP64", shape=[len(values)])
+        if name != OUTPUT and ranges is not None:
+            tensor.parameters["coverage"].double_param = ranges.coverage
+        out.raw_output_contents.append(np.asarray(columns[name], dtype="<f8").tobytes())
+    if flags:
+        out.parameters["warning_count"].int64_param = len(flags)
+        out.parameters["warnings"].string_param = flag_summary(flags)
+    return out

@@ -1,0 +1,101 @@
+"""The command line of ``python -m app`` and of ``serve``: serve the model over HTTP and gRPC.
+
+    HOUSING_ARTIFACTS=artifacts HOUSING_DEVICE=auto python -m app
+    python -m app serve          # the Amazon SageMaker contract (port 8080, /opt/ml/model)
+    python -m app --help         # usage and every HOUSING_* setting
+
+One process serves one device. With ``HOUSING_WORKERS`` > 1 (the default on an instance with
+several NeuronCores) this process becomes a supervisor: it binds the port once and starts one
+server process per NeuronCore, each with its own ``NEURON_RT_VISIBLE_CORES``
+(``app.process.workers``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+
+from app.process.workers import VISIBLE_CORES_ENV, WORKER_FD_ENV, plan_workers, supervise
+from app.settings import Settings, load_settings
+
+SAGEMAKER_PAYLOAD = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
+MIB = 1 << 20
+
+
+def settings_help() -> str:
+    """Every setting: its variable, default and meaning, read from ``Settings`` itself."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    lines = ["settings (environment variables; an invalid value stops the service at once):"]
+    for name, field in Settings.model_fields.items():
+        default = "unset" if field.default is None else str(field.default)
+        lines.append(f"  {prefix}{name.upper()} (default: {default})")
+        lines += textwrap.wrap(
+            field.description or "", 92, initial_indent=" " * 6, subsequent_indent=" " * 6
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m app",
+        description="Serve the house-price model over HTTP (configured by environment "
+        "variables, listed below).",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["serve"],
+        help="serve: the Amazon SageMaker container contract (port 8080 or "
+        "SAGEMAKER_BIND_TO_PORT, model files from /opt/ml/model when HOUSING_ARTIFACTS is unset)",
+    )
+    return parser.parse_args(argv)
+
+
+def main() -> int:
+    settings = load_settings()
+    if settings is None:
+        return 2
+    fd = os.environ.get(WORKER_FD_ENV)
+    if fd is not None:  # a worker started by the supervisor below
+        from app.process.server import run_server
+
+        return run_server(settings, fd=int(fd))
+    try:
+        plan = plan_workers(settings)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if plan.count == 1:
+        from app.process.server import run_server
+
+        if plan.visible_cores:
+            os.environ[VISIBLE_CORES_ENV] = plan.visible_cores[0]
+        return run_server(settings)
+    return supervise(settings, plan)
+
+
+def serve() -> int:
+    """``serve``: the Amazon SageMaker container contract (port 8080, /opt/ml/model, and the
+    transform job's ``MaxPayloadInMB``, which Batch Transform passes in
+    ``SAGEMAKER_MAX_PAYLOAD_IN_MB``), each unless its ``HOUSING_*`` variable is set."""
+    if "HOUSING_ARTIFACTS" not in os.environ and os.path.isdir("/opt/ml/model"):
+        os.environ["HOUSING_ARTIFACTS"] = "/opt/ml/model"
+    if "HOUSING_PORT" not in os.environ:
+        os.environ["HOUSING_PORT"] = os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080")
+    payload = os.environ.get(SAGEMAKER_PAYLOAD)
+    if payload is not None and "HOUSING_MAX_BODY_BYTES" not in os.environ:
+        if not payload.strip().isdigit():
+            print(f"error: {SAGEMAKER_PAYLOAD}={payload!r} is not a whole number", file=sys.stderr)
+            return 2
+        os.environ["HOUSING_MAX_BODY_BYTES"] = str(int(payload) * MIB)
+    return main()
+
+
+def command_line(argv: list[str]) -> int:
+    """``python -m app [serve]``: --help and unknown arguments exit in the parser (0 and 2)."""
+    args = parse_args(argv)
+    return serve() if args.command == "serve" else main()
