@@ -2,16 +2,70 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 Device = Literal["auto", "neuron", "xla", "cpu"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 LogFormat = Literal["json", "text"]
+
+
+MIB = 1 << 20
+BIND_PORT = "SAGEMAKER_BIND_TO_PORT"
+SAFE_PORTS = "SAGEMAKER_SAFE_PORT_RANGE"
+PAYLOAD = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
+DEFAULT_GRPC_PORT = 8081
+
+
+class SageMakerSource(PydanticBaseSettingsSource):
+    """The Amazon SageMaker container contract's variables, for the settings no ``HOUSING_*``
+    variable sets (SageMaker sets them; elsewhere they are absent and change nothing):
+
+    * ``SAGEMAKER_BIND_TO_PORT`` is the HTTP port (``HOUSING_PORT``);
+    * ``SAGEMAKER_SAFE_PORT_RANGE`` (``20000-20999``) holds the ports a container may use for
+      anything else: gRPC takes its first port. Without a range, gRPC keeps its default port
+      unless SageMaker binds HTTP to it -- then gRPC is off (SageMaker reaches a container over
+      HTTP only), rather than the two doors clashing at startup;
+    * ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (a transform job's ``MaxPayloadInMB``) is the body limit
+      (``HOUSING_MAX_BODY_BYTES``), in MiB.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: dict[str, str] | None = None):
+        super().__init__(settings_cls)
+        self.environ = dict(os.environ) if environ is None else environ
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ gives every value at once
+
+    def __call__(self) -> dict[str, Any]:
+        env = self.environ
+        out: dict[str, Any] = {}
+        bind = env.get(BIND_PORT)
+        if bind is not None:
+            out["port"] = _whole(BIND_PORT, bind)
+        ports = env.get(SAFE_PORTS)
+        if ports is not None:
+            first, _, last = ports.partition("-")
+            out["grpc_port"] = _whole(SAFE_PORTS, first)
+            if last and _whole(SAFE_PORTS, last) < out["grpc_port"]:
+                raise ValueError(f"{SAFE_PORTS}={ports!r} is not a range low-high")
+        elif bind is not None and "HOUSING_PORT" not in env and out["port"] == DEFAULT_GRPC_PORT:
+            out["grpc_port"] = 0
+        payload = env.get(PAYLOAD)
+        if payload is not None:
+            out["max_body_bytes"] = _whole(PAYLOAD, payload) * MIB
+        return out
+
+
+def _whole(name: str, text: str) -> int:
+    if not text.strip().isdigit():
+        raise ValueError(f"{name}={text!r} is not a whole number")
+    return int(text)
 
 
 class Settings(BaseSettings):
@@ -28,7 +82,7 @@ class Settings(BaseSettings):
     host: str = Field("0.0.0.0", description="Interface to listen on")
     port: int = Field(8080, ge=0, le=65535, description="TCP port (0: any free port)")
     grpc_port: int = Field(
-        8081,
+        DEFAULT_GRPC_PORT,
         ge=0,
         le=65535,
         description="Port of the Open Inference Protocol over gRPC (and grpc.health.v1), "
@@ -187,6 +241,30 @@ class Settings(BaseSettings):
         description="Server processes, one per NeuronCore (default: the visible NeuronCores on "
         "neuron, else 1); each gets its own NEURON_RT_VISIBLE_CORES",
     )
+    worker_index: int | None = Field(
+        None,
+        ge=0,
+        description="Set by the supervisor for each of its workers (0, 1, ...); names their "
+        "capture files. Not for users to set",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # HOUSING_* first, then the SageMaker contract's variables (SageMakerSource).
+        return (
+            init_settings,
+            env_settings,
+            SageMakerSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
 
     def api_key_bytes(self) -> bytes | None:
         """The prediction routes' key, from HOUSING_API_KEY or HOUSING_API_KEY_FILE."""
@@ -250,20 +328,25 @@ def _secret(value: SecretStr | None, file: Path | None) -> bytes | None:
     return None if value is None else value.get_secret_value().encode()
 
 
-def load_settings() -> Settings | None:
-    """The settings from the environment, or None after one line per invalid variable on
-    stderr, each naming the variable and how to fix it."""
+def load_settings(**given: object) -> Settings | None:
+    """The settings from the environment (``given`` first), or None after one line per invalid
+    variable on stderr, each naming the variable and how to fix it."""
     try:
-        return Settings()
+        return Settings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:
         for err in exc.errors():
-            print(f"error: {setting_name(err['loc'])}: {err['msg']}", file=sys.stderr)
+            print(f"error: {error_line(err['loc'], err['msg'])}", file=sys.stderr)
+        return None
+    except ValueError as exc:  # a SageMaker variable (SageMakerSource) names itself
+        print(f"error: {exc}", file=sys.stderr)
         return None
 
 
-def setting_name(loc: tuple[int | str, ...]) -> str:
-    """The variable of a validation error's location; a rule across settings (an empty
-    location) is named by its message, so it reads ``HOUSING settings``."""
+def error_line(loc: tuple[int | str, ...], message: str) -> str:
+    """A validation error as one line: ``HOUSING_X: why`` for one variable; a rule across
+    variables (no location) names them in its own message."""
+    message = message.removeprefix("Value error, ")
+    if not loc:
+        return message
     prefix = str(Settings.model_config.get("env_prefix", ""))
-    parts = [str(p) for p in loc]
-    return prefix + "_".join(parts).upper() if parts else prefix.rstrip("_") + " settings"
+    return f"{prefix}{'_'.join(str(p) for p in loc).upper()}: {message}"

@@ -91,6 +91,10 @@ class ModelRuntime:
         self.settings = settings
         self._status = Status.STARTING
         self._status_changed = asyncio.Event()
+        # Readiness waits for open_doors() once hold_readiness() is called (the server's HTTP
+        # socket is bound after the model loads: gRPC must not say SERVING before it accepts).
+        self._doors_open = True
+        self._warm = False
         self.model: Served | None = None
         self._probes = probes
         self._wrap_backend = wrap_backend
@@ -232,7 +236,7 @@ class ModelRuntime:
             self.capture = Capture(
                 folder,
                 percent,
-                worker_name(),
+                worker_name(self.settings.worker_index),
                 metrics.captured.inc,
                 metrics.capture_dropped.inc,
                 queue_bytes=self.settings.capture_queue_bytes,
@@ -244,7 +248,19 @@ class ModelRuntime:
         gc.freeze()
         if self.tracing is not None:
             self.tracing.start()
-        self.status = Status.READY
+        self._warm = True
+        if self._doors_open:
+            self.status = Status.READY
+
+    def hold_readiness(self) -> None:
+        """Stay STARTING after the model is warm, until ``open_doors()``."""
+        self._doors_open = False
+
+    def open_doors(self) -> None:
+        """Every door accepts now: ready, if the model is warm and nothing else happened."""
+        self._doors_open = True
+        if self._warm and self.status is Status.STARTING:
+            self.status = Status.READY
 
     def _trace_device_call(
         self,

@@ -303,7 +303,7 @@ class Capture:
                 self._failed(0, exc)
 
 
-def worker_name() -> str:
-    """``w<index>-<pid>`` for a supervisor's worker, else ``<pid>``: file names never clash."""
-    index = os.environ.get("HOUSING_WORKER_INDEX")
+def worker_name(index: int | None) -> str:
+    """``w<index>-<pid>`` for a supervisor's worker (``HOUSING_WORKER_INDEX``), else
+    ``<pid>``: file names never clash."""
     return f"w{index}-{os.getpid()}" if index is not None else str(os.getpid())

@@ -20,8 +20,7 @@ import textwrap
 from app.process.workers import VISIBLE_CORES_ENV, WORKER_FD_ENV, plan_workers, supervise
 from app.settings import Settings, load_settings
 
-SAGEMAKER_PAYLOAD = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
-MIB = 1 << 20
+SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 
 
 def settings_help() -> str:
@@ -55,8 +54,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main() -> int:
-    settings = load_settings()
+def main(settings: Settings | None = None) -> int:
+    settings = settings or load_settings()
     if settings is None:
         return 2
     fd = os.environ.get(WORKER_FD_ENV)
@@ -73,26 +72,21 @@ def main() -> int:
         from app.process.server import run_server
 
         if plan.visible_cores:
+            # The Neuron runtime's own variable, read when it starts: not a setting.
             os.environ[VISIBLE_CORES_ENV] = plan.visible_cores[0]
         return run_server(settings)
     return supervise(settings, plan)
 
 
 def serve() -> int:
-    """``serve``: the Amazon SageMaker container contract (port 8080, /opt/ml/model, and the
-    transform job's ``MaxPayloadInMB``, which Batch Transform passes in
-    ``SAGEMAKER_MAX_PAYLOAD_IN_MB``), each unless its ``HOUSING_*`` variable is set."""
-    if "HOUSING_ARTIFACTS" not in os.environ and os.path.isdir("/opt/ml/model"):
-        os.environ["HOUSING_ARTIFACTS"] = "/opt/ml/model"
-    if "HOUSING_PORT" not in os.environ:
-        os.environ["HOUSING_PORT"] = os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080")
-    payload = os.environ.get(SAGEMAKER_PAYLOAD)
-    if payload is not None and "HOUSING_MAX_BODY_BYTES" not in os.environ:
-        if not payload.strip().isdigit():
-            print(f"error: {SAGEMAKER_PAYLOAD}={payload!r} is not a whole number", file=sys.stderr)
-            return 2
-        os.environ["HOUSING_MAX_BODY_BYTES"] = str(int(payload) * MIB)
-    return main()
+    """``serve``: the Amazon SageMaker container contract: the model files from /opt/ml/model
+    unless ``HOUSING_ARTIFACTS`` is set; the port and body limit SageMaker passes apply to any
+    run (``app.settings.SageMakerSource``)."""
+    given: dict[str, object] = {}
+    if "HOUSING_ARTIFACTS" not in os.environ and os.path.isdir(SAGEMAKER_MODEL_DIR):
+        given["artifacts"] = SAGEMAKER_MODEL_DIR
+    settings = load_settings(**given)
+    return 2 if settings is None else main(settings)
 
 
 def command_line(argv: list[str]) -> int:

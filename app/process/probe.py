@@ -1,21 +1,27 @@
 """``python -m app.probe``: the container health check, for both front doors.
 
-Exit 0 when ``/ping`` on ``HOUSING_PORT`` (default 8080) answers 200 and, unless
-``HOUSING_GRPC_PORT`` is 0, the standard gRPC health check on it (default 8081) answers
-SERVING; 1 otherwise, with the reason on stderr. Both mean "the model is loaded, warmed up and
-answering, and this process is not stopping"; a door that does not answer fails the check.
+The ports are the server's, from the same settings (``app.settings``: ``HOUSING_PORT``,
+``HOUSING_GRPC_PORT``, and SageMaker's ``SAGEMAKER_BIND_TO_PORT`` and
+``SAGEMAKER_SAFE_PORT_RANGE`` when set). Exit 0 when ``/ping`` on the HTTP port answers 200
+and, unless gRPC is off, the standard gRPC health check answers SERVING; 1 otherwise, with the
+reason on stderr (also for settings the server itself would refuse). Both mean "the model is
+loaded, warmed up and answering, and this process is not stopping"; a door that does not answer
+fails the check.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import urllib.request
 
+from app.settings import load_settings
+
 
 def main() -> int:
-    port = os.environ.get("HOUSING_PORT", "8080")
-    grpc_port = os.environ.get("HOUSING_GRPC_PORT", "8081")
+    settings = load_settings()
+    if settings is None:
+        return 1
+    port, grpc_port = settings.port, settings.grpc_port
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as answer:
             if answer.status != 200:
@@ -23,7 +29,7 @@ def main() -> int:
     except OSError as exc:  # URLError and HTTPError (a 503) are OSErrors
         print(f"HTTP :{port}/ping: {exc}", file=sys.stderr)
         return 1
-    if grpc_port == "0":
+    if not grpc_port:
         return 0
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc

@@ -111,6 +111,9 @@ class HousingServer(uvicorn.Server):
                 logger.error("cannot start: %s", exc)
                 self.startup_failed = self.should_exit = True
                 return
+        # Ready once HTTP accepts too: uvicorn binds its socket after the lifespan loaded the
+        # model, and gRPC's health must not say SERVING before then.
+        self.runtime.hold_readiness()
         try:
             await super().startup(sockets=sockets)
         except SystemExit:  # uvicorn's way out of a failed lifespan startup
@@ -118,6 +121,8 @@ class HousingServer(uvicorn.Server):
                 self.grpc.begin_stop(0)
                 await self.grpc.stopped()
             raise
+        if self.started and not self.should_exit:
+            self.runtime.open_doors()
         # SIGHUP reloads the model (``ModelRuntime.reload``, which logs the outcome).
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hangup)
         ready_fd = os.environ.get(WORKER_READY_FD_ENV)

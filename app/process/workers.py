@@ -220,6 +220,8 @@ def supervise(settings: Settings, plan: WorkerPlan) -> int:
         WORKER_FD_ENV: str(sock.fileno()),
         MULTIPROC_ENV: metrics_dir,
         "HOUSING_WORKERS": str(plan.count),  # each worker knows how many serve with it
+        # The folder this process settled on (``serve`` may have chosen /opt/ml/model).
+        "HOUSING_ARTIFACTS": str(settings.artifacts),
     }
     workers = []
     for i in range(plan.count):

@@ -341,3 +341,23 @@ def test_a_grpc_port_in_use_stops_startup_naming_the_setting(artifacts: Path) ->
     assert code == 1
     assert "HOUSING_GRPC_PORT to a free port" in server.output
     assert "Traceback" not in server.output
+
+
+def test_grpc_health_says_serving_only_once_http_accepts(artifacts: Path) -> None:
+    """gRPC is bound before the model loads and HTTP after it: the first SERVING a watcher
+    hears must find the HTTP port accepting already (probes of either door agree)."""
+    http_port = free_port()
+    with grpc_server(artifacts, HOUSING_PORT=str(http_port)) as server:
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)  # type: ignore[attr-defined]
+            watch = stub.Watch(
+                health_pb2.HealthCheckRequest(service=""), timeout=120, wait_for_ready=True
+            )
+            for answer in watch:
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            # At once, no retry: a refused connection here is the bug.
+            with socket.create_connection(("127.0.0.1", http_port), timeout=10):
+                pass
+            watch.cancel()
+        assert server.terminate() == 0
