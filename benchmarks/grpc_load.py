@@ -23,7 +23,7 @@ import numpy as np
 
 from app.grpc import open_inference_grpc_pb2 as pb
 from app.grpc.service import INFER
-from benchmarks.load import Body, Result, ensure_tool
+from benchmarks.load import Body, Result, device_figures, device_totals, ensure_tool
 from benchmarks.targets import GRPC
 from modelspec.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS
 
@@ -102,11 +102,13 @@ def measure_grpc(
     """One gRPC point on ``server`` (a ``benchmarks.load.Server`` with ``grpc_target``)."""
     run_h2load(h2load, server.grpc_target, body.file, min(concurrency, 8), 1, core)  # warm up
     before = answered(server.url)
+    device_before = device_totals(server.url)
     cpu_before = server.cpu_seconds()
     calls, elapsed, latencies = run_h2load(
         h2load, server.grpc_target, body.file, concurrency, seconds, core
     )
     cpu = server.cpu_seconds() - cpu_before
+    device_us_per_row, rows_per_call = device_figures(device_before, device_totals(server.url))
     after = answered(server.url)
     # Calls the server answered with another status than OK. CANCELLED is h2load hanging up
     # on the calls still in flight when its time is over, not an error of the server's.
@@ -127,4 +129,6 @@ def measure_grpc(
         int(errors),
         body.rows,
         cpu / max(served, 1) * 1e6,
+        device_us_per_row,
+        rows_per_call,
     )

@@ -43,6 +43,7 @@ class Result:
     rows_per_request: int
     cpu_us_per_request: float
     device_us_per_row: float = math.nan  # NaN: not the service (no /metrics)
+    rows_per_call: float = math.nan  # rows per device call, in the same window
 
     @property
     def rows_per_s(self) -> float:
@@ -72,9 +73,9 @@ class Started:
         return math.nan
 
 
-def device_totals(url: str) -> tuple[float, float] | None:
-    """(seconds in device calls, rows in them) so far, from the service's /metrics; None for a
-    server without them (the reference)."""
+def device_totals(url: str) -> tuple[float, float, float] | None:
+    """(seconds in device calls, rows in them, device calls) so far, from the service's
+    /metrics; None for a server without them (the reference)."""
     try:
         answer = httpx.get(url + "/metrics", timeout=10)
     except httpx.HTTPError:
@@ -84,11 +85,28 @@ def device_totals(url: str) -> tuple[float, float] | None:
     totals = {}
     for line in answer.text.splitlines():
         name, _, value = line.partition(" ")
-        if name in ("housing_device_duration_seconds_sum", "housing_batch_rows_sum"):
+        if name in DEVICE_TOTALS:
             totals[name] = float(value)
-    if len(totals) != 2:
+    if len(totals) != len(DEVICE_TOTALS):
         return None
-    return totals["housing_device_duration_seconds_sum"], totals["housing_batch_rows_sum"]
+    return tuple(totals[name] for name in DEVICE_TOTALS)  # type: ignore[return-value]
+
+
+DEVICE_TOTALS = (
+    "housing_device_duration_seconds_sum",
+    "housing_batch_rows_sum",
+    "housing_batch_rows_count",
+)
+
+
+def device_figures(
+    before: tuple[float, float, float] | None, after: tuple[float, float, float] | None
+) -> tuple[float, float]:
+    """(device us per row, rows per device call) between two ``device_totals``."""
+    if before is None or after is None or after[1] <= before[1]:
+        return math.nan, math.nan
+    rows, calls = after[1] - before[1], after[2] - before[2]
+    return (after[0] - before[0]) / rows * 1e6, rows / max(calls, 1)
 
 
 def free_port() -> int:
@@ -230,12 +248,7 @@ def measure(
     cpu_before = server.cpu_seconds()
     r = run_wrk(wrk, url, path, concurrency, seconds, core)
     cpu = server.cpu_seconds() - cpu_before
-    device_after = device_totals(server.url)
-    device_us_per_row = math.nan
-    if device_before is not None and device_after is not None:
-        rows_run = device_after[1] - device_before[1]
-        if rows_run > 0:
-            device_us_per_row = (device_after[0] - device_before[0]) / rows_run * 1e6
+    device_us_per_row, rows_per_call = device_figures(device_before, device_totals(server.url))
     requests = max(r["requests"], 1)
     return Result(
         server.name,
@@ -248,4 +261,5 @@ def measure(
         rows,
         cpu / requests * 1e6,  # over every answer: a refusal costs CPU too
         device_us_per_row,
+        rows_per_call,
     )

@@ -175,6 +175,7 @@ def medians(results: list[Result]) -> list[Result]:
             rs[0].rows_per_request,
             med(rs, "cpu_us_per_request"),
             med(rs, "device_us_per_row"),
+            med(rs, "rows_per_call"),
         )
         for key, rs in groups.items()
     ]
@@ -241,7 +242,8 @@ def print_table(title: str, results: list[Result]) -> None:
     print(f"\n{title}")
     head = (
         f"{'server':<30} {'body':<22} {'conc':>4} {'req/s':>8} {'rows/s':>9} "
-        f"{'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'device us/row':>13} {'errors':>6}"
+        f"{'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'device us/row':>13} "
+        f"{'rows/call':>9} {'errors':>6}"
     )
     print(head)
     print("-" * len(head))
@@ -249,7 +251,8 @@ def print_table(title: str, results: list[Result]) -> None:
         print(
             f"{r.server:<30} {r.body:<22} {r.concurrency:>4} {r.requests_per_s:>8,.0f} "
             f"{r.rows_per_s:>9,.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
-            f"{r.cpu_us_per_request:>10.0f} {_blank_nan(r.device_us_per_row):>13} {r.errors:>6}"
+            f"{r.cpu_us_per_request:>10.0f} {_blank_nan(r.device_us_per_row):>13} "
+            f"{_blank_nan(r.rows_per_call):>9} {r.errors:>6}"
         )
 
 

@@ -95,8 +95,17 @@ def check_targets(pinned: list[Result], contended: list[Result]) -> int:
                 f"gRPC c64 {body}: {rpc.rows_per_s:,.0f} {unit} = "
                 f"{rpc.rows_per_s / http.rows_per_s:.2f}x HTTP's; CPU/request "
                 f"{rpc.cpu_us_per_request:.0f} us against {http.cpu_us_per_request:.0f}; p50 "
-                f"{rpc.p50_ms:.2f} ms against {http.p50_ms:.2f}; {rpc.errors} errors"
+                f"{rpc.p50_ms:.2f} ms against {http.p50_ms:.2f}; rows per device call "
+                f"{rpc.rows_per_call:.1f} against {http.rows_per_call:.1f}; {rpc.errors} errors"
             )
+            if body == "1 record":  # issue 27's targets: gRPC batches and goes as fast as HTTP
+                ratio = rpc.rows_per_call / http.rows_per_call
+                target(
+                    f"gRPC c64 1-record rows per device call = {ratio:.2f}x HTTP's (>= 0.5)",
+                    ratio >= 0.5,
+                )
+                ratio = rpc.requests_per_s / http.requests_per_s
+                target(f"gRPC c64 1-record calls/s = {ratio:.2f}x HTTP's req/s (>= 1)", ratio >= 1)
         for traced in (TRACED_ALL, TRACED_SOME):
             on, off = _get(pinned, traced, body, 64), _get(pinned, SERVICE, body, 64)
             if on and off:

@@ -98,11 +98,19 @@ def accept(body: bytes, max_instances: int) -> FastBody | None:
         numeric = np.array(values, dtype=np.float64).reshape(-1, _N_NUMERIC)
     except OverflowError:  # an integer beyond float64
         return None
+    return FastBody(numeric, ocean, single) if valid_rows(numeric) else None
+
+
+def valid_rows(numeric: np.ndarray) -> bool:
+    """Whether every row of ``numeric`` (``(n, 8)`` float64 in ``NUMERIC_COLUMNS`` order, NaN
+    for a missing ``total_bedrooms``) is certainly within the fields' bounds and rules."""
     inside = (numeric >= _LOW) & (numeric <= _HIGH) & (numeric > _ABOVE)  # NaN/inf fail
     inside[:, _BEDROOMS] |= np.isnan(numeric[:, _BEDROOMS])  # null or absent: imputed
     if not inside.all():
-        return None
+        return False
     # Bedrooms among the rooms (the schema's rule across fields); NaN (imputed) compares false.
-    if (numeric[:, _BEDROOMS] > numeric[:, _ROOMS]).any():
-        return None
-    return FastBody(numeric, ocean, single)
+    return not (numeric[:, _BEDROOMS] > numeric[:, _ROOMS]).any()
+
+
+def valid_categories(ocean: list[str]) -> bool:
+    return set(ocean) <= _CATEGORIES

@@ -20,15 +20,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
 from app.codecs import oip
+from app.codecs.fastparse import valid_categories, valid_rows
 from app.codecs.schemas import request_adapter
 from app.core.inference import Decoded
 from app.core.intervals import Coverage, Intervals, listed
 from app.core.served import Served
 from app.errors import InvalidInput, invalid_details, summary
-from modelspec.features import encode_records
+from modelspec.features import encode, encode_records
 
 
 def check_envelope(request: dict[str, Any]) -> None:
@@ -101,6 +103,19 @@ class InferRequests:
         self.adapter.validate_python({"instances": records})
         encoded = encode_records(records, model.bedrooms_median, validated=True)
         return Decoded(encoded, self.plan(model.intervals, request))
+
+    def decode_columns(
+        self, model: Served, numeric: np.ndarray, ocean: list[str], head: dict[str, Any]
+    ) -> Decoded[Inference] | None:
+        """Tensors already read into columns (``numeric`` ``(n, 8)``, NaN: missing; ``ocean``)
+        with the rest of the request in ``head`` (its id, parameters and outputs), when every
+        row is certainly valid (``app.codecs.fastparse``); None: let ``decode`` check them
+        and explain."""
+        if not (valid_rows(numeric) and valid_categories(ocean)):
+            return None
+        check_envelope(head)
+        encoded = encode(numeric, ocean, model.bedrooms_median)
+        return Decoded(encoded, self.plan(model.intervals, head))
 
     @staticmethod
     def plan(intervals: Intervals, request: dict[str, Any]) -> Inference:

@@ -28,8 +28,8 @@ import orjson
 from google.protobuf.json_format import ParseDict
 
 from app.codecs import oip
-from app.codecs.oip_infer import InferRequests
-from app.core.inference import InferencePath
+from app.codecs.oip_infer import Inference, InferRequests
+from app.core.inference import Decoded, InferencePath
 from app.core.keys import Headers, Keys
 from app.core.served import Served
 from app.errors import NotReadyError, Refusal, RequestRefused
@@ -51,7 +51,8 @@ class InferenceService:
         self.plane = plane
         self.runtime = plane.runtime
         self.keys = keys
-        self.requests = InferRequests(self.runtime.settings.max_instances)
+        self.max_instances = self.runtime.settings.max_instances
+        self.requests = InferRequests(self.max_instances)
         self.throttled = throttled  # the undecodable messages' warning
 
     def check_key(self, metadata: Headers) -> None:
@@ -115,12 +116,22 @@ class InferenceService:
         request = decode(raw, pb.ModelInferRequest, self.throttled)
         self.check_model(request.model_name, request.model_version)
         model = plane.serving()
-        envelope, tail = tensors.envelope(request)
-        decoded = await plane.decode(lambda: self.requests.decode(model, envelope, tail))
+
+        def parse() -> Decoded[Inference]:
+            fast = tensors.columns(request, self.max_instances)
+            if fast is not None:
+                decoded = self.requests.decode_columns(model, *fast, tensors.head(request))
+                if decoded is not None:
+                    return decoded
+            envelope, tail = tensors.envelope(request)
+            return self.requests.decode(model, envelope, tail)
+
+        decoded = await plane.decode(parse)
         plan = decoded.context
         done = await plane.predict(model, decoded.encoded, plan.coverage, None, trace)
         capture = self.runtime.capture
         if capture is not None and capture.sampled():
+            envelope, tail = tensors.envelope(request)
             records = orjson.dumps({"instances": oip.records_from(envelope, tail)})
             answer = oip.response(
                 envelope,

@@ -17,6 +17,7 @@ parameters.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,8 +27,10 @@ from app.codecs.oip import HIGH, LOW, OUTPUT, OipError, flag_summary
 from app.core.flags import Flag
 from app.core.intervals import Ranges
 from app.grpc import open_inference_grpc_pb2 as pb
+from modelspec.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS
 
 Parameters = Mapping[str, pb.InferParameter]
+_LENGTH = struct.Struct("<I")
 # The typed field of each datatype (the protocol's InferTensorContents).
 CONTENTS = {
     "FP32": "fp32_contents",
@@ -91,6 +94,77 @@ def envelope(request: pb.ModelInferRequest) -> tuple[dict[str, Any], bytes]:
             {"name": o.name, "parameters": parameters(o.parameters)} for o in request.outputs
         ]
     return out, b"".join(raw)
+
+
+def head(request: pb.ModelInferRequest) -> dict[str, Any]:
+    """The envelope without its inputs: the request's id, parameters and outputs."""
+    out: dict[str, Any] = {"inputs": []}
+    if request.id:
+        out["id"] = request.id
+    if request.parameters:
+        out["parameters"] = parameters(request.parameters)
+    if request.outputs:
+        out["outputs"] = [
+            {"name": o.name, "parameters": parameters(o.parameters)} for o in request.outputs
+        ]
+    return out
+
+
+_RAW_NUMBERS: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
+_COLUMN = {name: i for i, name in enumerate(NUMERIC_COLUMNS)}
+
+
+def columns(request: pb.ModelInferRequest, most: int) -> tuple[np.ndarray, list[str]] | None:
+    """The common case read straight into columns: every input once, in raw_input_contents,
+    FP32 or FP64 numbers and a BYTES category, shape ``[N]`` or ``[N, 1]`` with 1 <= N <=
+    ``most``, no parameters. ``(numeric (N, 8) float64 in NUMERIC_COLUMNS order, categories)``,
+    or None for anything else (``envelope`` then reads it, checks it and explains)."""
+    raw = request.raw_input_contents
+    inputs = request.inputs
+    if len(inputs) != len(_COLUMN) + 1 or len(raw) != len(inputs):
+        return None
+    shape = list(inputs[0].shape)
+    n = shape[0] if shape and (len(shape) == 1 or shape[1:] == [1]) else 0
+    if not 1 <= n <= most:
+        return None
+    numeric = np.empty((n, len(_COLUMN)), dtype=np.float64)
+    seen = 0
+    ocean: list[str] | None = None
+    for tensor, data in zip(inputs, raw, strict=True):
+        if list(tensor.shape) != shape or tensor.parameters or tensor.HasField("contents"):
+            return None
+        if tensor.name == CATEGORICAL_COLUMN and tensor.datatype == "BYTES" and ocean is None:
+            ocean = _words(data, n)
+            if ocean is None:
+                return None
+            continue
+        index, dtype = _COLUMN.get(tensor.name), _RAW_NUMBERS.get(tensor.datatype)
+        if index is None or dtype is None or len(data) != n * dtype.itemsize:
+            return None
+        seen |= 1 << index
+        numeric[:, index] = np.frombuffer(data, dtype)
+    if seen != (1 << len(_COLUMN)) - 1 or ocean is None:
+        return None
+    return numeric, ocean
+
+
+def _words(data: bytes, n: int) -> list[str] | None:
+    """``n`` length-prefixed UTF-8 strings filling ``data`` exactly, else None."""
+    out = []
+    at = 0
+    for _ in range(n):
+        if at + 4 > len(data):
+            return None
+        (size,) = _LENGTH.unpack_from(data, at)
+        at += 4
+        if at + size > len(data):
+            return None
+        try:
+            out.append(data[at : at + size].decode())
+        except UnicodeDecodeError:
+            return None
+        at += size
+    return out if at == len(data) else None
 
 
 def _contents(tensor: pb.ModelInferRequest.InferInputTensor) -> list[Any]:

@@ -149,3 +149,59 @@ def test_flagged_rows_are_summed_up_in_the_answers_parameters() -> None:
     assert summary.startswith("row 0 house_value below_floor; row 1") and summary.endswith(
         "and 2 more"
     )
+
+
+def _raw_request(records: list[dict[str, object]], numbers: str = "FP32") -> pb.ModelInferRequest:
+    request = pb.ModelInferRequest(model_name="housing")
+    n = len(records)
+    for name in reversed(NUMERIC_COLUMNS):  # any order of inputs is read by name
+        request.inputs.add(name=name, datatype=numbers, shape=[n])
+        values = [math.nan if r.get(name) is None else r[name] for r in records]
+        dtype = "<f4" if numbers == "FP32" else "<f8"
+        request.raw_input_contents.append(np.asarray(values, dtype).tobytes())
+    request.inputs.add(name=CATEGORICAL_COLUMN, datatype="BYTES", shape=[n])
+    words = [str(r[CATEGORICAL_COLUMN]).encode() for r in records]
+    request.raw_input_contents.append(b"".join(len(w).to_bytes(4, "little") + w for w in words))
+    return request
+
+
+@pytest.mark.parametrize("numbers", ["FP32", "FP64"])
+def test_raw_tensors_read_into_columns_equal_the_envelopes_records(numbers: str) -> None:
+    records = [
+        EXAMPLE_RECORD,
+        {**EXAMPLE_RECORD, "total_bedrooms": None, CATEGORICAL_COLUMN: "NEAR BAY"},
+        {**EXAMPLE_RECORD, "median_income": 12.5, "latitude": 37.25},
+    ]
+    request = _raw_request(records, numbers)
+    read = tensors.columns(request, 1024)
+    assert read is not None
+    numeric, ocean = read
+    envelope, tail = tensors.envelope(request)
+    expected = records_from(envelope, tail)
+    assert ocean == [r[CATEGORICAL_COLUMN] for r in expected]
+    for row, record in zip(numeric.tolist(), expected, strict=True):
+        for name, value in zip(NUMERIC_COLUMNS, row, strict=True):
+            given = record.get(name)
+            assert math.isnan(value) if given is None else value == given, name
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda r: r.inputs[0].shape.__setitem__(0, 2),  # shapes disagree
+        lambda r: r.raw_input_contents.__setitem__(0, b"\x00" * 3),  # not whole numbers
+        lambda r: r.raw_input_contents.__setitem__(8, b"\xff\xff\xff\xff"),  # a cut word
+        lambda r: r.raw_input_contents.__setitem__(8, b"\x02\x00\x00\x00\xff\xfe"),  # no UTF-8
+        lambda r: setattr(r.inputs[0], "datatype", "INT32"),  # not the common case
+        lambda r: r.inputs[0].parameters["x"].CopyFrom(pb.InferParameter(bool_param=True)),
+        lambda r: setattr(r.inputs[0], "name", r.inputs[1].name),  # an input twice
+    ],
+)
+def test_anything_but_the_common_case_is_left_to_the_envelope(spoil: object) -> None:
+    request = _raw_request([EXAMPLE_RECORD])
+    spoil(request)  # type: ignore[operator]
+    assert tensors.columns(request, 1024) is None
+
+
+def test_more_rows_than_allowed_are_left_to_the_envelope() -> None:
+    assert tensors.columns(_raw_request([EXAMPLE_RECORD] * 3), 2) is None
