@@ -65,7 +65,7 @@ def compose(
     door = None
     if settings.grpc_port:
         throttled = Throttled()  # one warning line a minute at most, for both services
-        calls = InferenceCalls(InferenceService(plane, guard, throttled), recorder, throttled)
+        calls = InferenceCalls(InferenceService(plane, guard, throttled), recorder)
         health = HealthService(runtime, throttled)
         door = GrpcDoor(settings, calls, health, grpc_host or settings.host, shared_port)
     return Service(settings, runtime, plane, http, door)

@@ -103,13 +103,28 @@ def accept(body: bytes, max_instances: int) -> FastBody | None:
 
 def valid_rows(numeric: np.ndarray) -> bool:
     """Whether every row of ``numeric`` (``(n, 8)`` float64 in ``NUMERIC_COLUMNS`` order, NaN
-    for a missing ``total_bedrooms``) is certainly within the fields' bounds and rules."""
+    for a missing ``total_bedrooms``) is certainly within the fields' bounds and rules. A lone
+    row is checked in plain Python: numpy's fixed cost per call would be most of its check."""
+    if numeric.shape[0] == 1:
+        return _valid_row(numeric[0].tolist())
     inside = (numeric >= _LOW) & (numeric <= _HIGH) & (numeric > _ABOVE)  # NaN/inf fail
     inside[:, _BEDROOMS] |= np.isnan(numeric[:, _BEDROOMS])  # null or absent: imputed
     if not inside.all():
         return False
     # Bedrooms among the rooms (the schema's rule across fields); NaN (imputed) compares false.
     return not (numeric[:, _BEDROOMS] > numeric[:, _ROOMS]).any()
+
+
+_BOUNDS = list(zip(_LOW.tolist(), _HIGH.tolist(), _ABOVE.tolist(), strict=True))
+
+
+def _valid_row(row: list[float]) -> bool:
+    for at, (value, (low, high, above)) in enumerate(zip(row, _BOUNDS, strict=True)):
+        inside = low <= value <= high and value > above  # NaN fails every comparison
+        if not inside and not (at == _BEDROOMS and math.isnan(value)):
+            return False
+    bedrooms = row[_BEDROOMS]
+    return not bedrooms > row[_ROOMS]  # NaN (imputed) compares false
 
 
 def valid_categories(ocean: list[str]) -> bool:

@@ -30,7 +30,12 @@ from app.core.inference import Decoded
 from app.core.intervals import Coverage, Intervals, listed
 from app.core.served import Served
 from app.errors import InvalidInput, invalid_details, summary
-from modelspec.features import encode, encode_records
+from modelspec.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS, encode, encode_records
+
+# Rows up to which a request is encoded record by record (``encode_records``).
+SMALL = 8
+# The parts of a request that ask nothing of the answer (an id is echoed, never checked).
+_PLAIN = frozenset({"inputs", "id"})
 
 
 def check_envelope(request: dict[str, Any]) -> None:
@@ -94,6 +99,7 @@ class InferRequests:
 
     def __init__(self, max_instances: int) -> None:
         self.adapter = request_adapter(max_instances)
+        self._plain: tuple[Intervals, Inference] | None = None
 
     def decode(self, model: Served, request: dict[str, Any], tail: bytes) -> Decoded[Inference]:
         """A request's JSON envelope and binary tail (HTTP's body, or a gRPC message's:
@@ -113,9 +119,27 @@ class InferRequests:
         and explain."""
         if not (valid_rows(numeric) and valid_categories(ocean)):
             return None
-        check_envelope(head)
-        encoded = encode(numeric, ocean, model.bedrooms_median)
-        return Decoded(encoded, self.plan(model.intervals, head))
+        if head.keys() <= _PLAIN:  # no parameters, no outputs: the model's default answer
+            plan = self._default(model.intervals, head)
+        else:
+            check_envelope(head)
+            plan = self.plan(model.intervals, head)
+        if numeric.shape[0] <= SMALL:  # plain Python: numpy's fixed cost would be most of it
+            records = [
+                {**dict(zip(NUMERIC_COLUMNS, row, strict=True)), CATEGORICAL_COLUMN: category}
+                for row, category in zip(numeric.tolist(), ocean, strict=True)
+            ]
+            encoded = encode_records(records, model.bedrooms_median, validated=True)
+        else:
+            encoded = encode(numeric, ocean, model.bedrooms_median)
+        return Decoded(encoded, plan)
+
+    def _default(self, intervals: Intervals, head: dict[str, Any]) -> Inference:
+        """The plan of a request that asks nothing (kept for the last model's intervals)."""
+        kept = self._plain
+        if kept is None or kept[0] is not intervals:
+            kept = self._plain = (intervals, self.plan(intervals, {"inputs": []}))
+        return Inference(head, kept[1].outputs, kept[1].coverage)
 
     @staticmethod
     def plan(intervals: Intervals, request: dict[str, Any]) -> Inference:

@@ -19,7 +19,10 @@ writes the answer.
 - The deadline (one ``loop.call_at`` per call with ``grpc-timeout``): ``Call.ended`` is set to
   DEADLINE_EXCEEDED, the handler task is cancelled and the call answers DEADLINE_EXCEEDED.
 - RST_STREAM from the client, a stream error or the connection closing: ``Call.ended`` is set
-  to CANCELLED and the task cancelled; nothing is answered.
+  to CANCELLED (DEADLINE_EXCEEDED when the call's deadline is within ``DEADLINE_SLACK_S``: the
+  client's own deadline reset it) and the task cancelled; nothing is answered.
+- ``Method.unfinished`` is told, once, of an admitted call that ends before its handler
+  starts, with the status it ended with.
 - ``Shared.in_flight`` counts streams from their HEADERS until both the stream has closed and
   its handler task has finished.
 """
@@ -32,7 +35,8 @@ import struct
 from collections.abc import Callable
 from functools import partial
 
-from app.grpc.h2conn import H2Connection, H2Stream
+from app.grpc.h2conn import H2Connection
+from app.grpc.h2send import H2Stream
 from app.grpc.http2 import END_HEADERS, END_STREAM, HEADERS, ErrorCode, frame_head, headers_frames
 from app.grpc.wire import OK_TRAILERS, RESPONSE_HEAD, Call, Method, RpcError, Status, status_block
 
@@ -84,10 +88,14 @@ class Shared:
             done.set_result(None)
 
 
+# A reset this close to the call's deadline is counted as DEADLINE_EXCEEDED, not CANCELLED.
+DEADLINE_SLACK_S = 0.1
+
+
 class GrpcStream(H2Stream):
     __slots__ = (
-        "answered", "buf", "call", "count", "encoding", "flag", "head_sent", "method", "need",
-        "settled", "task", "timer",
+        "admitted", "answered", "buf", "call", "count", "encoding", "flag", "head_sent",
+        "method", "need", "settled", "started", "status", "task", "timer",
     )  # fmt: skip
 
     def __init__(self, stream_id: int) -> None:
@@ -102,6 +110,9 @@ class GrpcStream(H2Stream):
         self.count = 0
         self.encoding: bytes | None = None
         self.answered = False
+        self.admitted = False  # admit let it through: its end is told (Method.unfinished)
+        self.started = False  # its handler was started
+        self.status: Status | None = None  # the status it was answered with
         self.head_sent = False
         self.settled = False
 
@@ -115,6 +126,7 @@ class CallRunner(H2Connection[GrpcStream]):
         method = stream.method
         if method is None or stream.task is not None:
             return
+        stream.started = True
         if method.unary is not None:
             stream.task = self._loop.create_task(self._run_unary(stream, method, message))
         else:
@@ -216,6 +228,8 @@ class CallRunner(H2Connection[GrpcStream]):
         """The call's status (trailers-only when nothing was sent yet)."""
         if stream.answered or stream.closed:
             return
+        stream.status = status
+        self._tell_unfinished(stream, status)
         call = stream.call
         everything = [*call.trailers, *trailers] if call is not None else list(trailers)
         try:
@@ -224,6 +238,18 @@ class CallRunner(H2Connection[GrpcStream]):
             logger.error("the gRPC method %s: %s", call.method if call else "?", error)
             block = status_block(Status.INTERNAL, str(error), ())
         self._end_block(stream, block)
+
+    def _tell_unfinished(self, stream: GrpcStream, status: Status) -> None:
+        """``Method.unfinished``, once, for an admitted call whose handler never ran."""
+        method, call = stream.method, stream.call
+        if not stream.admitted or stream.started or method is None or call is None:
+            return
+        stream.admitted = False  # told once
+        if method.unfinished is not None:
+            try:
+                method.unfinished(call, call.ended or stream.status or status)
+            except Exception:
+                logger.exception("telling of an unfinished call to %s failed", call.method)
 
     def _end_block(self, stream: GrpcStream, block: bytes) -> None:
         stream.answered = True
@@ -273,7 +299,12 @@ class CallRunner(H2Connection[GrpcStream]):
         self._stop_timer(stream)
         call = stream.call
         if call is not None and call.ended is None and not stream.answered:
-            call.ended = Status.CANCELLED
+            # A client whose deadline passes resets the stream itself, a moment before our
+            # copy of that deadline (computed on arrival) passes: that is an expiry.
+            remaining = call.time_remaining()
+            expired = remaining is not None and remaining <= DEADLINE_SLACK_S
+            call.ended = Status.DEADLINE_EXCEEDED if expired else Status.CANCELLED
+        self._tell_unfinished(stream, Status.CANCELLED)
         stream.answered = True
         self._cancel(stream)
         self._settle(stream)
@@ -286,6 +317,7 @@ class CallRunner(H2Connection[GrpcStream]):
             return
         stream.settled = True
         self._stop_timer(stream)
+        self._tell_unfinished(stream, Status.CANCELLED)
         shared = self._shared
         shared.in_flight -= 1
         if shared.stopping:

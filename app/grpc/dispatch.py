@@ -35,7 +35,7 @@ import asyncio
 import logging
 
 from app.grpc.answers import FAILED, PREFIX, CallRunner, GrpcStream, Shared
-from app.grpc.h2conn import CLOSED
+from app.grpc.h2send import CLOSED
 from app.grpc.http2 import ErrorCode, StreamFault
 from app.grpc.wire import (
     BAD_BINARY,
@@ -151,6 +151,7 @@ class GrpcConnection(CallRunner):
                 logger.exception("admitting a call to %s failed", path)
                 self._end(stream, Status.UNKNOWN, FAILED)
                 return
+        stream.admitted = True
         if end_stream:
             self._on_body(stream, _EMPTY, True)
 

@@ -12,21 +12,22 @@ every change of it, and ends once the server is stopping; for an unknown service
 SERVICE_UNKNOWN and keeps the stream open, as the protocol asks (a service may become known
 later; here none does), until the server stops. Bytes that are not a
 ``HealthCheckRequest`` are INVALID_ARGUMENT, decoded here as ``app.grpc.calls`` says (no
-traceback, one throttled warning line).
+traceback, one throttled warning line). Health calls are not counted in the request metrics,
+as HTTP's probes are not.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
-import grpc
 from grpc_health.v1 import health_pb2
 
 from app.core.runtime import ModelRuntime, Status
 from app.errors import RequestRefused
 from app.grpc.calls import Throttled, decode
 from app.grpc.service import SERVICE
+from app.grpc.wire import Call, Method, RpcError
+from app.grpc.wire import Status as Code
 from app.identity import MODEL_NAME
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
@@ -44,59 +45,50 @@ def shown(name: str) -> str:
     return f"{name[:ECHO_CHARS]!r}... ({len(name)} characters)"
 
 
+def _answer(status: int) -> bytes:
+    return health_pb2.HealthCheckResponse(status=status).SerializeToString()
+
+
 class HealthService:
-    def __init__(self, runtime: ModelRuntime, throttled: Throttled | None = None) -> None:
+    def __init__(self, runtime: ModelRuntime, throttled: Throttled) -> None:
         self.runtime = runtime
-        self.throttled = throttled or Throttled()  # the undecodable messages' warning
+        self.throttled = throttled  # the undecodable messages' warning
 
-    async def _request(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    def methods(self) -> dict[str, Method]:
+        return {
+            f"/{HEALTH_SERVICE}/Check": Method(unary=self.check),
+            f"/{HEALTH_SERVICE}/Watch": Method(stream=self.watch),
+        }
+
+    def _service(self, raw: bytes) -> str:
         try:
-            return decode(raw, health_pb2.HealthCheckRequest, self.throttled)
+            return decode(raw, health_pb2.HealthCheckRequest, self.throttled).service
         except RequestRefused as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            raise  # unreachable: abort raises
+            raise RpcError(Code.INVALID_ARGUMENT, str(exc)) from None
 
-    def handler(self) -> grpc.GenericRpcHandler:
-        request = None  # raw bytes: decoded by the methods (see the module)
-        answer = health_pb2.HealthCheckResponse.SerializeToString
-        return grpc.method_handlers_generic_handler(
-            HEALTH_SERVICE,
-            {
-                "Check": grpc.unary_unary_rpc_method_handler(
-                    self.check, request_deserializer=request, response_serializer=answer
-                ),
-                "Watch": grpc.unary_stream_rpc_method_handler(
-                    self.watch, request_deserializer=request, response_serializer=answer
-                ),
-            },
-        )
-
-    def _status(self) -> Any:
+    def _status(self) -> int:
         return SERVING if self.runtime.ready else NOT_SERVING
 
-    async def check(self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        request = await self._request(raw, context)
-        if request.service not in SERVICES:
+    async def check(self, call: Call, raw: bytes) -> bytes:
+        service = self._service(raw)
+        if service not in SERVICES:
             known = ", ".join(repr(s) for s in sorted(SERVICES))
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND,
-                f"unknown service {shown(request.service)}. Hint: ask for one of {known}.",
+            raise RpcError(
+                Code.NOT_FOUND, f"unknown service {shown(service)}. Hint: ask for one of {known}."
             )
-        return health_pb2.HealthCheckResponse(status=self._status())
+        return _answer(self._status())
 
-    async def watch(
-        self, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[Any]:
-        request = await self._request(raw, context)
-        if request.service not in SERVICES:
+    async def watch(self, call: Call, raw: bytes) -> AsyncIterator[bytes]:
+        service = self._service(raw)
+        if service not in SERVICES:
             # The spec keeps the stream open: the service may become known later (none does
             # here), so nothing more is said until the server stops.
-            yield health_pb2.HealthCheckResponse(status=SERVICE_UNKNOWN)
+            yield _answer(SERVICE_UNKNOWN)
             while self.runtime.status is not Status.STOPPING:
                 await self.runtime.status_change()
             return
         while True:
-            yield health_pb2.HealthCheckResponse(status=self._status())
+            yield _answer(self._status())
             if self.runtime.status is Status.STOPPING:
                 return  # the last word: the server is going away
             await self.runtime.status_change()

@@ -1,180 +1,167 @@
-"""The gRPC server: ``grpc.aio`` in the HTTP server's event loop, on ``HOUSING_GRPC_PORT``.
+"""The gRPC door: our own gRPC server (``app.grpc.transport``, HTTP/2 cleartext on asyncio) in
+the HTTP server's event loop, on ``HOUSING_GRPC_PORT``.
 
 It serves ``GRPCInferenceService`` (``app.grpc.service``) and ``grpc.health.v1.Health``
-(``app.grpc.health``) on the runtime the HTTP routes use: one model, one batcher, one set of
-metrics, two front doors. ``app.process.server`` starts it before the model loads (until the
-model is
-ready its calls answer UNAVAILABLE and its health NOT_SERVING) and stops it when HTTP stops
-accepting: from then on new calls are refused (UNAVAILABLE), calls in flight finish within the
-grace period, and the batcher closes only after them.
+(``app.grpc.health``) on the objects the composition root built (``app.compose``): one model,
+one inference path, one set of metrics, two front doors. ``app.process.server`` starts it
+before the model loads (until the model is ready and HTTP accepts, its calls answer
+UNAVAILABLE and its health NOT_SERVING) and stops it when HTTP stops accepting: from then on
+new calls are refused (GOAWAY, then REFUSED_STREAM), calls in flight finish within the grace
+period, and the batcher closes only after them.
 
-Messages over ``HOUSING_MAX_BODY_BYTES`` are refused by gRPC itself (RESOURCE_EXHAUSTED); the
-services decode the others themselves (``app.grpc.calls``): bytes that are not a message are
-INVALID_ARGUMENT, with one warning line a minute at most for both services together. With
-several worker processes (``HOUSING_WORKERS``), each binds the port with ``SO_REUSEPORT`` and
-the kernel spreads connections between them; with one, the port is bound exclusively, so a port
-already in use stops startup rather than sharing it with a stranger.
+``InferenceCalls`` adapts the service to the transport, the only place that does: the API key
+is checked on the call's metadata before its message is received (``Method.admit``); every
+refusal is mapped once (``app.grpc.refusals``); each call of ``ModelInfer``,
+``ServerMetadata`` and ``ModelMetadata`` is counted in the request metrics under its method's
+path with its status's name, however it ends -- answered, refused, or cancelled (CANCELLED: the
+client went away, HTTP's 499; DEADLINE_EXCEEDED: its deadline passed, HTTP's 504) -- and the
+readiness calls are not, as HTTP's probes are not. ``ModelInfer`` is traced, and answers with
+``x-request-id`` (the caller's, if it sent a plain one) and ``x-model-version`` in its trailing
+metadata. The transport's own bounds (``app.grpc.transport``): messages over
+``HOUSING_MAX_BODY_BYTES`` are RESOURCE_EXHAUSTED before they are read, connections past
+``HOUSING_MAX_CONNECTIONS`` are closed at once and a connection must send its first call's
+headers within ``HOUSING_HEADER_TIMEOUT_S`` (both counted in
+``housing_rejected_requests_total``). With several worker processes (``HOUSING_WORKERS``),
+each binds the port with ``SO_REUSEPORT`` and the kernel spreads connections between them;
+with one, the port is bound exclusively, so a port already in use stops startup.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import grpc
 from google.protobuf.message import Message
 
-from app.codecs.oip_infer import invalid_text
 from app.core.keys import Headers
-from app.errors import Refusal, StartupError, classify, refusal_text
-from app.grpc.calls import Throttled, ended, read_raw
+from app.errors import StartupError
 from app.grpc.health import HealthService
-from app.grpc.refusals import CODES
+from app.grpc.refusals import rpc_error
 from app.grpc.service import INFER, SERVICE, InferenceService
+from app.grpc.transport import Call, GrpcServer, Method, RpcError, Status
 from app.observe.access import RequestRecorder
 from app.observe.logs import request_id_from
 from app.settings import Settings
 
 logger = logging.getLogger("housing.grpc")
-# What grpc.aio calls for a client-streaming method: the call's raw messages, and its context.
-Reader = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[bytes]]
-Context = grpc.aio.ServicerContext[Any, Any]
+Unary = Callable[[Call, bytes], Awaitable[bytes]]
+# The transport's own refusals, by the metrics' reason (app.errors.Refusal's values); a call
+# cancelled or past its deadline is counted in the request metrics only, as over HTTP.
+_TRANSPORT_REFUSALS = {
+    Status.RESOURCE_EXHAUSTED: "too_large",
+    Status.INVALID_ARGUMENT: "invalid",
+    Status.UNIMPLEMENTED: "invalid",
+}
 
 
-def metadata_headers(context: Context) -> Headers:
-    """The call's text metadata as HTTP-style headers (lower-case bytes keys)."""
-    return {
-        key.encode("latin-1"): value.encode("latin-1")
-        for key, value in context.invocation_metadata() or ()
-        if isinstance(value, str)
-    }
+def request_id(metadata: Headers) -> str:
+    given = metadata.get(b"x-request-id")
+    return request_id_from(None if given is None else given.decode("latin-1"))
 
 
 class InferenceCalls:
-    """``InferenceService``'s methods as grpc.aio handlers: each reads its own message
-    (``app.grpc.calls``), maps refusals once (``app.grpc.refusals``), and is counted in the
-    request metrics under its method's path however it ends (the readiness calls are not, as
-    HTTP's probes are not). ``ModelInfer`` checks the key before it receives its message, is
-    traced, and answers with ``x-request-id`` and ``x-model-version`` in its trailing
-    metadata."""
+    """``InferenceService``'s methods as the transport's (see the module)."""
 
-    def __init__(
-        self, service: InferenceService, recorder: RequestRecorder, throttled: Throttled
-    ) -> None:
+    def __init__(self, service: InferenceService, recorder: RequestRecorder) -> None:
         self.service = service
         self.runtime = service.runtime
         self.recorder = recorder
-        self.throttled = throttled
         self.max_errors = self.runtime.settings.max_error_details
 
-    def handler(self) -> grpc.GenericRpcHandler:
+    def methods(self) -> dict[str, Method]:
         service = self.service
-        methods: dict[str, tuple[Callable[[bytes], Message], bool]] = {
+        simple: dict[str, tuple[Callable[[bytes], Message], bool]] = {
             "ServerLive": (service.server_live, False),
             "ServerReady": (service.server_ready, False),
             "ModelReady": (service.model_ready, False),
             "ServerMetadata": (service.server_metadata, True),
             "ModelMetadata": (service.model_metadata, True),
         }
-        handlers = {
-            name: self._unary(self._simple(name, fn, measured))
-            for name, (fn, measured) in methods.items()
-        }
-        handlers["ModelInfer"] = self._unary(self.model_infer)
-        return grpc.method_handlers_generic_handler(SERVICE, handlers)
+        out = {}
+        for name, (fn, measured) in simple.items():
+            path = f"/{SERVICE}/{name}"
+            unfinished = self._unfinished(path) if measured else None
+            out[path] = Method(unary=self._simple(path, fn, measured), unfinished=unfinished)
+        out[INFER] = Method(
+            admit=self.admit_infer, unary=self.model_infer, unfinished=self._unfinished(INFER)
+        )
+        return out
 
-    @staticmethod
-    def _unary(reader: Reader) -> grpc.RpcMethodHandler:
-        # Client-streaming and no deserializer: the handler reads the message (app.grpc.calls).
-        return grpc.stream_unary_rpc_method_handler(reader, request_deserializer=None)
+    def _unfinished(self, method: str) -> Callable[[Call, Status], None]:
+        """Counts a call that ended before its handler ran (see ``Method.unfinished``)."""
 
-    async def _refuse(self, context: Context, exc: Exception, request_id: str) -> None:
-        kind = classify(exc)
-        if kind is Refusal.INVALID:
-            details = invalid_text(exc, self.max_errors)
-        else:
-            details = refusal_text(exc, kind)
-        if kind is Refusal.ERROR:
-            logger.error(
-                "error %s on %s", request_id, INFER, exc_info=exc, extra={"request_id": request_id}
-            )
-            details += f" (error_id {request_id})"
+        def told(call: Call, status: Status) -> None:
+            reason = _TRANSPORT_REFUSALS.get(status)
+            if reason is not None:
+                self.runtime.metrics.observe_refusal(reason)
+            self._finish(method, status, call.opened, request_id(call.metadata), call)
+
+        return told
+
+    def _fail(self, exc: Exception, where: str, rid: str) -> RpcError:
+        error, kind = rpc_error(exc, where, rid, self.max_errors)
         self.runtime.metrics.observe_refusal(kind.value)
-        context.set_trailing_metadata((("x-request-id", request_id),))
-        await context.abort(CODES[kind], details)
+        return error
 
-    def _simple(self, name: str, fn: Callable[[bytes], Message], measured: bool) -> Reader:
-        method = f"/{SERVICE}/{name}"
+    def _finish(self, method: str, status: Status, started: float, rid: str, call: Call) -> None:
+        peer = call.peer if self.recorder.access_log else ""
+        self.recorder.finish_rpc(method, status.name, started, rid, peer)
 
-        async def call(requests: Any, context: Context) -> bytes:
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
-            request_id = ""
+    def _simple(self, method: str, fn: Callable[[bytes], Message], measured: bool) -> Unary:
+        async def unary(call: Call, raw: bytes) -> bytes:
+            started = call.opened
+            status = Status.OK
             try:
-                raw = await read_raw(context)
-                try:
-                    return fn(raw).SerializeToString()
-                except Exception as exc:  # noqa: BLE001 - every failure gets a clean status
-                    request_id = _request_id(context)
-                    await self._refuse(context, exc, request_id)
-                    raise  # unreachable: abort raises
-            except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except asyncio.CancelledError:  # the client went away, or its deadline passed
-                code = ended(context)
-                raise
-            finally:
-                if measured:
-                    peer = context.peer() if self.recorder.access_log else ""
-                    rid = request_id or _request_id(context)
-                    self.recorder.finish_rpc(method, code.name, started, rid, peer)
-
-        return call
-
-    async def model_infer(self, requests: Any, context: Context) -> bytes:
-        started = time.perf_counter()
-        headers = metadata_headers(context)
-        given = headers.get(b"x-request-id")
-        request_id = request_id_from(None if given is None else given.decode("latin-1"))
-        tracing = self.runtime.tracing
-        trace = None if tracing is None else tracing.request_rpc(INFER, headers)
-        code = grpc.StatusCode.OK
-        version: str | None = None
-        try:
-            try:
-                self.service.check_key(headers)  # before a byte of the message is received
-                raw = await read_raw(context)
-                answer, model = await self.service.infer(raw, request_id, trace)
-            except (grpc.aio.AbortError, asyncio.CancelledError):
+                return fn(raw).SerializeToString()
+            except asyncio.CancelledError:
+                status = call.ended or Status.CANCELLED
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure gets a clean status
-                await self._refuse(context, exc, request_id)
-                raise  # unreachable: abort raises
+                # Counted as a call, not as a refused prediction (as HTTP's metadata routes).
+                error = rpc_error(exc, method, request_id(call.metadata), self.max_errors)[0]
+                status = error.status
+                raise error from None
+            finally:
+                if measured:
+                    self._finish(method, status, started, request_id(call.metadata), call)
+
+        return unary
+
+    def admit_infer(self, call: Call) -> None:
+        """The API key, before a byte of the message is received."""
+        try:
+            self.service.check_key(call.metadata)
+        except Exception as exc:  # noqa: BLE001 - a refusal, counted as any other call
+            rid = request_id(call.metadata)
+            error = self._fail(exc, INFER, rid)
+            self._finish(INFER, error.status, call.opened, rid, call)
+            raise error from None
+
+    async def model_infer(self, call: Call, raw: bytes) -> bytes:
+        started = call.opened
+        metadata = call.metadata
+        rid = request_id(metadata)
+        tracing = self.runtime.tracing
+        trace = None if tracing is None else tracing.request_rpc(INFER, metadata)
+        status = Status.OK
+        version: str | None = None
+        try:
+            answer, model = await self.service.infer(raw, rid, trace)
             version = model.version
-            context.set_trailing_metadata(
-                (("x-request-id", request_id), ("x-model-version", version))
-            )
-            return answer.SerializeToString()
-        except asyncio.CancelledError:  # gRPC cancelled the call: deadline passed, client gone
-            code = ended(context)
+            call.trailers += (("x-request-id", rid), ("x-model-version", version))
+            return answer
+        except asyncio.CancelledError:  # the client went away, or its deadline passed
+            status = call.ended or Status.CANCELLED
             raise
-        except grpc.aio.AbortError:
-            code = context.code() or grpc.StatusCode.UNKNOWN
-            raise
+        except Exception as exc:  # noqa: BLE001 - every failure gets a clean status
+            error = self._fail(exc, INFER, rid)
+            status = error.status
+            raise error from None
         finally:
-            peer = context.peer() if self.recorder.access_log else ""
-            self.recorder.finish_rpc(INFER, code.name, started, request_id, peer)
+            self._finish(INFER, status, started, rid, call)
             if trace is not None:
-                trace.end_rpc(code.value[0], code.name, request_id, version)
-
-
-def _request_id(context: Context) -> str:
-    given = metadata_headers(context).get(b"x-request-id")
-    return request_id_from(None if given is None else given.decode("latin-1"))
+                trace.end_rpc(int(status), status.name, rid, version)
 
 
 class GrpcDoor:
@@ -192,39 +179,37 @@ class GrpcDoor:
         self.host = host
         self.shared_port = shared_port
         self.port: int | None = None
-        self._server: grpc.aio.Server | None = None
-        self._stopping: asyncio.Task[None] | None = None
+        self._server: GrpcServer | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         """Bind and serve; StartupError (with a fix) when the port cannot be bound."""
         settings = self.settings
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", settings.max_body_bytes),
-                ("grpc.so_reuseport", 1 if self.shared_port else 0),
-            ]
+        server = GrpcServer(
+            {**self.calls.methods(), **self.health.methods()},
+            max_message_bytes=settings.max_body_bytes,
+            max_connections=settings.max_connections,
+            header_timeout_s=settings.header_timeout_s,
+            on_refused=self.calls.runtime.metrics.observe_refusal,
         )
-        server.add_generic_rpc_handlers((self.calls.handler(), self.health.handler()))
         address = f"{self.host}:{settings.grpc_port}"
         try:
-            self.port = server.add_insecure_port(address)
-        except RuntimeError as exc:
+            self.port = await server.start(self.host, settings.grpc_port, self.shared_port)
+        except OSError as exc:
             raise StartupError(
-                f"cannot listen for gRPC on {address} ({exc}). Hint: set HOUSING_GRPC_PORT to "
-                "a free port, or to 0 to turn gRPC off."
+                f"cannot listen for gRPC on {address} ({exc.strerror or exc}). Hint: set "
+                "HOUSING_GRPC_PORT to a free port, or to 0 to turn gRPC off."
             ) from None
-        await server.start()
         self._server = server
         logger.info("gRPC listening on %s:%d", self.host, self.port)
 
     def begin_stop(self, grace: float) -> None:
         """Refuse new calls from now on; calls in flight have ``grace`` seconds to finish."""
-        if self._server is not None and self._stopping is None:
-            self._stopping = asyncio.get_running_loop().create_task(
-                self._server.stop(grace), name="grpc-stop"
-            )
+        if self._server is not None and not self._stopping:
+            self._stopping = True
+            self._server.begin_stop(grace)
 
     async def stopped(self) -> None:
         """Return when the calls in flight are done (or cancelled at the grace period's end)."""
-        if self._stopping is not None:
-            await asyncio.shield(self._stopping)
+        if self._server is not None and self._stopping:
+            await self._server.stopped()

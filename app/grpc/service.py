@@ -53,6 +53,7 @@ class InferenceService:
         self.keys = keys
         self.max_instances = self.runtime.settings.max_instances
         self.requests = InferRequests(self.max_instances)
+        self.columns = tensors.ColumnReader(self.max_instances)
         self.throttled = throttled  # the undecodable messages' warning
 
     def check_key(self, metadata: Headers) -> None:
@@ -110,15 +111,16 @@ class InferenceService:
 
     async def infer(
         self, raw: bytes, request_id: str, trace: RequestTrace | None
-    ) -> tuple[pb.ModelInferResponse, Served]:
-        """The answer to a ``ModelInferRequest``'s bytes, and the model that gave it."""
+    ) -> tuple[bytes, Served]:
+        """The serialized answer to a ``ModelInferRequest``'s bytes, and the model that gave
+        it."""
         plane = self.plane
         request = decode(raw, pb.ModelInferRequest, self.throttled)
         self.check_model(request.model_name, request.model_version)
         model = plane.serving()
 
         def parse() -> Decoded[Inference]:
-            fast = tensors.columns(request, self.max_instances)
+            fast = self.columns.read(request)
             if fast is not None:
                 decoded = self.requests.decode_columns(model, *fast, tensors.head(request))
                 if decoded is not None:
@@ -143,7 +145,7 @@ class InferenceService:
                 done.flags,
             )
             capture.record(INFER, request_id, model.version, (JSON, records), (JSON, answer))
-        message = tensors.response(
+        answer = tensors.response(
             request, MODEL_NAME, model.version, plan.outputs, done.values, done.ranges, done.flags
         )
-        return message, model
+        return answer, model

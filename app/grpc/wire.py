@@ -32,6 +32,7 @@ import re
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from time import perf_counter
 from urllib.parse import quote
 
 from app.grpc.http2 import STATUS_200, hpack_literal
@@ -72,7 +73,9 @@ class RpcError(Exception):
 class Call:
     """One call as its handler sees it."""
 
-    __slots__ = ("_time", "deadline", "ended", "metadata", "method", "peer", "trailers")
+    __slots__ = (
+        "_time", "deadline", "ended", "metadata", "method", "opened", "peer", "trailers"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -89,6 +92,7 @@ class Call:
         self.trailers: list[tuple[str, str]] = []
         self.ended: Status | None = None
         self._time = time
+        self.opened = perf_counter()  # when its headers were read (for request durations)
 
     def time_remaining(self) -> float | None:
         """Seconds left before the client's deadline (never below 0), None without one."""
@@ -99,11 +103,16 @@ class Call:
 
 @dataclass(slots=True, frozen=True)
 class Method:
-    """One method: ``unary`` or ``stream`` (exactly one), and optionally ``admit``."""
+    """One method: ``unary`` or ``stream`` (exactly one), and optionally ``admit`` and
+    ``unfinished``: told, once, of a call that ``admit`` let through but whose handler never
+    ran, with the status it ended with (the client cancelled it or its deadline passed while
+    its message was arriving; its message was too large, compressed oddly, or not one), so
+    that every call can be counted however it ends."""
 
     admit: Callable[[Call], None] | None = None
     unary: Callable[[Call, bytes], Awaitable[bytes]] | None = None
     stream: Callable[[Call, bytes], AsyncIterator[bytes]] | None = None
+    unfinished: Callable[[Call, Status], None] | None = None
 
 
 RESPONSE_HEAD = (

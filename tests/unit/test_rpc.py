@@ -125,7 +125,9 @@ def test_the_answer_is_raw_fp64_in_the_order_asked_with_the_coverage() -> None:
     ranges = Ranges(0.8, [(90.0, 110.0), (190.0, 230.0)])
     names = ("house_value_high", "house_value")
     cents = [429055.57, 200.5]  # FP32 would answer 429055.5625 for the first
-    answer = tensors.response(request, "housing", "v1", names, cents, ranges, [])
+    answer = pb.ModelInferResponse.FromString(
+        tensors.response(request, "housing", "v1", names, cents, ranges, [])
+    )
     assert (answer.model_name, answer.model_version, answer.id) == ("housing", "v1", "r-2")
     assert [o.name for o in answer.outputs] == list(names)
     assert [list(o.shape) for o in answer.outputs] == [[2], [2]]
@@ -141,8 +143,10 @@ def test_flagged_rows_are_summed_up_in_the_answers_parameters() -> None:
     flags: list[Flag] = [
         {"row": r, "field": "house_value", "code": "below_floor", "message": "m"} for r in range(7)
     ]
-    answer = tensors.response(
-        pb.ModelInferRequest(), "housing", "v1", ("house_value",), [1.0] * 7, None, flags
+    answer = pb.ModelInferResponse.FromString(
+        tensors.response(
+            pb.ModelInferRequest(), "housing", "v1", ("house_value",), [1.0] * 7, None, flags
+        )
     )
     assert answer.parameters["warning_count"].int64_param == 7
     summary = answer.parameters["warnings"].string_param
@@ -173,7 +177,7 @@ def test_raw_tensors_read_into_columns_equal_the_envelopes_records(numbers: str)
         {**EXAMPLE_RECORD, "median_income": 12.5, "latitude": 37.25},
     ]
     request = _raw_request(records, numbers)
-    read = tensors.columns(request, 1024)
+    read = tensors.ColumnReader(1024).read(request)
     assert read is not None
     numeric, ocean = read
     envelope, tail = tensors.envelope(request)
@@ -200,8 +204,39 @@ def test_raw_tensors_read_into_columns_equal_the_envelopes_records(numbers: str)
 def test_anything_but_the_common_case_is_left_to_the_envelope(spoil: object) -> None:
     request = _raw_request([EXAMPLE_RECORD])
     spoil(request)  # type: ignore[operator]
-    assert tensors.columns(request, 1024) is None
+    assert tensors.ColumnReader(1024).read(request) is None
 
 
 def test_more_rows_than_allowed_are_left_to_the_envelope() -> None:
-    assert tensors.columns(_raw_request([EXAMPLE_RECORD] * 3), 2) is None
+    assert tensors.ColumnReader(2).read(_raw_request([EXAMPLE_RECORD] * 3)) is None
+
+
+def test_a_kept_layout_still_checks_each_calls_contents() -> None:
+    reader = tensors.ColumnReader(1024)
+    first = reader.read(_raw_request([EXAMPLE_RECORD]))
+    other = {**EXAMPLE_RECORD, "median_income": 3.25}
+    second = reader.read(_raw_request([other]))  # the same inputs: the kept layout
+    assert first is not None and second is not None
+    assert second[0][0, NUMERIC_COLUMNS.index("median_income")] == 3.25
+    cut = _raw_request([EXAMPLE_RECORD])
+    cut.raw_input_contents[0] = b"\x00" * 3
+    assert reader.read(cut) is None
+    word = _raw_request([EXAMPLE_RECORD])
+    word.raw_input_contents[8] = b"\xff\xff\xff\xff"
+    assert reader.read(word) is None
+
+
+def test_answers_built_from_kept_heads_equal_the_whole_message() -> None:
+    ranges = Ranges(0.9, [(90.0, 110.0)])
+    names = ("house_value", "house_value_low", "house_value_high")
+    for request_id in ("a", "", "b"):  # the second and third reuse the first's head
+        built = tensors.response(
+            pb.ModelInferRequest(id=request_id), "housing", "v9", names, [100.0], ranges, []
+        )
+        expected = pb.ModelInferResponse(model_name="housing", model_version="v9", id=request_id)
+        for name, value in zip(names, (100.0, 90.0, 110.0), strict=True):
+            tensor = expected.outputs.add(name=name, datatype="FP64", shape=[1])
+            if name != "house_value":
+                tensor.parameters["coverage"].double_param = 0.9
+            expected.raw_output_contents.append(np.asarray([value], "<f8").tobytes())
+        assert pb.ModelInferResponse.FromString(built) == expected
