@@ -10,6 +10,7 @@ TORCH_VERSION ?= 2.13.0
 # torch-xla 2.9 needs torch 2.9 exactly, so the XLA device gets a virtualenv of its own.
 XLA_TORCH_VERSION ?= 2.9.0
 XLA_VERSION ?= 2.9.0
+KSERVE_VERSION ?= 0.21.0
 # torch-neuronx's torch is 2.9 and AWS's last Neuron DLC runs Python 3.12, so the XLA venv uses
 # 3.12 where this machine has one. Each candidate is run, not just found: pyenv's shim answers
 # `command -v python3.12` even when that version is not selected.
@@ -37,6 +38,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install $(PIP_QUIET) --upgrade pip
 	$(PY) -m pip install $(PIP_QUIET) torch==$(TORCH_VERSION)
 	$(PY) -m pip install $(PIP_QUIET) -e '.[train,dev,scale]'
+	# KServe's clients for the conformance suite, without its model server's pins (pyproject.toml)
+	$(PY) -m pip install $(PIP_QUIET) --no-deps kserve==$(KSERVE_VERSION)
 	touch $@
 
 install: $(VENV)/.installed ## create .venv with torch $(TORCH_VERSION) (CPU) and the project

@@ -3,9 +3,9 @@
 Inputs: one tensor per raw feature, named as in ``/predict``, each of shape ``[N]`` or
 ``[N, 1]``: the eight numbers as FP32/FP64/INT32/INT64 (other integer and float types too),
 ``ocean_proximity`` as BYTES. ``total_bedrooms`` may be left out (all rows imputed), or carry
-NaN (binary) or null (JSON) for a missing value. Raw features rather than one encoded
-``[N, 13]`` tensor: clients need no one-hot code of their own, and every row is checked by the
-same bounds as ``/predict``.
+NaN (binary, or JSON's ``NaN`` literal: ``loads``) or null (JSON) for a missing value. Raw
+features rather than one encoded ``[N, 13]`` tensor: clients need no one-hot code of their own,
+and every row is checked by the same bounds as ``/predict``.
 
 Tensor data comes as JSON (``data``, flattened row-major) or, as ``tritonclient`` sends by
 default, in the binary tensor extension: the JSON header is the first
@@ -22,7 +22,7 @@ outputs it wants (``outputs``), and the coverage of the range (``parameters.cove
 
 from __future__ import annotations
 
-import math
+import json
 import struct
 from typing import Any
 
@@ -86,18 +86,61 @@ def model_metadata(version: str, target: str, ranges: bool) -> dict[str, Any]:
     }
 
 
+def unknown_model(name: str) -> str:
+    """The refusal of a model this server does not serve (both doors say it: 404, NOT_FOUND)."""
+    return f"unknown model {name!r}: this server serves {MODEL_NAME!r}"
+
+
+def unknown_version(version: str, served: str) -> str:
+    """The refusal of a version other than the ``served`` one (404, NOT_FOUND)."""
+    return (
+        f"model {MODEL_NAME!r} has no version {version!r}; version {served} is served "
+        "(leave model_version empty for the one in service)"
+    )
+
+
+# The non-standard literals Triton's JSON reader takes (``loads``).
+_LITERALS = (b"NaN", b"Infinity")
+
+
+def loads(part: bytes) -> Any:
+    """The request's JSON, as Triton reads it: standard JSON, and the literals ``NaN``,
+    ``Infinity`` and ``-Infinity`` as numbers.
+
+    Triton accepts them (its parser's NaN-and-Inf mode), and clients write them: Python's
+    ``json.dumps``, and so ``tritonclient.http`` in JSON mode, sends a NaN FP32 value, which is
+    how that client says "missing", as a bare ``NaN``. orjson, several times faster, refuses
+    them, so a body it refuses is read again by Python's ``json`` module only when it holds one
+    of those words, under the same bounds: the body is already at most
+    ``HOUSING_MAX_BODY_BYTES``, nesting too deep for the parser (RecursionError) is refused, and
+    so is anything orjson could not have read (bytes that are not UTF-8, a lone surrogate).
+    Every other refusal keeps orjson's message. What the numbers mean is decided afterwards,
+    as for binary tensors: NaN in ``total_bedrooms`` is a missing value (imputed); NaN in any
+    other feature, and an infinity in any, is refused by the validator, naming row and input.
+    """
+    try:
+        return orjson.loads(part)
+    except orjson.JSONDecodeError as exc:
+        if not any(word in part for word in _LITERALS):
+            raise OipError(f"the body is not valid JSON: {exc}") from None
+        try:
+            value = json.loads(part.decode("utf-8"))
+            orjson.dumps(value)  # a lone surrogate (a "\\ud800" escape) cannot be answered
+        except (ValueError, RecursionError, orjson.JSONEncodeError):
+            raise OipError(f"the body is not valid JSON: {exc}") from None
+        return value
+
+
 def split_body(body: bytes, header_length: bytes | None) -> tuple[dict[str, Any], bytes]:
-    """The JSON request and the binary tail (empty without the binary extension)."""
+    """The JSON request (``loads``) and the binary tail (empty without the binary
+    extension)."""
     if header_length is None:
         json_part, tail = body, b""
     else:
         if not header_length.isdigit() or int(header_length) > len(body):
             raise OipError("Inference-Header-Content-Length does not fit the body")
         json_part, tail = body[: int(header_length)], body[int(header_length) :]
-    try:
-        request = orjson.loads(json_part)
-    except orjson.JSONDecodeError as exc:
-        raise OipError(f"the body is not valid JSON: {exc}") from None
+    request = loads(json_part)
     if type(request) is not dict or type(request.get("inputs")) is not list:
         raise OipError('expected a JSON object with an "inputs" list')
     return request, tail
@@ -147,8 +190,9 @@ def _values(tensor: dict[str, Any], tail: bytes, offset: int) -> tuple[list[Any]
             raise OipError(f"input {name!r}: BYTES data must be strings")
         return flat, offset
     for v in flat:
-        if v is not None and (type(v) not in (int, float) or not math.isfinite(v)):
-            raise OipError(f"input {name!r}: {datatype} data must be finite numbers")
+        # NaN and infinities are numbers here (``loads``); the validator judges them by row.
+        if v is not None and type(v) not in (int, float):
+            raise OipError(f"input {name!r}: {datatype} data must be numbers")
     return flat, offset
 
 
@@ -196,7 +240,7 @@ def records_from(request: dict[str, Any], tail: bytes) -> list[dict[str, Any]]:
         columns[name] = values
     if not rows:
         raise OipError("no rows: inputs need at least one element")
-    if IMPUTED_COLUMN in columns:  # NaN (binary) or null (JSON): missing
+    if IMPUTED_COLUMN in columns:  # NaN or null: missing
         columns[IMPUTED_COLUMN] = [
             None if v is None or v != v else v for v in columns[IMPUTED_COLUMN]
         ]

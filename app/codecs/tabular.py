@@ -2,7 +2,8 @@
 
 ``text/csv`` (``parse_csv``): columns are the raw features in the data set's order
 (``RAW_COLUMNS``: eight numbers, then ``ocean_proximity``); a header line with exactly those
-names may come first; an empty ``total_bedrooms`` is missing (imputed). Cells become numbers
+names may come first, and may be all there is (no records: ``parse_csv``); an empty
+``total_bedrooms`` is missing (imputed). Cells become numbers
 here. JSON Lines (``parse_jsonlines``): each line is one JSON object, a record as ``/predict``
 takes it. Either way blank lines are skipped, and bounds and categories are then checked by
 the same validator as ``/predict``, so the rules live in one place; an error names the line
@@ -134,7 +135,11 @@ def parse_csv(
 ) -> list[dict[str, Any]]:
     """Validated records, or InvalidInput naming each bad line (1-based, as in the file) and
     field: the first ``most``, and the count. A leading UTF-8 BOM is skipped; a body that is
-    not CSV at all (bad UTF-8, a broken quote) is refused at the first such place."""
+    not CSV at all (bad UTF-8, a broken quote) is refused at the first such place.
+
+    The header line alone is no records (an empty list): a CSV object in S3 that has its
+    header and no rows is a valid, empty file, and Batch Transform sends it as it is. A body
+    with no line at all (empty, or blank lines) is refused: it says nothing of its format."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -159,6 +164,8 @@ def parse_csv(
                 break
     except csv.Error as exc:
         raise _problem(rows.line_num, "body", f"not CSV: {exc}") from None
+    if not seen and not first:
+        return []  # the header alone
     if not seen:
         raise _problem(1, "body", f"no rows; expected lines of {','.join(RAW_COLUMNS)}")
     return out.result(ended=not stopped)

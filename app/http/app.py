@@ -18,7 +18,7 @@ from app.core.runtime import ModelRuntime
 from app.http import health, metrics, models, oip, predict, sagemaker
 from app.http.endpoint import PredictionEndpoint
 from app.http.guard import Guard
-from app.http.oip import InferEndpoint
+from app.http.oip import InferEndpoint, VersionedInfer
 from app.http.pages import mount_docs
 from app.http.predict import PredictEndpoint
 from app.http.refusals import install_error_handlers
@@ -33,16 +33,25 @@ class HousingApp(FastAPI):
     """FastAPI for the probes and docs, with the prediction routes dispatched before FastAPI's
     routing (their cost is the hot path's).
 
-    ``hot_paths`` maps an exact path to a bare ASGI endpoint; everything else goes through
-    FastAPI as usual. Middleware a user adds (``app.add_middleware``: CORS, auth, headers)
-    applies to the prediction routes too: their requests go through the same user middleware,
-    in the same order, before their endpoint (``_hot_stack``). The service's own access
-    recording is not repeated there: the endpoints record themselves.
+    ``hot_paths`` maps an exact path to a bare ASGI endpoint; ``hot_match`` gives the bare
+    endpoint of a path of some other shape, or None (the versioned ``infer``: a prefix test,
+    run only for paths not in ``hot_paths``, so the exact paths cost one dict lookup as
+    before); everything else goes through FastAPI as usual. Middleware a user adds
+    (``app.add_middleware``: CORS, auth, headers) applies to the prediction routes too: their
+    requests go through the same user middleware, in the same order, before their endpoint
+    (``_hot_stack``). The service's own access recording is not repeated there: the endpoints
+    record themselves.
     """
 
-    def __init__(self, hot_paths: dict[str, ASGIApp], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        hot_paths: dict[str, ASGIApp],
+        hot_match: Callable[[str], ASGIApp | None] = lambda _: None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.hot_paths = hot_paths
+        self.hot_match = hot_match
         self._hot_stack: ASGIApp | None = None
 
     def _build_hot_stack(self) -> ASGIApp:
@@ -54,10 +63,17 @@ class HousingApp(FastAPI):
         return stack
 
     async def _dispatch_hot(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.hot_paths[scope["path"]](scope, receive, send)
+        path = scope["path"]
+        endpoint = self.hot_paths.get(path) or self.hot_match(path)
+        if endpoint is None:  # a user middleware rewrote the path: FastAPI routes it
+            await super().__call__(scope, receive, send)
+            return
+        await endpoint(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in self.hot_paths:
+        if scope["type"] == "http" and (
+            scope["path"] in self.hot_paths or self.hot_match(scope["path"]) is not None
+        ):
             if self._hot_stack is None:  # built once, at the first request: middleware is in
                 self._hot_stack = self._build_hot_stack()
             await self._hot_stack(scope, receive, send)
@@ -77,13 +93,16 @@ def build_http_app(
     lifespan: Lifespan,
 ) -> FastAPI:
     """The HTTP door on the objects of the composition root (``app.compose``)."""
+    infer = InferEndpoint(plane, guard, recorder)
     endpoints: list[PredictionEndpoint[Any]] = [
         PredictEndpoint(plane, guard, recorder),
         InvocationsEndpoint(plane, guard, recorder),
-        InferEndpoint(plane, guard, recorder),
+        infer,
     ]
+    versioned = VersionedInfer(infer)
     app = HousingApp(
         hot_paths={e.route: e for e in endpoints},
+        hot_match=lambda path: None if versioned.version(path) is None else versioned,
         title=SERVER_NAME,
         version=server_version(),
         summary=SUMMARY,

@@ -27,7 +27,7 @@ per response) with both, set by ``guarded_protocol(settings, metrics)``. The rul
 Both live in the protocol, so a supervisor's workers -- which run the same server -- behave
 alike. The deadlines of all connections share one loop timer (``app.core.timeouts``): arming and
 ending one costs a dict insert and a delete per request, not a timer. gRPC's connections are
-``grpc.aio``'s, not these.
+``app.grpc.transport``'s, with bounds of their own.
 """
 
 from __future__ import annotations

@@ -189,7 +189,9 @@ class PredictionEndpoint(Generic[C]):
             None if (rid := headers.get(b"x-request-id")) is None else rid.decode("latin-1")
         )
         tracing = self.runtime.tracing
-        trace = None if tracing is None else tracing.request_http("POST", self.route, headers)
+        trace = (
+            None if tracing is None else tracing.request_http("POST", self.route, headers, scope)
+        )
         model = None
         body = b""
         try:

@@ -6,16 +6,25 @@ and ``house_value_high``. The range's coverage is the request's ``parameters.cov
 range), else ``HOUSING_INTERVAL_COVERAGE``; asking for a range output that the answer cannot
 have (coverage 0, or a model without intervals) is refused. Errors are ``{"error": "..."}``:
 400 for a request the protocol or the validator refuses, the usual 401/413/415/503/504
-otherwise.
+otherwise, and 404 for a model, version or path under ``/v2`` that this server does not have
+(``app.http.refusals``).
+
+Versions: ``/v2/models/housing/versions/{version}`` (metadata), ``.../ready`` and
+``.../infer`` answer as the unversioned routes when ``version`` is the version in service, and
+404 (``{"error": ...}``, the text of the gRPC door's NOT_FOUND) for any other; before a model
+is loaded they answer as the unversioned routes do then (503). The versioned ``infer`` is a
+bare endpoint too (``VersionedInfer``), reached by ``HousingApp``'s pattern match.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Path
 from fastapi.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from app.codecs import oip
 from app.codecs.oip_infer import Inference, InferRequests, invalid_text
@@ -41,13 +50,31 @@ from app.http.openapi import documented_post, refusals
 from app.http.refusals import error_answer
 from app.identity import EXTENSIONS, MODEL_NAME, SERVER_NAME, server_version
 from app.observe.access import RequestRecorder
+from app.observe.logs import request_id_from
 
 MODEL_PATH = f"/v2/models/{MODEL_NAME}"
+VERSIONS = f"{MODEL_PATH}/versions/"
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 NOT_READY: dict[int | str, dict[str, Any]] = {
     503: {"model": Ready, "description": "Not ready: loading, failing, or shutting down"}
 }
+NO_VERSION: dict[int | str, dict[str, Any]] = {
+    404: {"model": OipErrorBody, "description": "Another version than the one in service"}
+}
+NOT_LOADED: dict[int | str, dict[str, Any]] = {
+    503: {"model": OipErrorBody, "description": "The model is not loaded yet"}
+}
+VersionPath = Annotated[str, Path(description="The version in service (X-Model-Version)")]
+
+
+def version_refusal(runtime: ModelRuntime, version: str) -> JSONResponse | None:
+    """A 404 for a version other than the one in service; None when it is that one, or when no
+    model is loaded yet (the route then answers as its unversioned twin: 503)."""
+    model = runtime.model
+    if model is None or version == model.version:
+        return None
+    return JSONResponse({"error": oip.unknown_version(version, model.version)}, status_code=404)
 
 
 @router.get("", summary="Server metadata", response_model=ServerMetadata)
@@ -82,12 +109,36 @@ async def model_ready(runtime: RuntimeDep) -> JSONResponse:
 
 
 @router.get(
+    f"/models/{MODEL_NAME}/versions/{{version}}/ready",
+    summary="Model version ready",
+    response_model=Ready,
+    responses={**NO_VERSION, **NOT_READY},
+)
+async def model_version_ready(runtime: RuntimeDep, version: VersionPath) -> JSONResponse:
+    return version_refusal(runtime, version) or _ready(runtime)
+
+
+@router.get(
     f"/models/{MODEL_NAME}",
     summary="Model metadata: inputs and outputs",
     response_model=ModelMetadata,
-    responses={503: {"model": OipErrorBody, "description": "The model is not loaded yet"}},
+    responses=NOT_LOADED,
 )
 async def model_metadata(runtime: RuntimeDep) -> JSONResponse:
+    return _metadata(runtime)
+
+
+@router.get(
+    f"/models/{MODEL_NAME}/versions/{{version}}",
+    summary="Model version metadata: inputs and outputs",
+    response_model=ModelMetadata,
+    responses={**NO_VERSION, **NOT_LOADED},
+)
+async def model_version_metadata(runtime: RuntimeDep, version: VersionPath) -> JSONResponse:
+    return version_refusal(runtime, version) or _metadata(runtime)
+
+
+def _metadata(runtime: ModelRuntime) -> JSONResponse:
     manifest = runtime.manifest
     if manifest is None or manifest.compiled is None:
         return JSONResponse({"error": "the model is not loaded yet"}, status_code=503)
@@ -146,6 +197,48 @@ class InferEndpoint(PredictionEndpoint[Inference]):
         return Answer(orjson.dumps(body), JSON, status, tuple(extra.items()))
 
 
+class VersionedInfer:
+    """``POST /v2/models/housing/versions/{version}/infer``: ``infer`` itself for the version in
+    service (or before any is loaded: then its 503), a 404 for any other, counted under this
+    route. ``HousingApp`` sends it the paths of that shape (``version``), before FastAPI's
+    routing, as it does ``infer``'s."""
+
+    route = f"{VERSIONS}{{version}}/infer"
+    suffix = "/infer"
+
+    def __init__(self, infer: InferEndpoint) -> None:
+        self.infer = infer
+        self.runtime = infer.runtime
+
+    @classmethod
+    def version(cls, path: str) -> str | None:
+        """The version a path of this route names, or None for a path of another shape."""
+        if not (path.startswith(VERSIONS) and path.endswith(cls.suffix)):
+            return None
+        version = path[len(VERSIONS) : -len(cls.suffix)]
+        return version if version and "/" not in version else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        version = self.version(scope["path"])
+        model = self.runtime.model
+        if version is None or model is None or version == model.version:
+            # No await before the endpoint takes the model: a reload cannot come in between.
+            await self.infer(scope, receive, send)
+            return
+        started = time.perf_counter()
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        request_id = request_id_from(None if given is None else given.decode("latin-1"))
+        body = orjson.dumps({"error": oip.unknown_version(version, model.version)})
+        headers = [
+            (b"content-type", JSON.encode()),
+            (b"content-length", b"%d" % len(body)),
+            (b"x-request-id", request_id.encode()),
+        ]
+        await send({"type": "http.response.start", "status": 404, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        self.infer.recorder.finish(scope, self.route, 404, started, request_id)
+
+
 def document(router: APIRouter) -> None:
     """``POST /v2/models/housing/infer`` in the schema (``app.http.openapi``): the JSON
     envelope is ``InferRequest``; with the binary tensor extension the body is bytes."""
@@ -154,27 +247,44 @@ def document(router: APIRouter) -> None:
         ge=0,
         description="Binary tensor extension: the length of the JSON part of the body",
     )
-    documented_post(
-        router,
-        InferEndpoint.route,
-        "oip_model_infer",
-        {"body": InferRequest, "header_length": (Annotated[int, length], None)},
-        tags=["open inference protocol"],
-        summary="Infer: house values from the raw features, one tensor each",
-        response_model=InferResponse,
-        response_description="house_value, FP64 [N]",
-        responses={
-            400: {
-                "model": OipErrorBody,
-                "description": "A request the protocol or the feature rules refuse",
-            },
-            **refusals(OipErrorBody, OipErrorBody),
-        },
-        openapi_extra={
+    documentation: dict[str, Any] = {
+        "tags": ["open inference protocol"],
+        "response_model": InferResponse,
+        "response_description": "house_value, FP64 [N]",
+        "openapi_extra": {
             "requestBody": {
                 "content": {
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
                 }
             }
         },
+    }
+    answers: dict[int | str, Any] = {
+        400: {
+            "model": OipErrorBody,
+            "description": "A request the protocol or the feature rules refuse",
+        },
+        **refusals(OipErrorBody, OipErrorBody),
+    }
+    parameters: dict[str, Any] = {
+        "body": InferRequest,
+        "header_length": (Annotated[int, length], None),
+    }
+    documented_post(
+        router,
+        InferEndpoint.route,
+        "oip_model_infer",
+        parameters,
+        summary="Infer: house values from the raw features, one tensor each",
+        responses=answers,
+        **documentation,
+    )
+    documented_post(
+        router,
+        VersionedInfer.route,
+        "oip_model_version_infer",
+        {"version": VersionPath, **parameters},
+        summary="Infer on a version: the version in service, else 404",
+        responses={**answers, **NO_VERSION},
+        **documentation,
     )

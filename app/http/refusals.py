@@ -4,20 +4,26 @@ A ``Refusal`` kind (``app.errors.classify``) has one status and, where HTTP want
 (``WWW-Authenticate`` on a 401, ``Allow`` on a 405, ``Retry-After`` on a 503, ``Connection:
 close`` on a 413 whose body is left unread). The body is the route family's: ``{"detail": ...}``
 here (``/predict``, SageMaker, the probes), ``{"error": ...}`` for the Open Inference Protocol
-(``app.http.oip``). Never a stack trace in an answer: an unexpected error is logged with an
-error id -- the request id -- and the client gets that id.
+(``app.http.oip``), including FastAPI's own 404 and 405 under ``/v2`` (``http_error``), so that
+its clients show the reason: a 404 names the unknown model, or the path. Never a stack trace in
+an answer: an unexpected error is logged with an error id -- the request id -- and the client
+gets that id.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
+from app.codecs.oip import unknown_model
 from app.errors import (
     MAX_ERROR_DETAILS,
     InvalidInput,
@@ -27,6 +33,7 @@ from app.errors import (
     validation_details,
 )
 from app.errors import invalid_details as domain_details
+from app.identity import MODEL_NAME
 from app.observe.logs import new_request_id
 
 logger = logging.getLogger("housing.errors")
@@ -104,11 +111,44 @@ async def _handle(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+OIP_PREFIX = "/v2"
+_MODEL_PATH = re.compile(r"/v2/models/([^/]+)(?:/|$)")
+# The most of a path a 404 repeats.
+PATH_CHARS = 200
+
+
+def oip_path(path: str) -> bool:
+    """Whether ``path`` is the Open Inference Protocol's (its errors are ``{"error": ...}``)."""
+    return path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/")
+
+
+def not_found_text(method: str, path: str) -> str:
+    """The 404 of a path under ``/v2`` that no route has: the model, when the path names
+    another (the gRPC door's text), else the path (its first ``PATH_CHARS`` characters)."""
+    named = _MODEL_PATH.match(path)
+    if named is not None and named[1] != MODEL_NAME:
+        return unknown_model(named[1])
+    shown = path if len(path) <= PATH_CHARS else path[:PATH_CHARS] + "..."
+    return f"no route for {method} {shown}; this server's routes are listed at /docs"
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's HTTP errors (an unknown path's 404, a wrong method's 405): the protocol's
+    ``{"error": ...}`` under ``/v2``, FastAPI's ``{"detail": ...}`` elsewhere."""
+    assert isinstance(exc, HTTPException)
+    path = request.scope["path"]
+    if not oip_path(path):
+        return await http_exception_handler(request, exc)
+    text = not_found_text(request.method, path) if exc.status_code == 404 else str(exc.detail)
+    return JSONResponse({"error": text}, status_code=exc.status_code, headers=exc.headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """For the FastAPI routes (probes, docs); the bare endpoints call ``error_answer`` directly.
 
-    RequestValidationError replaces FastAPI's own 422 format; everything else unexpected is a
-    500 with an error id.
+    RequestValidationError replaces FastAPI's own 422 format; HTTP errors under ``/v2`` are the
+    protocol's (``http_error``); everything else unexpected is a 500 with an error id.
     """
     app.add_exception_handler(RequestValidationError, _handle)
+    app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, _handle)

@@ -12,6 +12,14 @@ request's own format; an ``Accept`` it cannot produce is a 406, never another fo
 * ``application/jsonlines``: one JSON object a line, ``/predict``'s answer for that record.
 
 The line formats answer one line per record, in order (what ``AssembleWith=Line`` joins).
+A CSV body that is its header line alone (a header-only object in a Batch Transform job) has no
+records, and is answered 200 with none, in the answer's format: an empty body for CSV and JSON
+Lines, ``{"predictions": []}`` (and ``"intervals": []`` when the answer has ranges) for JSON;
+the device is not called. So the object's ``.out`` file is empty, as its input was, where a 4xx
+would count as a failed object (Batch Transform's ``ClientError``). SageMaker's containers do
+not refuse an empty input either: the built-in XGBoost container answers an empty body with
+204 and no content (its CSV reader takes no header line at all). An empty body (no header
+either) is still a 422 here: it says nothing of its format.
 Their rows are bounded by ``HOUSING_MAX_BODY_BYTES`` alone, not ``HOUSING_MAX_INSTANCES``
 (which bounds JSON's ``instances``); such a request enters the queue ``HOUSING_MAX_INSTANCES``
 rows at a time (``PredictionEndpoint.answer``), and a large body is parsed on a worker thread.
@@ -31,6 +39,7 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Body, Header
 from pydantic import BaseModel, Field
+from starlette.types import Receive
 
 from app.codecs.oip import flag_summary
 from app.codecs.schemas import (
@@ -54,6 +63,7 @@ from app.http.health import read_readiness
 from app.http.openapi import documented_post, refusals
 from app.http.predict import COVERAGE_QUERY, EXAMPLES, RecordsJson, invalid_body
 from app.observe.access import RequestRecorder
+from app.observe.tracing import RequestTrace
 from modelspec.features import EXAMPLE_RECORD, RAW_COLUMNS, encode_records
 
 CSV = "text/csv"
@@ -184,6 +194,14 @@ def custom_attribute(attributes: bytes, key: str) -> str | None:
     return None
 
 
+class HeaderOnly(Exception):
+    """A CSV body with its header line and no row: answered with no rows (``answer``)."""
+
+    def __init__(self, invocation: Invocation) -> None:
+        super().__init__("a CSV header and no rows")
+        self.invocation = invocation
+
+
 class InvocationsEndpoint(PredictionEndpoint[Invocation]):
     """``POST /invocations``: ``/predict``'s JSON, CSV rows or JSON Lines."""
 
@@ -213,6 +231,8 @@ class InvocationsEndpoint(PredictionEndpoint[Invocation]):
         median = model.bedrooms_median
         if kind == CSV:
             records = parse_csv(body, self.lines, self.max_errors)
+            if not records:
+                raise HeaderOnly(Invocation(False, answer, columns))
         elif kind == JSONLINES:
             records = parse_jsonlines(body, self.lines, self.max_errors)
         else:
@@ -225,6 +245,25 @@ class InvocationsEndpoint(PredictionEndpoint[Invocation]):
             ]
         )  # in slices, as parsed (app.codecs.tabular)
         return Decoded(encoded, Invocation(False, answer, columns))
+
+    async def answer(
+        self,
+        model: Served,
+        body: bytes,
+        headers: Headers,
+        receive: Receive,
+        asked: Coverage | None,
+        trace: RequestTrace | None = None,
+    ) -> Answer:
+        """The base's answer; for a header-only CSV body, the answer with no rows, without a
+        device call (its range, when it has one, is an empty list at the asked coverage)."""
+        try:
+            return await super().answer(model, body, headers, receive, asked, trace)
+        except HeaderOnly as empty:
+            decoded = Decoded(np.empty((0, 0)), empty.invocation)
+            coverage = self.coverage_for(model, decoded, asked)
+            ranges = None if coverage is None else Ranges(coverage.coverage, [])
+            return self.reply(model, [], ranges, decoded, headers, [])
 
     def coverage_for(
         self, model: Served, decoded: Decoded[Invocation], asked: Coverage | None
@@ -301,7 +340,7 @@ def json_lines(values: list[float], ranges: Ranges | None, flags: list[Flag]) ->
         if row in notes:
             answer["warnings"] = notes[row]
         lines.append(orjson.dumps(answer))
-    return Answer(b"\n".join(lines) + b"\n", JSONLINES)
+    return Answer(b"".join(line + b"\n" for line in lines), JSONLINES)
 
 
 def document(router: APIRouter, body: Any) -> None:

@@ -2,6 +2,8 @@
 
 The bare prediction endpoints call ``RequestRecorder.finish`` themselves (no wrapper around their
 ``send``: the hot path stays lean); FastAPI's routes go through ``RequestRecorderMiddleware``.
+A request's ``route`` label is the path of the route that answered it (``route_label``), and
+``unmatched`` only when no route has its path: the labels stay as few as the routes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.observe.logs import REQUEST_ID_HEADER, request_id_from
@@ -78,6 +81,32 @@ class RequestRecorder:
             )
 
 
+UNMATCHED = "unmatched"
+
+
+def route_label(scope: Scope, path: str, root_path: str) -> str:
+    """The path of the route that answered a request, from its ``scope`` after the app ran;
+    ``path`` and ``root_path`` are the scope's before it ran (a mount changes them).
+
+    FastAPI puts its own routes in the scope (``scope["route"]``), but not the plain Starlette
+    routes and mounts it also serves: ``/openapi.json`` and the docs' static files
+    (``/docs-assets``). Those are found again in the router's routes; a route that matches the
+    path but not the method (a 405) counts too. Only a path no route has is ``unmatched``.
+    """
+    route = scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path", UNMATCHED))
+    router = scope.get("router")
+    if router is None:
+        return UNMATCHED
+    asked = {**scope, "path": path, "root_path": root_path}
+    for candidate in router.routes:
+        match, _ = candidate.matches(asked)
+        if match is not Match.NONE:
+            return str(getattr(candidate, "path", UNMATCHED))
+    return UNMATCHED
+
+
 class RequestRecorderMiddleware:
     """Request id in and out, the model's version out (``X-Model-Version``, from
     ``model_version``: None before a model is loaded), metrics and the access log for
@@ -114,8 +143,9 @@ class RequestRecorderMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        path, root_path = scope["path"], scope.get("root_path", "")
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = route_label(scope, path, root_path)
             self.recorder.finish(scope, route, status, started, request_id)

@@ -15,7 +15,10 @@ The spans, for prediction requests only (probes, metrics, metadata and docs are 
 * one SERVER span per request, ``POST /predict`` or ``inference.GRPCInferenceService/
   ModelInfer``, the child of the caller's W3C ``traceparent``/``tracestate`` (HTTP headers or
   gRPC metadata), with the route or method, the status, the rows, the model version and the
-  request id; a 5xx (or a gRPC server error) marks it failed;
+  request id; a 5xx (or a gRPC server error) marks it failed. An HTTP span carries the
+  semantic conventions' HTTP server attributes from the request's ASGI scope:
+  ``url.scheme``, ``url.path``, ``server.address`` and ``server.port`` (the listening socket's),
+  ``client.address`` and ``network.protocol.version``;
 * its child ``queue``: from the rows' submission to the start of the device call that ran them
   (the first, for a request split in parts), linked to that call's span: which batch it joined;
 * one ``device call`` span per batch that holds a sampled request, with its rows, the padded
@@ -45,6 +48,7 @@ if TYPE_CHECKING:  # the SDK is imported only when tracing is on
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span, SpanContext, Tracer
+    from starlette.types import Scope
 
     from app.core.batching import Ticket
 
@@ -53,6 +57,31 @@ logger = logging.getLogger("housing.tracing")
 SERVICE_NAME = SERVER_NAME
 # gRPC codes a server span counts as failed (OpenTelemetry's semantic conventions).
 RPC_SERVER_ERRORS = frozenset({2, 4, 12, 13, 14, 15})
+
+
+def http_attributes(method: str, route: str, scope: Scope | None) -> dict[str, Any]:
+    """The semantic conventions' HTTP server attributes of a request to ``route``; those that
+    come from the connection (``url.scheme``, the addresses) from its ASGI ``scope``, when
+    there is one (``url.scheme`` is then always set: ``http`` when the server gives none)."""
+    attributes: dict[str, Any] = {"http.request.method": method, "http.route": route}
+    if scope is None:
+        attributes["url.path"] = route
+        return attributes
+    attributes["url.path"] = scope.get("path", route)
+    attributes["url.scheme"] = scope.get("scheme") or "http"
+    server = scope.get("server")
+    if server:
+        host, port = server
+        attributes["server.address"] = host
+        if port is not None:
+            attributes["server.port"] = port
+    client = scope.get("client")
+    if client:
+        attributes["client.address"] = client[0]
+    version = scope.get("http_version")
+    if version:
+        attributes["network.protocol.version"] = version
+    return attributes
 
 
 def configured(environ: Mapping[str, str]) -> list[str]:
@@ -222,11 +251,16 @@ class Tracing:
         return self._propagator.extract(carrier)
 
     def request_http(
-        self, method: str, route: str, headers: Mapping[bytes, bytes]
+        self,
+        method: str,
+        route: str,
+        headers: Mapping[bytes, bytes],
+        scope: Scope | None = None,
     ) -> RequestTrace | None:
         """The span of an HTTP prediction request, made current until ``end_http``; None
-        when the request is not traced."""
-        attributes = {"http.request.method": method, "http.route": route, "url.path": route}
+        when the request is not traced. ``scope``: the request's ASGI scope, for the
+        connection's attributes."""
+        attributes = http_attributes(method, route, scope)
         return self._request(f"{method} {route}", attributes, headers)
 
     def request_rpc(self, method: str, metadata: Mapping[bytes, bytes]) -> RequestTrace | None:

@@ -21,10 +21,12 @@ from reliability.derived import DEEP, INFER, INVOCATIONS, PREDICT, tensors  # no
 from reliability.fuzz import Fuzzer, Target, fuzz  # noqa: E402
 from reliability.server import serve  # noqa: E402
 
-# 11 GET operations x 20 + 3 prediction routes x (20 positive + 20 negative + ~20 derived).
+# 13 GET operations x 20 + 3 prediction routes x (20 positive + 20 negative + ~20 derived)
+# + the versioned infer x (20 positive + 20 negative).
 EXAMPLES = 20
 SEED = 20261127  # fixed: the same cases on every run, so a failure here is reproducible
 API_KEY = "fuzz-test-key"
+VERSIONED_INFER = "/v2/models/housing/versions/{version}/infer"
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +42,14 @@ def test_every_answer_is_documented_and_conforms(target: Target) -> None:
     report = fuzz(target, EXAMPLES, SEED)
     print("\n" + "\n".join(report.lines()))
     assert report.failures == 0, "\n".join(report.lines())
-    assert len(report.operations) == 16
+    assert len(report.operations) == 19
     assert all(op.cases["positive"] > 0 for op in report.operations)
-    assert 350 <= report.cases <= 450
+    assert 460 <= report.cases <= 560
+    # The fuzzer's versions are never the one in service: each is the documented 404.
+    for route in ("", "/ready"):
+        versioned = report.operation(f"GET /v2/models/housing/versions/{{version}}{route}")
+        assert set(versioned.statuses) == {404}
+    assert set(report.operation(f"POST {VERSIONED_INFER}").statuses) == {404}
     # Every documented kind of answer of the prediction routes was reached and checked.
     refusals = {401, 405, 413, 415}
     assert set(report.operation(f"POST {PREDICT}").statuses) >= {200, 422} | refusals

@@ -94,6 +94,12 @@ def test_a_traced_request_has_its_parent_its_queue_wait_and_a_linked_device_call
         "http.request.method": "POST",
         "http.route": "/predict",
         "url.path": "/predict",
+        # OpenTelemetry's HTTP server attributes, from the connection.
+        "url.scheme": "http",
+        "server.address": "127.0.0.1",
+        "server.port": server.port,
+        "client.address": "127.0.0.1",
+        "network.protocol.version": "1.1",
         "http.response.status_code": 200,
         "housing.request_id": "traced-1",
         "housing.rows": 3,

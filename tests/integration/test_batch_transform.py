@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from modelspec.features import EXAMPLE_RECORD
+from modelspec.features import EXAMPLE_RECORD, RAW_COLUMNS
 from tests.integration.conftest import records
 from tests.integration.test_protocols import CSV, csv_body
 
@@ -169,3 +169,48 @@ def test_execution_parameters_give_batch_transform_its_defaults(client: TestClie
         "BatchStrategy": "MULTI_RECORD",
         "MaxPayloadInMB": 6,
     }
+
+
+HEADER = ",".join(RAW_COLUMNS) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "accept", "answer", "kind"),
+    [
+        (HEADER, None, "", "text/csv"),
+        (HEADER + "\n\n", None, "", "text/csv"),  # blank lines are skipped, as ever
+        ("\ufeff" + HEADER, "text/csv;columns=3", "", "text/csv"),
+        (HEADER, "application/json", '{"predictions":[],"intervals":[]}', "application/json"),
+        (HEADER, "application/jsonlines", "", "application/jsonlines"),
+    ],
+)
+def test_a_header_only_csv_is_answered_with_no_rows(
+    client: TestClient, body: str, accept: str | None, answer: str, kind: str
+) -> None:
+    """A header-only object in a Batch Transform job: its output is empty, as its input."""
+    headers = {**CSV, **({"accept": accept} if accept else {})}
+    got = client.post("/invocations", content=body.encode(), headers=headers)
+    assert (got.status_code, got.text, got.headers["content-type"]) == (200, answer, kind)
+
+
+def test_a_header_only_csv_without_ranges_answers_predictions_alone(client: TestClient) -> None:
+    got = client.post(
+        "/invocations?coverage=0",
+        content=HEADER.encode(),
+        headers={**CSV, "accept": "application/json"},
+    )
+    assert (got.status_code, got.json()) == (200, {"predictions": []})
+    # Three columns need a range, rows or no rows.
+    three = client.post(
+        "/invocations?coverage=0",
+        content=HEADER.encode(),
+        headers={**CSV, "accept": "text/csv;columns=3"},
+    )
+    assert three.status_code == 406
+
+
+@pytest.mark.parametrize("body", [b"", b"\n\n", b"\xef\xbb\xbf"])
+def test_a_csv_body_with_no_line_at_all_is_still_refused(client: TestClient, body: bytes) -> None:
+    got = client.post("/invocations", content=body, headers=CSV)
+    assert got.status_code == 422
+    assert got.json()["detail"][0]["field"] == "line 1.body"

@@ -246,3 +246,30 @@ def test_an_unusual_record_is_answered_with_warnings_and_counted(client: TestCli
     name = "housing_input_warnings_total"
     labels = {"field": "median_income", "code": "out_of_range"}
     assert value(after, name, **labels) - value(before, name, **labels) == 1
+
+
+def test_docs_routes_are_counted_under_their_own_route(client: TestClient) -> None:
+    before = samples(client)
+    for path in ("/openapi.json", "/docs", "/redoc", "/docs-assets/swagger-ui.css"):
+        assert client.get(path).status_code == 200, path
+    assert client.get("/docs-assets/nothing.js").status_code == 404
+    assert client.post("/openapi.json").status_code == 405
+    assert client.get("/nothing").status_code == 404
+    after = samples(client)
+
+    def delta(route: str, status: str = "200") -> float:
+        name = "housing_requests_total"
+        return value(after, name, route=route, status=status) - value(
+            before, name, route=route, status=status
+        )
+
+    assert {r: delta(r) for r in ("/openapi.json", "/docs", "/redoc", "/docs-assets")} == {
+        "/openapi.json": 1,
+        "/docs": 1,
+        "/redoc": 1,
+        "/docs-assets": 1,
+    }
+    assert delta("/docs-assets", "404") == 1  # a missing file is the mount's own 404
+    assert delta("/openapi.json", "405") == 1
+    assert delta("unmatched", "200") == 0
+    assert delta("unmatched", "404") == 1  # only a path no route has

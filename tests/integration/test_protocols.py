@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pandas as pd
 import pytest
 from fastapi.routing import APIRoute
@@ -12,10 +13,11 @@ from fastapi.testclient import TestClient
 
 from app.http.app import prediction_docs
 from app.http.openapi import DocumentationOnly
-from modelspec.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS, RAW_COLUMNS
+from modelspec.features import CATEGORICAL_COLUMN, EXAMPLE_RECORD, NUMERIC_COLUMNS, RAW_COLUMNS
 from tests.integration.conftest import records
 
 CSV = {"content-type": "text/csv"}
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -191,20 +193,173 @@ def test_oip_refuses_unknown_outputs_and_bad_json(client: TestClient) -> None:
 def test_the_documentation_routes_are_never_dispatched(
     client: TestClient, rows: list[dict[str, Any]]
 ) -> None:
+    infer = {"json": {"inputs": tensors(rows[:2])}}
     bodies = {
         "/predict": {"json": rows[0]},
         "/invocations": {"content": csv_body(rows[:2]), "headers": CSV},
-        "/v2/models/housing/infer": {"json": {"inputs": tensors(rows[:2])}},
+        "/v2/models/housing/infer": infer,
+        "/v2/models/housing/versions/{version}/infer": infer,
     }
+    version = client.get("/v2/models/housing").json()["versions"][0]
     routes = [r for r in prediction_docs(300).routes if isinstance(r, APIRoute)]
     assert sorted(r.path for r in routes) == sorted(bodies)
     for route in routes:
         # What dispatching one would do: a 500, which none of the requests below gets.
         with pytest.raises(DocumentationOnly):
             asyncio.run(route.endpoint())
-        answer = client.post(route.path, **bodies[route.path])
+        path = route.path.format(version=version)
+        answer = client.post(path, **bodies[route.path])
         assert answer.status_code == 200, answer.text
         # The bare endpoint's 405 (FastAPI's would say "Method Not Allowed" without Allow).
-        wrong = client.get(route.path)
+        wrong = client.get(path)
         assert (wrong.status_code, wrong.headers.get("allow")) == (405, "POST")
         assert "use POST" in wrong.text
+
+
+def served_version(client: TestClient) -> str:
+    version: str = client.get("/v2/models/housing").json()["versions"][0]
+    return version
+
+
+def test_the_served_version_answers_as_the_unversioned_routes(
+    client: TestClient, rows: list[dict[str, Any]]
+) -> None:
+    version = served_version(client)
+    base = f"/v2/models/housing/versions/{version}"
+    assert client.get(base).json() == client.get("/v2/models/housing").json()
+    ready = client.get(f"{base}/ready")
+    assert (ready.status_code, ready.json()) == (200, {"ready": True})
+    body = {"id": "v-1", "inputs": tensors(rows)}
+    answer = client.post(f"{base}/infer", json=body, headers={"x-request-id": "v-1"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == client.post("/v2/models/housing/infer", json=body).json()
+    assert answer.headers["x-model-version"] == version
+    assert answer.headers["x-request-id"] == "v-1"
+
+
+def test_another_version_is_a_404_in_the_protocols_format(
+    client: TestClient, rows: list[dict[str, Any]]
+) -> None:
+    version = served_version(client)
+    text = (
+        f"model 'housing' has no version '0000'; version {version} is served "
+        "(leave model_version empty for the one in service)"
+    )
+    base = "/v2/models/housing/versions/0000"
+    answers = [
+        client.get(base),
+        client.get(f"{base}/ready"),
+        client.post(f"{base}/infer", json={"inputs": tensors(rows)}, headers={"x-request-id": "n"}),
+    ]
+    for answer in answers:
+        assert (answer.status_code, answer.json()) == (404, {"error": text}), answer.request.url
+    assert answers[2].headers["x-request-id"] == "n"
+    metrics = client.get("/metrics").text
+    route = 'route="/v2/models/housing/versions/{version}/infer",status="404"'
+    assert f"housing_requests_total{{{route}}} 1.0" in metrics
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "error"),
+    [
+        ("GET", "/v2/models/nope", 404, "unknown model 'nope': this server serves 'housing'"),
+        ("GET", "/v2/models/nope/ready", 404, "unknown model 'nope'"),
+        ("GET", "/v2/models/nope/versions/1", 404, "unknown model 'nope'"),
+        ("POST", "/v2/models/nope/infer", 404, "unknown model 'nope'"),
+        ("POST", "/v2/models/nope/versions/1/infer", 404, "unknown model 'nope'"),
+        ("GET", "/v2/nothing", 404, "no route for GET /v2/nothing"),
+        ("POST", "/v2/models/housing/versions/1/2/infer", 404, "no route for POST"),
+        ("POST", "/v2/models/housing/versions//infer", 404, "no route for POST"),
+        ("POST", "/v2/health/live", 405, "Method Not Allowed"),
+    ],
+)
+def test_oip_http_errors_are_the_protocols_body(
+    client: TestClient, method: str, path: str, status: int, error: str
+) -> None:
+    answer = client.request(method, path, json={"inputs": []})
+    assert answer.status_code == status
+    assert set(answer.json()) == {"error"} and answer.json()["error"].startswith(error)
+    if status == 405:
+        assert answer.headers["allow"] == "GET"
+
+
+def test_other_paths_keep_fastapis_detail(client: TestClient) -> None:
+    assert client.get("/nothing").json() == {"detail": "Not Found"}
+    assert client.get("/v2x").json() == {"detail": "Not Found"}
+    assert client.post("/health/live").json() == {"detail": "Method Not Allowed"}
+
+
+def test_a_404_repeats_at_most_the_start_of_the_path(client: TestClient) -> None:
+    long = client.get("/v2/" + "x" * 5000).json()["error"]
+    assert long.startswith("no route for GET /v2/xxx") and "x..." in long and len(long) < 300
+
+
+def _infer_json(client: TestClient, tensors_text: str) -> Any:
+    """An infer request whose body is JSON text, as clients that allow NaN write it."""
+    body = '{"inputs": ' + tensors_text + "}"
+    return client.post(
+        "/v2/models/housing/infer", content=body, headers={"content-type": "application/json"}
+    )
+
+
+def _tensors_text(rows: list[dict[str, Any]], **literal: str) -> str:
+    """``tensors(rows)`` as JSON text, with each named input's first value replaced by the
+    given literal (``NaN``, ``Infinity``...)."""
+    out = []
+    for t in tensors(rows):
+        text = orjson.dumps(t).decode()
+        if t["name"] in literal:
+            data = [literal[t["name"]], *(orjson.dumps(v).decode() for v in t["data"][1:])]
+            text = text.replace(orjson.dumps(t["data"]).decode(), "[" + ",".join(data) + "]")
+        out.append(text)
+    return "[" + ",".join(out) + "]"
+
+
+def test_a_nan_literal_is_a_missing_value_as_triton_reads_it(
+    client: TestClient, rows: list[dict[str, Any]]
+) -> None:
+    answer = _infer_json(client, _tensors_text(rows, total_bedrooms="NaN"))
+    assert answer.status_code == 200, answer.text
+    imputed = [{**rows[0], "total_bedrooms": None}, *rows[1:]]
+    assert answer.json()["outputs"][0]["data"] == expected(client, imputed)
+
+
+@pytest.mark.parametrize(
+    ("literal", "name", "message"),
+    [
+        ("NaN", "latitude", "row 0.latitude: Input should be a finite number"),
+        ("Infinity", "median_income", "row 0.median_income: Input should be a finite number"),
+        ("-Infinity", "total_bedrooms", "row 0.total_bedrooms: Input should be a finite number"),
+    ],
+)
+def test_nan_or_infinity_where_a_value_is_needed_is_refused_naming_it(
+    client: TestClient, rows: list[dict[str, Any]], literal: str, name: str, message: str
+) -> None:
+    answer = _infer_json(client, _tensors_text(rows, **{name: literal}))
+    assert answer.status_code == 400
+    assert message in answer.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[NaN" + b"[" * 100_000, "not valid JSON"),  # too deep for either parser
+        (b'{"inputs": [], "id": "\\ud800", "x": NaN}', "not valid JSON"),  # a lone surrogate
+        (b'{"inputs": [NaN], "id": "\xff"}', "not valid JSON"),  # not UTF-8
+        (b'{"inputs": [NaN]', "not valid JSON"),
+    ],
+)
+def test_the_nan_fallback_is_bounded_as_json_is(
+    client: TestClient, body: bytes, message: str
+) -> None:
+    answer = client.post(
+        "/v2/models/housing/infer", content=body, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 400
+    assert message in answer.json()["error"]
+
+
+def test_predict_still_refuses_nan(client: TestClient) -> None:
+    body = orjson.dumps({**EXAMPLE_RECORD, "total_bedrooms": 0}).replace(b"0,", b"NaN,", 1)
+    assert b"NaN" in body
+    assert client.post("/predict", content=body, headers=JSON).status_code == 422

@@ -1,8 +1,14 @@
-"""Which OTEL_* settings turn tracing on, and the refusals of the ones it cannot honour."""
+"""Which OTEL_* settings turn tracing on, the refusals of the ones it cannot honour, and the
+attributes of an HTTP request's span."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from app.errors import StartupError
 from app.observe.tracing import SERVICE_NAME, Tracing, configured
@@ -107,3 +113,58 @@ def test_requests_are_sampled_as_the_standard_samplers_say(
     sampler: str, arg: str | None, headers: dict[bytes, bytes], low: int, high: int
 ) -> None:
     assert low <= _traced(sampler, arg, headers) <= high
+
+
+def _recorded(scope: dict[str, Any] | None) -> Any:
+    """The one span a traced HTTP request leaves, given its ``scope``."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = Tracing(provider, ["memory"])
+    trace = tracing.request_http("POST", "/v2/models/housing/infer", {}, scope)
+    assert trace is not None
+    trace.end_http(200, "r-1", "v1")
+    (span,) = exporter.get_finished_spans()
+    provider.shutdown()
+    return span
+
+
+ASGI_SCOPE = {
+    "type": "http",
+    "scheme": "https",
+    "http_version": "1.1",
+    "path": "/v2/models/housing/versions/v1/infer",
+    "server": ("10.0.0.5", 8080),
+    "client": ("192.0.2.7", 50123),
+}
+
+
+def test_an_http_span_carries_the_http_server_attributes_of_its_scope() -> None:
+    span = _recorded(ASGI_SCOPE)
+    assert span.name == "POST /v2/models/housing/infer"
+    assert dict(span.attributes) == {
+        "http.request.method": "POST",
+        "http.route": "/v2/models/housing/infer",
+        "url.path": "/v2/models/housing/versions/v1/infer",
+        "url.scheme": "https",
+        "server.address": "10.0.0.5",
+        "server.port": 8080,
+        "client.address": "192.0.2.7",
+        "network.protocol.version": "1.1",
+        "http.response.status_code": 200,
+        "housing.request_id": "r-1",
+        "housing.rows": 0,
+        "housing.model.version": "v1",
+    }
+
+
+def test_url_scheme_is_always_set_and_absent_addresses_are_left_out() -> None:
+    bare = {"type": "http", "path": "/predict", "server": None, "client": None}
+    attributes = dict(_recorded(bare).attributes)
+    assert attributes["url.scheme"] == "http"
+    assert not {"server.address", "server.port", "client.address"} & set(attributes)
+    # A Unix socket's server has no port.
+    unix = {**bare, "scheme": "http", "server": ("/run/housing.sock", None)}
+    attributes = dict(_recorded(unix).attributes)
+    assert attributes["server.address"] == "/run/housing.sock"
+    assert "server.port" not in attributes
