@@ -132,6 +132,19 @@ def invalid_details(
     return validation_details(errors[:most]), exc.error_count()
 
 
+# Characters of a client's value a message quotes: a refusal never grows with the input.
+ECHO_CHARS = 64
+
+
+def shown(value: object) -> str:
+    """A client's value for a message: its repr, whole when short, else its start and length
+    (``'aaaa...' (10000 characters)``)."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= ECHO_CHARS:
+        return repr(value)
+    return f"{text[:ECHO_CHARS]!r}... ({len(text)} characters)"
+
+
 def classify(exc: BaseException) -> Refusal:
     """The kind of refusal of any exception raised while answering a request."""
     if isinstance(exc, RequestRefused):

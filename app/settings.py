@@ -20,6 +20,8 @@ BIND_PORT = "SAGEMAKER_BIND_TO_PORT"
 SAFE_PORTS = "SAGEMAKER_SAFE_PORT_RANGE"
 PAYLOAD = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
 DEFAULT_GRPC_PORT = 8081
+# SageMaker's largest MaxPayloadInMB (a transform job's, in MB).
+MAX_PAYLOAD_MB = 100
 
 
 class SageMakerSource(PydanticBaseSettingsSource):
@@ -47,25 +49,27 @@ class SageMakerSource(PydanticBaseSettingsSource):
         out: dict[str, Any] = {}
         bind = env.get(BIND_PORT)
         if bind is not None:
-            out["port"] = _whole(BIND_PORT, bind)
+            out["port"] = _whole(BIND_PORT, bind, bind, 65535)
         ports = env.get(SAFE_PORTS)
         if ports is not None:
             first, _, last = ports.partition("-")
-            out["grpc_port"] = _whole(SAFE_PORTS, first)
-            if last and _whole(SAFE_PORTS, last) < out["grpc_port"]:
+            out["grpc_port"] = _whole(SAFE_PORTS, first, ports, 65535)
+            if last and _whole(SAFE_PORTS, last, ports, 65535) < out["grpc_port"]:
                 raise ValueError(f"{SAFE_PORTS}={ports!r} is not a range low-high")
         elif bind is not None and "HOUSING_PORT" not in env and out["port"] == DEFAULT_GRPC_PORT:
             out["grpc_port"] = 0
         payload = env.get(PAYLOAD)
         if payload is not None:
-            out["max_body_bytes"] = _whole(PAYLOAD, payload) * MIB
+            out["max_body_bytes"] = _whole(PAYLOAD, payload, payload, MAX_PAYLOAD_MB) * MIB
         return out
 
 
-def _whole(name: str, text: str) -> int:
-    if not text.strip().isdigit():
-        raise ValueError(f"{name}={text!r} is not a whole number")
-    return int(text)
+def _whole(name: str, text: str, given: str, most: int) -> int:
+    """``text`` (part of ``given``, the variable's value) as a whole number up to ``most``."""
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdecimal()) or int(digits) > most:
+        raise ValueError(f"{name}={given!r} is not a whole number from 0 to {most}")
+    return int(digits)
 
 
 class Settings(BaseSettings):

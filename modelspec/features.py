@@ -273,6 +273,24 @@ def encode(numeric: np.ndarray, ocean: Sequence[str], bedrooms_median: float) ->
     return out
 
 
+def encode_rows(
+    rows: Sequence[Sequence[float]], ocean: Sequence[str], bedrooms_median: float
+) -> np.ndarray:
+    """``encode`` for a few rows given as Python sequences (``NUMERIC_COLUMNS`` order, NaN for a
+    missing ``total_bedrooms``), already known to be valid numbers: plain Python, as
+    ``encode_records``, without a record's dict."""
+    out = []
+    for row, category in zip(rows, ocean, strict=True):
+        hot = _ONE_HOT.get(category)
+        if hot is None:
+            raise _unknown_category(category)
+        bedrooms = row[_BEDROOMS_AT]
+        if bedrooms != bedrooms:  # NaN: missing
+            row = [*row[:_BEDROOMS_AT], bedrooms_median, *row[_BEDROOMS_AT + 1 :]]
+        out.append((*row, *hot))
+    return np.array(out, dtype=np.float32).reshape(-1, N_ENCODED)
+
+
 def encode_records(
     records: Iterable[Mapping[str, Any]], bedrooms_median: float, *, validated: bool = False
 ) -> np.ndarray:

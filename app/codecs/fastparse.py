@@ -127,5 +127,10 @@ def _valid_row(row: list[float]) -> bool:
     return not bedrooms > row[_ROOMS]  # NaN (imputed) compares false
 
 
+def valid_lists(rows: list[list[float]]) -> bool:
+    """``valid_rows`` for a few rows given as Python lists."""
+    return all(_valid_row(row) for row in rows)
+
+
 def valid_categories(ocean: list[str]) -> bool:
     return set(ocean) <= _CATEGORIES

@@ -31,7 +31,7 @@ import orjson
 
 from app.core.flags import Flag
 from app.core.intervals import Ranges
-from app.errors import Refusal, RequestRefused
+from app.errors import Refusal, RequestRefused, shown
 from app.identity import MODEL_NAME
 from modelspec.features import CATEGORICAL_COLUMN, IMPUTED_COLUMN, NUMERIC_COLUMNS, RAW_COLUMNS
 
@@ -88,13 +88,13 @@ def model_metadata(version: str, target: str, ranges: bool) -> dict[str, Any]:
 
 def unknown_model(name: str) -> str:
     """The refusal of a model this server does not serve (both doors say it: 404, NOT_FOUND)."""
-    return f"unknown model {name!r}: this server serves {MODEL_NAME!r}"
+    return f"unknown model {shown(name)}: this server serves {MODEL_NAME!r}"
 
 
 def unknown_version(version: str, served: str) -> str:
     """The refusal of a version other than the ``served`` one (404, NOT_FOUND)."""
     return (
-        f"model {MODEL_NAME!r} has no version {version!r}; version {served} is served "
+        f"model {MODEL_NAME!r} has no version {shown(version)}; version {served} is served "
         "(leave model_version empty for the one in service)"
     )
 
@@ -149,7 +149,7 @@ def split_body(body: bytes, header_length: bytes | None) -> tuple[dict[str, Any]
 def _rows(shape: Any, name: str) -> int:
     ok = type(shape) is list and all(type(d) is int and d >= 0 for d in shape)
     if not ok or not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
-        raise OipError(f"input {name!r}: shape must be [N] or [N, 1], got {shape!r}")
+        raise OipError(f"input {shown(name)}: shape must be [N] or [N, 1], got {shown(shape)}")
     return int(shape[0])
 
 
@@ -157,11 +157,11 @@ def _binary_strings(raw: bytes, name: str) -> list[str]:
     out, pos = [], 0
     while pos < len(raw):
         if pos + 4 > len(raw):
-            raise OipError(f"input {name!r}: truncated BYTES element")
+            raise OipError(f"input {shown(name)}: truncated BYTES element")
         (size,) = struct.unpack_from("<I", raw, pos)
         pos += 4
         if pos + size > len(raw):
-            raise OipError(f"input {name!r}: truncated BYTES element")
+            raise OipError(f"input {shown(name)}: truncated BYTES element")
         out.append(raw[pos : pos + size].decode("utf-8", errors="replace"))
         pos += size
     return out
@@ -173,26 +173,26 @@ def _values(tensor: dict[str, Any], tail: bytes, offset: int) -> tuple[list[Any]
     size = (tensor.get("parameters") or {}).get("binary_data_size")
     if size is not None:
         if type(size) is not int or size < 0 or offset + size > len(tail):
-            raise OipError(f"input {name!r}: binary_data_size runs past the body")
+            raise OipError(f"input {shown(name)}: binary_data_size runs past the body")
         raw = tail[offset : offset + size]
         if datatype == "BYTES":
             return list(_binary_strings(raw, name)), offset + size
         dtype = NUMERIC_TYPES[str(datatype)]
         if size % np.dtype(dtype).itemsize:
-            raise OipError(f"input {name!r}: {size} bytes is not a whole number of {datatype}")
+            raise OipError(f"input {shown(name)}: {size} bytes is not a whole number of {datatype}")
         return np.frombuffer(raw, dtype=dtype).astype(np.float64).tolist(), offset + size
     data = tensor.get("data")
     if type(data) is not list:
-        raise OipError(f"input {name!r}: needs a 'data' list or binary data")
+        raise OipError(f"input {shown(name)}: needs a 'data' list or binary data")
     flat = _flatten(data)
     if datatype == "BYTES":
         if not all(type(v) is str for v in flat):
-            raise OipError(f"input {name!r}: BYTES data must be strings")
+            raise OipError(f"input {shown(name)}: BYTES data must be strings")
         return flat, offset
     for v in flat:
         # NaN and infinities are numbers here (``loads``); the validator judges them by row.
         if v is not None and type(v) not in (int, float):
-            raise OipError(f"input {name!r}: {datatype} data must be numbers")
+            raise OipError(f"input {shown(name)}: {datatype} data must be numbers")
     return flat, offset
 
 
@@ -212,15 +212,15 @@ def records_from(request: dict[str, Any], tail: bytes) -> list[dict[str, Any]]:
         if type(t) is not dict or type(t.get("name")) is not str:
             raise OipError("each input needs a name, shape, datatype and data")
         if t["name"] not in RAW_COLUMNS:
-            raise OipError(f"unknown input {t['name']!r}; expected {', '.join(RAW_COLUMNS)}")
+            raise OipError(f"unknown input {shown(t['name'])}; expected {', '.join(RAW_COLUMNS)}")
         if t["name"] in tensors:
-            raise OipError(f"input {t['name']!r} given twice")
+            raise OipError(f"input {shown(t['name'])} given twice")
         expected = "BYTES" if t["name"] == CATEGORICAL_COLUMN else "a numeric type"
         kind = t.get("datatype")
         if (kind == "BYTES") != (t["name"] == CATEGORICAL_COLUMN) or (
             kind != "BYTES" and kind not in NUMERIC_TYPES
         ):
-            raise OipError(f"input {t['name']!r}: datatype {kind!r}, expected {expected}")
+            raise OipError(f"input {shown(t['name'])}: datatype {shown(kind)}, expected {expected}")
         tensors[t["name"]] = t
     missing = [c for c in RAW_COLUMNS if c not in tensors and c != IMPUTED_COLUMN]
     if missing:
@@ -232,11 +232,11 @@ def records_from(request: dict[str, Any], tail: bytes) -> list[dict[str, Any]]:
         name = t["name"]
         n = _rows(t.get("shape"), name)
         if rows is not None and n != rows:
-            raise OipError(f"input {name!r} has {n} rows, the others {rows}")
+            raise OipError(f"input {shown(name)} has {n} rows, the others {rows}")
         rows = n
         values, offset = _values(t, tail, offset)
         if len(values) != n:
-            raise OipError(f"input {name!r}: shape says {n} values, data has {len(values)}")
+            raise OipError(f"input {shown(name)}: shape says {n} values, data has {len(values)}")
         columns[name] = values
     if not rows:
         raise OipError("no rows: inputs need at least one element")

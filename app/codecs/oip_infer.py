@@ -24,16 +24,14 @@ import numpy as np
 from pydantic import ValidationError
 
 from app.codecs import oip
-from app.codecs.fastparse import valid_categories, valid_rows
+from app.codecs.fastparse import valid_categories, valid_lists, valid_rows
 from app.codecs.schemas import request_adapter
 from app.core.inference import Decoded
 from app.core.intervals import Coverage, Intervals, listed
 from app.core.served import Served
-from app.errors import InvalidInput, invalid_details, summary
-from modelspec.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS, encode, encode_records
+from app.errors import InvalidInput, invalid_details, shown, summary
+from modelspec.features import encode, encode_records, encode_rows
 
-# Rows up to which a request is encoded record by record (``encode_records``).
-SMALL = 8
 # The parts of a request that ask nothing of the answer (an id is echoed, never checked).
 _PLAIN = frozenset({"inputs", "id"})
 
@@ -57,10 +55,10 @@ def check_envelope(request: dict[str, Any]) -> None:
         if type(out) is not dict or out.get("name") not in oip.OUTPUTS:
             raise oip.OipError(f"each output is one of {', '.join(oip.OUTPUTS)}, by name")
         if out["name"] in seen:
-            raise oip.OipError(f"output {out['name']!r} asked twice")
+            raise oip.OipError(f"output {shown(out['name'])} asked twice")
         seen.add(out["name"])
         if out.get("parameters") is not None and type(out["parameters"]) is not dict:
-            raise oip.OipError(f"output {out['name']!r}: parameters must be an object")
+            raise oip.OipError(f"output {shown(out['name'])}: parameters must be an object")
     for tensor in request["inputs"]:
         # An input without a string name: records_from says so.
         if type(tensor) is dict and type(tensor.get("name")) is str:
@@ -71,18 +69,18 @@ def _check_tensor(name: str, tensor: dict[str, Any]) -> None:
     # Never the value itself in a message: the repr of a deeply nested one is a RecursionError.
     parameters = tensor.get("parameters")
     if parameters is not None and type(parameters) is not dict:
-        raise oip.OipError(f"input {name!r}: parameters must be an object")
+        raise oip.OipError(f"input {shown(name)}: parameters must be an object")
     if "datatype" in tensor and type(tensor["datatype"]) is not str:
-        raise oip.OipError(f"input {name!r}: datatype must be a string")
+        raise oip.OipError(f"input {shown(name)}: datatype must be a string")
     shape = tensor.get("shape")
     if type(shape) is not list or not all(type(d) is int for d in shape):
-        raise oip.OipError(f"input {name!r}: shape must be a list of integers, [N] or [N, 1]")
+        raise oip.OipError(f"input {shown(name)}: shape must be a list of integers, [N] or [N, 1]")
     data = tensor.get("data")
     # Shapes are [N] or [N, 1]: values, or one-value lists; deeper is never right.
     if type(data) is list and any(
         type(v) is list and any(type(w) is list for w in v) for v in data
     ):
-        raise oip.OipError(f"input {name!r}: data is nested deeper than [N, 1]")
+        raise oip.OipError(f"input {shown(name)}: data is nested deeper than [N, 1]")
 
 
 @dataclass(slots=True)
@@ -111,25 +109,27 @@ class InferRequests:
         return Decoded(encoded, self.plan(model.intervals, request))
 
     def decode_columns(
-        self, model: Served, numeric: np.ndarray, ocean: list[str], head: dict[str, Any]
+        self,
+        model: Served,
+        numeric: np.ndarray | list[list[float]],
+        ocean: list[str],
+        head: dict[str, Any],
     ) -> Decoded[Inference] | None:
-        """Tensors already read into columns (``numeric`` ``(n, 8)``, NaN: missing; ``ocean``)
-        with the rest of the request in ``head`` (its id, parameters and outputs), when every
-        row is certainly valid (``app.codecs.fastparse``); None: let ``decode`` check them
-        and explain."""
-        if not (valid_rows(numeric) and valid_categories(ocean)):
+        """Tensors already read into columns (``numeric``: ``(n, 8)`` in ``NUMERIC_COLUMNS``
+        order, as an array or, for a few rows, Python lists; NaN: missing; ``ocean``: the
+        categories) with the rest of the request in ``head`` (its id, parameters and outputs),
+        when every row is certainly valid (``app.codecs.fastparse``); None: let ``decode``
+        check them and explain."""
+        valid = valid_lists(numeric) if isinstance(numeric, list) else valid_rows(numeric)
+        if not (valid and valid_categories(ocean)):
             return None
         if head.keys() <= _PLAIN:  # no parameters, no outputs: the model's default answer
             plan = self._default(model.intervals, head)
         else:
             check_envelope(head)
             plan = self.plan(model.intervals, head)
-        if numeric.shape[0] <= SMALL:  # plain Python: numpy's fixed cost would be most of it
-            records = [
-                {**dict(zip(NUMERIC_COLUMNS, row, strict=True)), CATEGORICAL_COLUMN: category}
-                for row, category in zip(numeric.tolist(), ocean, strict=True)
-            ]
-            encoded = encode_records(records, model.bedrooms_median, validated=True)
+        if isinstance(numeric, list):
+            encoded = encode_rows(numeric, ocean, model.bedrooms_median)
         else:
             encoded = encode(numeric, ocean, model.bedrooms_median)
         return Decoded(encoded, plan)

@@ -5,10 +5,12 @@
 names may come first, and may be all there is (no records: ``parse_csv``); an empty
 ``total_bedrooms`` is missing (imputed). Cells become numbers
 here. JSON Lines (``parse_jsonlines``): each line is one JSON object, a record as ``/predict``
-takes it. Either way blank lines are skipped, and bounds and categories are then checked by
-the same validator as ``/predict``, so the rules live in one place; an error names the line
-(1-based, as in the file) and the field. A leading UTF-8 BOM (spreadsheets write one) is
-skipped. Numbers are plain ASCII (``app.codecs.numbers``).
+takes it. Either way blank lines are skipped (a line of empty cells, ``,,,,,,,,``, is a
+record, refused for its missing fields: an answer never has fewer lines than its body's
+records, which would misalign a transform job's output), and bounds and categories are then
+checked by the same validator as ``/predict``, so the rules live in one place; an error names
+the line (1-based, as in the file) and the field. A leading UTF-8 BOM (spreadsheets write one)
+is skipped. Numbers are plain ASCII (``app.codecs.numbers``).
 
 A refusal lists the body's first errors by line (``HOUSING_MAX_ERROR_DETAILS``) and counts
 them. Rows are checked as they are read (``Rows``), and reading stops once the answer is a 422
@@ -152,8 +154,8 @@ def parse_csv(
     try:
         for row in rows:
             line = rows.line_num  # the row's last physical line: a quoted cell may span lines
-            if not row or all(not cell.strip(BLANKS) for cell in row):
-                continue
+            if not row or (len(row) == 1 and not row[0].strip(BLANKS)):
+                continue  # a blank line; a row of empty cells is a record (refused), never dropped
             if first and tuple(c.strip(BLANKS) for c in row) == RAW_COLUMNS:
                 first = False
                 continue  # the header

@@ -32,7 +32,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from app.core.batching import Batcher, Ticket
+from app.core.batching import Arrivals, Batcher, Ticket
 from app.core.flags import Flag
 from app.core.intervals import Coverage, Ranges
 from app.core.runtime import ModelRuntime
@@ -87,6 +87,12 @@ class InferencePath:
     def serving(self) -> Served:
         """The model that answers a request arriving now (NotReadyError when there is none)."""
         return self.runtime.serving()
+
+    def arriving(self) -> Arrivals:
+        """``with plane.arriving():`` around a request's parsing on the event loop: the
+        batcher counts it as on its way (``decode`` without a closure, for the hot path);
+        ShuttingDown when requests are no longer taken."""
+        return self.runtime.accepting_batcher().arrivals
 
     async def decode(self, parse: Callable[[], Decoded[C]], offload: bool = False) -> Decoded[C]:
         """``parse()`` while the batcher counts this request as on its way, or on a worker

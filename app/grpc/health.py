@@ -5,12 +5,11 @@ and load balancers.
 same as ``/health/ready`` and ``ServerReady``), NOT_SERVING otherwise: while the model loads,
 while device calls keep failing, and from SIGTERM on. The services it knows are ``""`` (the
 server), ``inference.GRPCInferenceService`` and the model's name, ``housing``; for any other
-``Check`` is
-NOT_FOUND, as the protocol asks, with the name's first ``ECHO_CHARS`` (64) characters in the
-details: the details' length never grows with the name's. ``Watch`` sends the status, then
-every change of it, and ends once the server is stopping; for an unknown service it sends
-SERVICE_UNKNOWN and keeps the stream open, as the protocol asks (a service may become known
-later; here none does), until the server stops. Bytes that are not a
+``Check`` is NOT_FOUND, as the protocol asks, with the name's first ``app.errors.ECHO_CHARS``
+(64) characters in the details: the details' length never grows with the name's. ``Watch``
+sends the status, then every change of it, and ends once the server is stopping; for an
+unknown service it sends SERVICE_UNKNOWN and keeps the stream open, as the protocol asks (a
+service may become known later; here none does), until the server stops. Bytes that are not a
 ``HealthCheckRequest`` are INVALID_ARGUMENT, decoded here as ``app.grpc.calls`` says (no
 traceback, one throttled warning line). Health calls are not counted in the request metrics,
 as HTTP's probes are not.
@@ -23,7 +22,7 @@ from collections.abc import AsyncIterator
 from grpc_health.v1 import health_pb2
 
 from app.core.runtime import ModelRuntime, Status
-from app.errors import RequestRefused
+from app.errors import RequestRefused, shown
 from app.grpc.calls import Throttled, decode
 from app.grpc.service import SERVICE
 from app.grpc.wire import Call, Method, RpcError
@@ -35,14 +34,6 @@ SERVICES = frozenset({"", SERVICE, MODEL_NAME})
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
-ECHO_CHARS = 64
-
-
-def shown(name: str) -> str:
-    """A service name for the details: whole when short, else its start and its length."""
-    if len(name) <= ECHO_CHARS:
-        return repr(name)
-    return f"{name[:ECHO_CHARS]!r}... ({len(name)} characters)"
 
 
 def _answer(status: int) -> bytes:

@@ -24,6 +24,8 @@ door they came through.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from google.protobuf.json_format import ParseDict
 
@@ -96,18 +98,33 @@ class InferenceService:
     def check_model(self, name: str, version: str) -> None:
         """RequestRefused (NOT_FOUND) for a model or version this server does not serve."""
         if name != MODEL_NAME:
-            raise RequestRefused(
-                Refusal.NOT_FOUND, f"unknown model {name!r}: this server serves {MODEL_NAME!r}"
-            )
+            raise RequestRefused(Refusal.NOT_FOUND, oip.unknown_model(name))
         model = self.runtime.model
         if version and model is not None and version != model.version:
-            raise RequestRefused(
-                Refusal.NOT_FOUND,
-                f"model {MODEL_NAME!r} has no version {version!r}; version {model.version} is "
-                "served (leave model_version empty for the one in service)",
-            )
+            raise RequestRefused(Refusal.NOT_FOUND, oip.unknown_version(version, model.version))
 
     # Inference.
+
+    def _decode(self, raw: bytes) -> tuple[Decoded[Inference], Served, str]:
+        """The request's rows and plan, the model they are for, and the answer's id. The
+        common case is read straight into columns (``tensors.ColumnReader``); any other
+        request is parsed whole and read as the HTTP route's envelope."""
+        plane = self.plane
+        columns = self.columns.read(raw)
+        if columns is not None:
+            self.check_model(columns.model, columns.version)
+            model = plane.serving()
+            head: dict[str, Any] = {"inputs": []}
+            if columns.id:
+                head["id"] = columns.id
+            decoded = self.requests.decode_columns(model, columns.numeric, columns.ocean, head)
+            if decoded is not None:
+                return decoded, model, columns.id
+        request = decode(raw, pb.ModelInferRequest, self.throttled)
+        self.check_model(request.model_name, request.model_version)
+        model = plane.serving()
+        envelope, tail = tensors.envelope(request)
+        return self.requests.decode(model, envelope, tail), model, request.id
 
     async def infer(
         self, raw: bytes, request_id: str, trace: RequestTrace | None
@@ -115,25 +132,13 @@ class InferenceService:
         """The serialized answer to a ``ModelInferRequest``'s bytes, and the model that gave
         it."""
         plane = self.plane
-        request = decode(raw, pb.ModelInferRequest, self.throttled)
-        self.check_model(request.model_name, request.model_version)
-        model = plane.serving()
-
-        def parse() -> Decoded[Inference]:
-            fast = self.columns.read(request)
-            if fast is not None:
-                decoded = self.requests.decode_columns(model, *fast, tensors.head(request))
-                if decoded is not None:
-                    return decoded
-            envelope, tail = tensors.envelope(request)
-            return self.requests.decode(model, envelope, tail)
-
-        decoded = await plane.decode(parse)
+        with plane.arriving():
+            decoded, model, answer_id = self._decode(raw)
         plan = decoded.context
         done = await plane.predict(model, decoded.encoded, plan.coverage, None, trace)
         capture = self.runtime.capture
         if capture is not None and capture.sampled():
-            envelope, tail = tensors.envelope(request)
+            envelope, tail = tensors.envelope(decode(raw, pb.ModelInferRequest, self.throttled))
             records = orjson.dumps({"instances": oip.records_from(envelope, tail)})
             answer = oip.response(
                 envelope,
@@ -146,6 +151,6 @@ class InferenceService:
             )
             capture.record(INFER, request_id, model.version, (JSON, records), (JSON, answer))
         answer = tensors.response(
-            request, MODEL_NAME, model.version, plan.outputs, done.values, done.ranges, done.flags
+            answer_id, MODEL_NAME, model.version, plan.outputs, done.values, done.ranges, done.flags
         )
         return answer, model

@@ -19,9 +19,12 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterable, Mapping
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple
 
 import numpy as np
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError, Message
 
 from app.codecs.oip import HIGH, LOW, OUTPUT, OipError, flag_summary
 from app.core.flags import Flag
@@ -112,6 +115,11 @@ def head(request: pb.ModelInferRequest) -> dict[str, Any]:
 
 _RAW_NUMBERS: dict[str, np.dtype[Any]] = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
 _COLUMN = {name: i for i, name in enumerate(NUMERIC_COLUMNS)}
+# Rows up to which a request's columns are read as Python lists rather than an array.
+FEW = 8
+# The most bytes of input descriptions (names, types, shapes) a kept layout may hold: nine
+# plain ones take a few hundred; more means fields the layout does not need.
+LAYOUT_BYTES = 2048
 
 
 class Layout:
@@ -125,61 +133,117 @@ class Layout:
 
 
 class ColumnReader:
-    """The common case of ``ModelInferRequest`` read straight into columns: every input once,
-    in ``raw_input_contents``, all FP32 or all FP64 numbers and a BYTES category, shape ``[N]``
-    or ``[N, 1]`` with 1 <= N <= ``most``, no parameters. ``read`` gives ``(numeric (N, 8)
-    float64 in NUMERIC_COLUMNS order, categories)``, or None for anything else (``envelope``
-    then reads it, checks it and explains).
+    """The common case of a ``ModelInferRequest`` read straight from its bytes into columns:
+    no parameters and no outputs asked, every input once in ``raw_input_contents``, all FP32
+    or all FP64 numbers and a BYTES category, shape ``[N]`` or ``[N, 1]`` with 1 <= N <=
+    ``most``, no tensor parameters. ``read`` gives a ``Columns``, or None for anything else
+    (the whole message is then parsed, and ``envelope`` reads it, checks it and explains).
 
-    A client sends the same inputs (names, types, shapes) call after call: the layouts of the
-    last ``KEPT`` kinds of inputs are kept, and a request whose inputs equal one of them (one
-    comparison in protobuf's C code) skips reading them field by field."""
+    The bytes are parsed as ``Lite``, the protocol's message with its nested messages left as
+    bytes (protobuf's wire format cannot tell them apart), so protobuf's C code does the whole
+    parse. A client sends the same inputs (names, types, shapes) call after call: the layouts
+    of the last ``KEPT`` kinds of inputs (``LAYOUT_BYTES`` of descriptions at most) are kept
+    by their bytes, and a request with the same input bytes is read with a dict lookup. Up to
+    ``FEW`` rows come as Python lists, more as an array."""
 
     KEPT = 8
 
     def __init__(self, most: int) -> None:
         self.most = most
-        self._kept: list[tuple[Any, Layout]] = []
+        self._lite = lite_request_class()
+        self._kept: dict[tuple[bytes, ...], Layout] = {}
 
-    def read(self, request: pb.ModelInferRequest) -> tuple[np.ndarray, list[str]] | None:
-        inputs = request.inputs
-        layout = next((known for seen, known in self._kept if inputs == seen), None)
+    def read(self, raw: bytes) -> Columns | None:
+        try:
+            lite: Any = self._lite.FromString(raw)  # generated at run time: fields untyped
+        except DecodeError:
+            return None
+        if lite.parameters or lite.outputs:
+            return None
+        inputs = tuple(lite.inputs)
+        if sum(map(len, inputs)) > LAYOUT_BYTES:  # odd extras: not kept, the slow path reads it
+            return None
+        layout = self._kept.get(inputs)
         if layout is None:
-            layout = _layout(request, self.most)
+            layout = _layout(inputs, self.most)
             if layout is None:
                 return None
             if len(self._kept) >= self.KEPT:
-                del self._kept[0]
-            kept = pb.ModelInferRequest()
-            kept.inputs.extend(inputs)
-            self._kept.append((kept.inputs, layout))
-        raw = request.raw_input_contents
-        if len(raw) != len(inputs):
+                self._kept.clear()
+            self._kept[inputs] = layout
+        raw_contents = lite.raw_input_contents
+        if len(raw_contents) != len(inputs):
             return None
         n, dtype = layout.rows, layout.dtype
-        parts = [raw[at] for at in layout.numeric]
+        parts = [raw_contents[at] for at in layout.numeric]
         if any(len(part) != n * dtype.itemsize for part in parts):
             return None
-        ocean = _words(raw[layout.ocean], n)
+        ocean = _words(raw_contents[layout.ocean], n)
         if ocean is None:
             return None
-        block = np.frombuffer(b"".join(parts), dtype).reshape(len(_COLUMN), n)
-        return block.T.astype(np.float64), ocean
+        joined = b"".join(parts)
+        numeric: np.ndarray | list[list[float]]
+        if n <= FEW:  # plain Python: numpy's fixed cost would be most of the work
+            values = struct.unpack(f"<{len(_COLUMN) * n}{dtype.char}", joined)
+            numeric = [list(values[row::n]) for row in range(n)]
+        else:
+            block = np.frombuffer(joined, dtype).reshape(len(_COLUMN), n)
+            numeric = block.T.astype(np.float64)
+        return Columns(lite.model_name, lite.model_version, lite.id, numeric, ocean)
 
 
-def _layout(request: pb.ModelInferRequest, most: int) -> Layout | None:
-    """The layout of ``request``'s inputs, if they are the common case (see ColumnReader)."""
-    inputs = request.inputs
+class Columns(NamedTuple):
+    """A request read by ``ColumnReader``: its model, version and id, its rows (``(n, 8)`` in
+    ``NUMERIC_COLUMNS`` order, NaN: missing) and its categories."""
+
+    model: str
+    version: str
+    id: str
+    numeric: np.ndarray | list[list[float]]
+    ocean: list[str]
+
+
+@cache
+def lite_request_class() -> type[Message]:
+    """``ModelInferRequest`` with its nested messages as bytes, in a pool of its own (built at
+    first use, not at import)."""
+    file = descriptor_pb2.FileDescriptorProto(
+        name="housing_lite_infer.proto", package="housing.lite", syntax="proto3"
+    )
+    message = file.message_type.add(name="ModelInferRequestLite")
+    kinds = descriptor_pb2.FieldDescriptorProto
+    for number, name in enumerate(("model_name", "model_version", "id"), start=1):
+        message.field.add(name=name, number=number, type=kinds.TYPE_STRING)
+    for number, name in ((4, "parameters"), (5, "inputs"), (6, "outputs")):
+        message.field.add(
+            name=name, number=number, type=kinds.TYPE_BYTES, label=kinds.LABEL_REPEATED
+        )
+    message.field.add(
+        name="raw_input_contents", number=7, type=kinds.TYPE_BYTES, label=kinds.LABEL_REPEATED
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    found = pool.FindMessageTypeByName("housing.lite.ModelInferRequestLite")
+    return message_factory.GetMessageClass(found)
+
+
+def _layout(inputs: tuple[bytes, ...], most: int) -> Layout | None:
+    """The layout of a request's inputs (each one's bytes), if they are the common case (see
+    ColumnReader)."""
     if len(inputs) != len(_COLUMN) + 1:
         return None
-    shape = list(inputs[0].shape)
+    try:
+        tensors = [pb.ModelInferRequest.InferInputTensor.FromString(i) for i in inputs]
+    except DecodeError:
+        return None
+    shape = list(tensors[0].shape)
     n = shape[0] if shape and (len(shape) == 1 or shape[1:] == [1]) else 0
     if not 1 <= n <= most:
         return None
     numeric = [-1] * len(_COLUMN)
     ocean = -1
     kinds = set()
-    for at, tensor in enumerate(inputs):
+    for at, tensor in enumerate(tensors):
         if list(tensor.shape) != shape or tensor.parameters or tensor.HasField("contents"):
             return None
         if tensor.name == CATEGORICAL_COLUMN and tensor.datatype == "BYTES" and ocean < 0:
@@ -247,7 +311,7 @@ def _varint(value: int) -> bytes:
 
 
 def response(
-    request: pb.ModelInferRequest,
+    answer_id: str,
     model: str,
     version: str,
     names: tuple[str, ...],
@@ -255,7 +319,8 @@ def response(
     ranges: Ranges | None,
     flags: list[Flag],
 ) -> bytes:
-    """The serialized answer with the outputs ``names``, in that order; the range's need
+    """The serialized answer (its ``id``: the request's) with the outputs ``names``, in that
+    order; the range's need
     ``ranges``; ``flags`` are summed up in the answer's parameters (``warning_count``,
     ``warnings``). Built from a kept serialized head (``_HEADS``) and the call's own fields:
     protobuf reads concatenated fields as one message."""
@@ -279,8 +344,8 @@ def response(
             _HEADS.clear()
         _HEADS[key] = head
     parts = [head]
-    if request.id:
-        parts.append(_field(3, request.id.encode()))
+    if answer_id:
+        parts.append(_field(3, answer_id.encode()))
     pack = f"<{n}d"
     parts += [_field(6, struct.pack(pack, *columns[name])) for name in names]
     if flags:

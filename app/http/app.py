@@ -53,14 +53,19 @@ class HousingApp(FastAPI):
         self.hot_paths = hot_paths
         self.hot_match = hot_match
         self._hot_stack: ASGIApp | None = None
+        self._hot_built = False
 
-    def _build_hot_stack(self) -> ASGIApp:
+    def _build_hot_stack(self) -> ASGIApp | None:
+        """The user's middleware around ``_dispatch_hot``; None without any (the endpoint is
+        called directly)."""
         stack: ASGIApp = self._dispatch_hot
+        wrapped = False
         for middleware in reversed(self.user_middleware):
             cls, args, kwargs = middleware
             if cls is not RequestRecorderMiddleware:
                 stack = cls(stack, *args, **kwargs)
-        return stack
+                wrapped = True
+        return stack if wrapped else None
 
     async def _dispatch_hot(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
@@ -71,13 +76,15 @@ class HousingApp(FastAPI):
         await endpoint(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (
-            scope["path"] in self.hot_paths or self.hot_match(scope["path"]) is not None
-        ):
-            if self._hot_stack is None:  # built once, at the first request: middleware is in
-                self._hot_stack = self._build_hot_stack()
-            await self._hot_stack(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            path = scope["path"]
+            endpoint = self.hot_paths.get(path) or self.hot_match(path)
+            if endpoint is not None:
+                if not self._hot_built:  # once, at the first request: middleware is in
+                    self._hot_stack, self._hot_built = self._build_hot_stack(), True
+                stack = self._hot_stack
+                await (endpoint if stack is None else stack)(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 

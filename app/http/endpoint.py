@@ -117,6 +117,9 @@ class PredictionEndpoint(Generic[C]):
         self.bytes_per_row = 0.0
         self.watches: Timeouts[_Watch] = Timeouts(WATCH_AFTER_S, _Watch.start)
 
+    def check_target(self, scope: Scope, model: Served) -> None:
+        """Refuse a request for another model or version than ``model`` (default: none)."""
+
     def decode(self, model: Served, body: bytes, headers: Headers) -> Decoded[C]:
         """Parse and validate the body into encoded rows for ``model`` (raise to refuse it)."""
         raise NotImplementedError
@@ -160,7 +163,11 @@ class PredictionEndpoint(Generic[C]):
         every row of it runs on that model, and every rule (imputation, ranges, warnings) is
         that model's, whatever model is swapped in meanwhile."""
         offload = self.offload_bytes is not None and len(body) > self.offload_bytes
-        decoded = await self.plane.decode(lambda: self.decode(model, body, headers), offload)
+        if offload:
+            decoded = await self.plane.decode(lambda: self.decode(model, body, headers), True)
+        else:
+            with self.plane.arriving():
+                decoded = self.decode(model, body, headers)
         rows = decoded.encoded.shape[0]
         if rows:
             seen = len(body) / rows
@@ -197,6 +204,7 @@ class PredictionEndpoint(Generic[C]):
         try:
             self.guard.admit(scope["method"], headers, self.media_types)
             model = self.runtime.serving()  # the whole request is this model's
+            self.check_target(scope, model)
             coverage = self.asked_coverage(model, scope["query_string"], headers)
             self.shed_early(headers)
             body = await self.guard.read_body(headers, receive)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from starlette.types import Receive
 
 from app.core.keys import Headers, Keys
-from app.errors import ClientDisconnected, Refusal, RequestRefused
+from app.errors import ClientDisconnected, Refusal, RequestRefused, shown
 from app.settings import Settings
 
 
@@ -51,7 +51,7 @@ class Guard(Keys):
             accepted = ", ".join(sorted(t for t in media_types if t))
             raise RequestRefused(
                 Refusal.MEDIA_TYPE,
-                f"content type {kind!r} is not accepted here. Hint: send one of {accepted}.",
+                f"content type {shown(kind)} is not accepted here. Hint: send one of {accepted}.",
             )
 
     async def read_body(self, headers: Headers, receive: Receive) -> bytes:

@@ -18,7 +18,6 @@ bare endpoint too (``VersionedInfer``), reached by ``HousingApp``'s pattern matc
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 import orjson
@@ -42,7 +41,7 @@ from app.core.inference import Decoded, InferencePath
 from app.core.intervals import Coverage, Ranges
 from app.core.runtime import ModelRuntime
 from app.core.served import Served
-from app.errors import Refusal, classify
+from app.errors import Refusal, RequestRefused, classify
 from app.http.deps import RuntimeDep
 from app.http.endpoint import JSON, Answer, PredictionEndpoint
 from app.http.guard import Guard, Headers
@@ -50,9 +49,10 @@ from app.http.openapi import documented_post, refusals
 from app.http.refusals import error_answer
 from app.identity import EXTENSIONS, MODEL_NAME, SERVER_NAME, server_version
 from app.observe.access import RequestRecorder
-from app.observe.logs import request_id_from
 
 MODEL_PATH = f"/v2/models/{MODEL_NAME}"
+# The scope key through which ``VersionedInfer`` tells ``infer`` the version a path names.
+VERSION_KEY = "housing.model_version"
 VERSIONS = f"{MODEL_PATH}/versions/"
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
@@ -161,6 +161,12 @@ class InferEndpoint(PredictionEndpoint[Inference]):
         request, tail = oip.split_body(body, headers.get(b"inference-header-content-length"))
         return self.requests.decode(model, request, tail)
 
+    def check_target(self, scope: Scope, model: Served) -> None:
+        """A versioned path's version must be the one in service (``VersionedInfer``)."""
+        version = scope.get(VERSION_KEY)
+        if version is not None and version != model.version:
+            raise RequestRefused(Refusal.NOT_FOUND, oip.unknown_version(version, model.version))
+
     def asked_coverage(self, model: Served, query: bytes, headers: Headers) -> Coverage | None:
         return None  # the protocol asks in the body (``plan``), not the query
 
@@ -198,17 +204,17 @@ class InferEndpoint(PredictionEndpoint[Inference]):
 
 
 class VersionedInfer:
-    """``POST /v2/models/housing/versions/{version}/infer``: ``infer`` itself for the version in
-    service (or before any is loaded: then its 503), a 404 for any other, counted under this
-    route. ``HousingApp`` sends it the paths of that shape (``version``), before FastAPI's
-    routing, as it does ``infer``'s."""
+    """``POST /v2/models/housing/versions/{version}/infer``: ``infer`` itself, told the
+    version (``VERSION_KEY`` in the request's scope): the same checks in the same order --
+    method, key, content type -- then a 404 naming the served version for any other, counted
+    as ``infer``'s refusals are. ``HousingApp`` sends it the paths of that shape (``version``),
+    before FastAPI's routing, as it does ``infer``'s."""
 
     route = f"{VERSIONS}{{version}}/infer"
     suffix = "/infer"
 
     def __init__(self, infer: InferEndpoint) -> None:
         self.infer = infer
-        self.runtime = infer.runtime
 
     @classmethod
     def version(cls, path: str) -> str | None:
@@ -220,23 +226,7 @@ class VersionedInfer:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         version = self.version(scope["path"])
-        model = self.runtime.model
-        if version is None or model is None or version == model.version:
-            # No await before the endpoint takes the model: a reload cannot come in between.
-            await self.infer(scope, receive, send)
-            return
-        started = time.perf_counter()
-        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
-        request_id = request_id_from(None if given is None else given.decode("latin-1"))
-        body = orjson.dumps({"error": oip.unknown_version(version, model.version)})
-        headers = [
-            (b"content-type", JSON.encode()),
-            (b"content-length", b"%d" % len(body)),
-            (b"x-request-id", request_id.encode()),
-        ]
-        await send({"type": "http.response.start", "status": 404, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        self.infer.recorder.finish(scope, self.route, 404, started, request_id)
+        await self.infer({**scope, VERSION_KEY: version}, receive, send)
 
 
 def document(router: APIRouter) -> None:

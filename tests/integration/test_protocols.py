@@ -255,8 +255,24 @@ def test_another_version_is_a_404_in_the_protocols_format(
         assert (answer.status_code, answer.json()) == (404, {"error": text}), answer.request.url
     assert answers[2].headers["x-request-id"] == "n"
     metrics = client.get("/metrics").text
-    route = 'route="/v2/models/housing/versions/{version}/infer",status="404"'
+    route = 'route="/v2/models/housing/infer",status="404"'
     assert f"housing_requests_total{{{route}}} 1.0" in metrics
+    assert 'housing_rejected_requests_total{reason="not_found"} 1.0' in metrics
+    # The route's own checks come first, as on the unversioned path: method, then type.
+    assert client.get(f"{base}/infer").status_code == 405
+    typed = client.post(f"{base}/infer", content=b"x", headers={"content-type": "text/csv"})
+    assert typed.status_code == 415
+
+
+def test_a_long_version_or_name_is_quoted_only_in_part(client: TestClient) -> None:
+    answers = [
+        client.get(f"/v2/models/housing/versions/{'v' * 5000}"),
+        client.post(f"/v2/models/housing/versions/{'v' * 5000}/infer", json={"inputs": []}),
+        client.get(f"/v2/models/{'m' * 5000}"),
+    ]
+    for answer in answers:
+        assert answer.status_code == 404 and "(5000 characters)" in answer.json()["error"]
+        assert len(answer.content) < 400
 
 
 @pytest.mark.parametrize(

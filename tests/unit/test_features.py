@@ -15,6 +15,7 @@ from modelspec.features import (
     DerivedFeature,
     encode,
     encode_records,
+    encode_rows,
     feature_hash,
 )
 
@@ -72,12 +73,15 @@ def test_no_records_encode_to_an_empty_batch() -> None:
     assert encode_records([], bedrooms_median=1.0).shape == (0, 13)
 
 
-def test_both_encoders_agree_on_the_whole_data_set(housing_frame: pd.DataFrame) -> None:
+def test_the_encoders_agree_on_the_whole_data_set(housing_frame: pd.DataFrame) -> None:
     records = housing_frame.to_dict(orient="records")
     numeric = housing_frame[list(NUMERIC_COLUMNS)].to_numpy(dtype=np.float64)
+    ocean = housing_frame["ocean_proximity"].tolist()
     by_record = encode_records(records, bedrooms_median=435.0)
-    by_column = encode(numeric, housing_frame["ocean_proximity"].tolist(), bedrooms_median=435.0)
+    by_column = encode(numeric, ocean, bedrooms_median=435.0)
+    by_row = encode_rows(numeric.tolist(), ocean, bedrooms_median=435.0)
     np.testing.assert_array_equal(by_record, by_column)
+    np.testing.assert_array_equal(by_row, by_column)
 
 
 def test_encode_refuses_bad_shapes_and_categories() -> None:

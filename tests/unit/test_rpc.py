@@ -126,7 +126,7 @@ def test_the_answer_is_raw_fp64_in_the_order_asked_with_the_coverage() -> None:
     names = ("house_value_high", "house_value")
     cents = [429055.57, 200.5]  # FP32 would answer 429055.5625 for the first
     answer = pb.ModelInferResponse.FromString(
-        tensors.response(request, "housing", "v1", names, cents, ranges, [])
+        tensors.response(request.id, "housing", "v1", names, cents, ranges, [])
     )
     assert (answer.model_name, answer.model_version, answer.id) == ("housing", "v1", "r-2")
     assert [o.name for o in answer.outputs] == list(names)
@@ -144,9 +144,7 @@ def test_flagged_rows_are_summed_up_in_the_answers_parameters() -> None:
         {"row": r, "field": "house_value", "code": "below_floor", "message": "m"} for r in range(7)
     ]
     answer = pb.ModelInferResponse.FromString(
-        tensors.response(
-            pb.ModelInferRequest(), "housing", "v1", ("house_value",), [1.0] * 7, None, flags
-        )
+        tensors.response("", "housing", "v1", ("house_value",), [1.0] * 7, None, flags)
     )
     assert answer.parameters["warning_count"].int64_param == 7
     summary = answer.parameters["warnings"].string_param
@@ -177,9 +175,9 @@ def test_raw_tensors_read_into_columns_equal_the_envelopes_records(numbers: str)
         {**EXAMPLE_RECORD, "median_income": 12.5, "latitude": 37.25},
     ]
     request = _raw_request(records, numbers)
-    read = tensors.ColumnReader(1024).read(request)
+    read = tensors.ColumnReader(1024).read(request.SerializeToString())
     assert read is not None
-    numeric, ocean = read
+    numeric, ocean = np.asarray(read.numeric), read.ocean
     envelope, tail = tensors.envelope(request)
     expected = records_from(envelope, tail)
     assert ocean == [r[CATEGORICAL_COLUMN] for r in expected]
@@ -204,35 +202,35 @@ def test_raw_tensors_read_into_columns_equal_the_envelopes_records(numbers: str)
 def test_anything_but_the_common_case_is_left_to_the_envelope(spoil: object) -> None:
     request = _raw_request([EXAMPLE_RECORD])
     spoil(request)  # type: ignore[operator]
-    assert tensors.ColumnReader(1024).read(request) is None
+    assert tensors.ColumnReader(1024).read(request.SerializeToString()) is None
 
 
 def test_more_rows_than_allowed_are_left_to_the_envelope() -> None:
-    assert tensors.ColumnReader(2).read(_raw_request([EXAMPLE_RECORD] * 3)) is None
+    assert (
+        tensors.ColumnReader(2).read(_raw_request([EXAMPLE_RECORD] * 3).SerializeToString()) is None
+    )
 
 
 def test_a_kept_layout_still_checks_each_calls_contents() -> None:
     reader = tensors.ColumnReader(1024)
-    first = reader.read(_raw_request([EXAMPLE_RECORD]))
+    first = reader.read(_raw_request([EXAMPLE_RECORD]).SerializeToString())
     other = {**EXAMPLE_RECORD, "median_income": 3.25}
-    second = reader.read(_raw_request([other]))  # the same inputs: the kept layout
+    second = reader.read(_raw_request([other]).SerializeToString())  # the kept layout
     assert first is not None and second is not None
-    assert second[0][0, NUMERIC_COLUMNS.index("median_income")] == 3.25
+    assert np.asarray(second.numeric)[0, NUMERIC_COLUMNS.index("median_income")] == 3.25
     cut = _raw_request([EXAMPLE_RECORD])
     cut.raw_input_contents[0] = b"\x00" * 3
-    assert reader.read(cut) is None
+    assert reader.read(cut.SerializeToString()) is None
     word = _raw_request([EXAMPLE_RECORD])
     word.raw_input_contents[8] = b"\xff\xff\xff\xff"
-    assert reader.read(word) is None
+    assert reader.read(word.SerializeToString()) is None
 
 
 def test_answers_built_from_kept_heads_equal_the_whole_message() -> None:
     ranges = Ranges(0.9, [(90.0, 110.0)])
     names = ("house_value", "house_value_low", "house_value_high")
     for request_id in ("a", "", "b"):  # the second and third reuse the first's head
-        built = tensors.response(
-            pb.ModelInferRequest(id=request_id), "housing", "v9", names, [100.0], ranges, []
-        )
+        built = tensors.response(request_id, "housing", "v9", names, [100.0], ranges, [])
         expected = pb.ModelInferResponse(model_name="housing", model_version="v9", id=request_id)
         for name, value in zip(names, (100.0, 90.0, 110.0), strict=True):
             tensor = expected.outputs.add(name=name, datatype="FP64", shape=[1])
@@ -240,3 +238,35 @@ def test_answers_built_from_kept_heads_equal_the_whole_message() -> None:
                 tensor.parameters["coverage"].double_param = 0.9
             expected.raw_output_contents.append(np.asarray([value], "<f8").tobytes())
         assert pb.ModelInferResponse.FromString(built) == expected
+
+
+@pytest.mark.parametrize(
+    "ask",
+    [
+        lambda r: r.parameters["coverage"].CopyFrom(pb.InferParameter(double_param=0.8)),
+        lambda r: r.outputs.add(name="house_value"),
+    ],
+)
+def test_a_request_that_asks_for_more_is_left_to_the_envelope(ask: object) -> None:
+    request = _raw_request([EXAMPLE_RECORD])
+    ask(request)  # type: ignore[operator]
+    assert tensors.ColumnReader(1024).read(request.SerializeToString()) is None
+
+
+def test_bytes_that_are_no_message_are_left_to_the_envelope() -> None:
+    assert tensors.ColumnReader(1024).read(b"\xff\xff garbage") is None
+
+
+def test_the_reader_takes_the_model_version_and_id_from_the_bytes() -> None:
+    request = _raw_request([EXAMPLE_RECORD])
+    request.model_version, request.id = "v3", "call-7"
+    read = tensors.ColumnReader(1024).read(request.SerializeToString())
+    assert read is not None and (read.model, read.version, read.id) == ("housing", "v3", "call-7")
+
+
+def test_inputs_with_odd_extra_bytes_are_not_kept() -> None:
+    request = _raw_request([EXAMPLE_RECORD])
+    request.inputs[0].name = "x" * 5000  # not a column either: the envelope explains
+    reader = tensors.ColumnReader(1024)
+    assert reader.read(request.SerializeToString()) is None
+    assert reader._kept == {}

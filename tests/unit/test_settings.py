@@ -111,6 +111,10 @@ def test_sagemakers_ports_apply_unless_the_settings_are_given(
         ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "six"),
         ("SAGEMAKER_BIND_TO_PORT", "80a"),
         ("SAGEMAKER_SAFE_PORT_RANGE", "20999-20000"),
+        ("SAGEMAKER_SAFE_PORT_RANGE", "-1"),
+        ("SAGEMAKER_BIND_TO_PORT", "\u00b2"),  # a digit to str.isdigit, not a number
+        ("SAGEMAKER_BIND_TO_PORT", "70000"),
+        ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "100000000000"),
     ],
 )
 def test_a_sagemaker_variable_that_is_not_a_number_stops_serve_naming_it(

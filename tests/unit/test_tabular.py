@@ -32,3 +32,10 @@ def test_no_line_at_all_is_refused(body: bytes) -> None:
         parse_csv(body, ADAPTER)
     assert info.value.details[0]["field"] == "line 1.body"
     assert "no rows" in info.value.details[0]["message"]
+
+
+def test_a_line_of_empty_cells_is_refused_not_dropped() -> None:
+    body = b"-122.23,37.88,41,880,129,322,126,8.3252,NEAR BAY\n,,,,,,,,\n"
+    with pytest.raises(InvalidInput) as info:
+        parse_csv(body, request_adapter(2048))
+    assert {d["field"].split(".")[0] for d in info.value.details} == {"line 2"}
