@@ -18,6 +18,13 @@ writes the answer.
   iterator is closed (``aclose``) when the call ends any way.
 - The deadline (one ``loop.call_at`` per call with ``grpc-timeout``): ``Call.ended`` is set to
   DEADLINE_EXCEEDED, the handler task is cancelled and the call answers DEADLINE_EXCEEDED.
+- The body timeout: a call whose message is not whole when the chunk holding its HEADERS has
+  been read must complete it within ``header_timeout_s`` (``HOUSING_HEADER_TIMEOUT_S``, the
+  same bound as a connection's first HEADERS), else ``Call.ended`` and the answer are
+  DEADLINE_EXCEEDED, naming the setting. These timeouts share one loop timer per connection
+  (``app.core.timeouts.Timeouts``); a message that arrives with its HEADERS never enters it.
+- ``_buffered`` counts the declared lengths of the messages a connection is reading (the bound
+  is ``dispatch``'s); a message's count ends when it is whole, or its call ends.
 - RST_STREAM from the client, a stream error or the connection closing: ``Call.ended`` is set
   to CANCELLED (DEADLINE_EXCEEDED when the call's deadline is within ``DEADLINE_SLACK_S``: the
   client's own deadline reset it) and the task cancelled; nothing is answered.
@@ -35,6 +42,7 @@ import struct
 from collections.abc import Callable
 from functools import partial
 
+from app.core.timeouts import Timeouts
 from app.grpc.h2conn import H2Connection
 from app.grpc.h2send import H2Stream
 from app.grpc.http2 import END_HEADERS, END_STREAM, HEADERS, ErrorCode, frame_head, headers_frames
@@ -95,7 +103,7 @@ DEADLINE_SLACK_S = 0.1
 class GrpcStream(H2Stream):
     __slots__ = (
         "admitted", "answered", "buf", "call", "count", "encoding", "flag", "head_sent",
-        "method", "need", "settled", "started", "status", "task", "timer",
+        "method", "need", "reserved", "settled", "started", "status", "task", "timer", "waiting",
     )  # fmt: skip
 
     def __init__(self, stream_id: int) -> None:
@@ -115,14 +123,29 @@ class GrpcStream(H2Stream):
         self.status: Status | None = None  # the status it was answered with
         self.head_sent = False
         self.settled = False
+        self.reserved = 0  # the length of the message being read, counted in ``_buffered``
+        self.waiting = False  # in ``_late``: its message is due within the header timeout
 
 
 class CallRunner(H2Connection[GrpcStream]):
     def __init__(self, shared: Shared, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
         self._shared = shared
+        self._buffered = 0  # the lengths of the messages being read (``GrpcStream.reserved``)
+        self._late: Timeouts[GrpcStream] = Timeouts(shared.header_timeout, self._body_late)
+
+    def _let_go(self, stream: GrpcStream) -> None:
+        """The stream waits for its message no more: its reservation and body timeout end."""
+        if stream.reserved:
+            self._buffered -= stream.reserved
+            stream.reserved = 0
+            del stream.buf[:]
+        if stream.waiting:
+            stream.waiting = False
+            self._late.discard(stream)
 
     def _start(self, stream: GrpcStream, message: bytes) -> None:
+        self._let_go(stream)
         method = stream.method
         if method is None or stream.task is not None:
             return
@@ -254,6 +277,7 @@ class CallRunner(H2Connection[GrpcStream]):
     def _end_block(self, stream: GrpcStream, block: bytes) -> None:
         stream.answered = True
         self._stop_timer(stream)
+        self._let_go(stream)
         if not stream.head_sent:
             block = RESPONSE_HEAD + block
         tail = headers_frames(stream.stream_id, block, True, self._peer_max_frame)
@@ -277,6 +301,21 @@ class CallRunner(H2Connection[GrpcStream]):
             logger.exception("expiring a gRPC call failed; the connection is closed")
             self._fail(ErrorCode.INTERNAL_ERROR, "internal error")
 
+    def _body_late(self, stream: GrpcStream) -> None:
+        """The header timeout passed since the call's HEADERS and its message is not whole."""
+        stream.waiting = False
+        call = stream.call
+        if stream.started or stream.answered or stream.closed or call is None:
+            return
+        try:
+            call.ended = Status.DEADLINE_EXCEEDED
+            self._end(stream, Status.DEADLINE_EXCEEDED, "the call's message did not arrive "
+                      f"within HOUSING_HEADER_TIMEOUT_S={self._late.delay:g} s of its headers: "
+                      "send the whole message promptly")  # fmt: skip
+        except Exception:
+            logger.exception("ending a late gRPC call failed; the connection is closed")
+            self._fail(ErrorCode.INTERNAL_ERROR, "internal error")
+
     def _cancel(self, stream: GrpcStream) -> None:
         """Cancels the handler; a task cancelled before its first step never runs its
         ``finally``, so the done callback settles the stream."""
@@ -297,6 +336,7 @@ class CallRunner(H2Connection[GrpcStream]):
 
     def _on_reset(self, stream: GrpcStream) -> None:
         self._stop_timer(stream)
+        self._let_go(stream)
         call = stream.call
         if call is not None and call.ended is None and not stream.answered:
             # A client whose deadline passes resets the stream itself, a moment before our

@@ -14,19 +14,28 @@ A call, in order:
    ``RpcError`` answers with a trailers-only response before any DATA is read (another
    exception: UNKNOWN, logged once).
 3. The message is cut from DATA. A length prefix over ``max_message_bytes`` answers
-   RESOURCE_EXHAUSTED at once (nothing of it is buffered); a compressed flag other than 0 or 1
-   answers INVALID_ARGUMENT; a compressed message without ``grpc-encoding: gzip`` UNIMPLEMENTED;
-   gzip inflating past the limit RESOURCE_EXHAUSTED, gzip that does not inflate
-   INVALID_ARGUMENT. A message that arrives whole in one DATA frame is taken without copying
-   it twice.
-4. The handler starts (a task) when its one message is complete. A second message, none, or a
-   stream ending inside a message answer INVALID_ARGUMENT (a running handler is cancelled with
-   ``Call.ended`` = CANCELLED).
+   RESOURCE_EXHAUSTED at once (nothing of it is buffered); so does one that would take the
+   declared lengths of the messages the connection is reading past ``buffer_bound`` =
+   max(``BUFFERED``, 4 x ``max_message_bytes``): the memory a connection holds in unfinished
+   messages stays under it (a message that arrives whole in one DATA frame is not buffered and
+   not counted), and what the client sends stops no other call (no window is withheld). A
+   compressed flag other than 0 or 1 answers INVALID_ARGUMENT; a compressed message without
+   ``grpc-encoding: gzip`` UNIMPLEMENTED; gzip inflating past the limit RESOURCE_EXHAUSTED,
+   gzip that does not inflate INVALID_ARGUMENT. A message that arrives whole in one DATA frame
+   is taken without copying it twice.
+4. The handler starts (a task) when its one message is complete. A second message (as soon as
+   its prefix arrives), none, or a stream ending inside a message answer INVALID_ARGUMENT (a
+   running handler is cancelled with ``Call.ended`` = CANCELLED).
+5. The message must be whole within ``header_timeout_s`` of the call's HEADERS, else
+   DEADLINE_EXCEEDED (``answers``' body timeout; ``Method.unfinished`` is told). Calls whose
+   message is whole when the chunk with their HEADERS has been read never start that timer.
 
 Per connection: the preface and the first complete HEADERS must arrive within
 ``header_timeout_s``, else ``on_refused("header_timeout")`` and the connection is closed
 (GOAWAY NO_ERROR); a connection beyond ``max_connections``, or while the server stops, is
-closed at once and ``on_refused("connections")`` called.
+closed at once and ``on_refused("connections")`` called. ``drain`` (the server stopping)
+answers UNAVAILABLE at once the calls whose handler has not started (their message is still
+arriving), so that only running handlers are waited for.
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ from app.grpc.wire import (
 logger = logging.getLogger("housing.grpc")
 
 CACHED = 32
+BUFFERED = 16 << 20  # the least bound on a connection's unfinished messages, in bytes
 _HTTP_STATUS = {NOT_POST: b"\x00\x07:status\x03405", NOT_GRPC: b"\x00\x07:status\x03415"}
 _EMPTY = memoryview(b"")
 
@@ -66,6 +76,8 @@ class GrpcConnection(CallRunner):
         self._cache: dict[bytes, tuple[int, Request]] = {}
         self._header_timer: asyncio.TimerHandle | None = None
         self._accepted = False
+        self.buffer_bound = max(BUFFERED, 4 * shared.max_message)
+        self._fresh: list[GrpcStream] = []  # calls opened in this chunk, message not whole
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         shared = self._shared
@@ -85,7 +97,25 @@ class GrpcConnection(CallRunner):
         self._shared.refused("header_timeout")
         self._fail(ErrorCode.NO_ERROR, "no request within the header timeout")
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        fresh = self._fresh
+        if fresh:  # calls whose message did not come whole with their HEADERS: time them
+            for stream in fresh:
+                if not (stream.started or stream.answered or stream.closed):
+                    stream.waiting = True
+                    self._late.add(stream)
+            fresh.clear()
+
+    def drain(self) -> None:
+        super().drain()
+        for stream in list(self._streams.values()):
+            if not stream.started and not stream.answered:
+                self._end(stream, Status.UNAVAILABLE, "the server is stopping and this call's "
+                          "message had not arrived: retry on another connection")  # fmt: skip
+
     def _on_lost(self) -> None:
+        self._late.clear()
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
@@ -154,6 +184,8 @@ class GrpcConnection(CallRunner):
         stream.admitted = True
         if end_stream:
             self._on_body(stream, _EMPTY, True)
+        else:
+            self._fresh.append(stream)
 
     def _on_body(self, stream: GrpcStream, chunk: memoryview, end_stream: bool) -> None:
         if stream.answered:
@@ -200,6 +232,17 @@ class GrpcConnection(CallRunner):
                 if flag > 1:
                     self._invalid(stream, "a message's compressed flag is 0 or 1")
                     return False
+                if stream.count:
+                    self._invalid(stream, "a call takes exactly one message, got more")
+                    return False
+                if length > self.buffer_bound - self._buffered:
+                    self._end(stream, Status.RESOURCE_EXHAUSTED, f"a message of {length} bytes "
+                              f"while this connection is reading {self._buffered} would pass its "
+                              f"bound of {self.buffer_bound}: send fewer large messages at once "
+                              "on one connection, or retry")  # fmt: skip
+                    return False
+                stream.reserved = length
+                self._buffered += length
                 stream.flag, stream.need = flag, length
             take = min(stream.need - len(buf), n - pos)
             buf += chunk[pos : pos + take]
@@ -210,9 +253,6 @@ class GrpcConnection(CallRunner):
             del buf[:]
             stream.need = -1
             stream.count += 1
-            if stream.count > 1:
-                self._invalid(stream, "a call takes exactly one message, got more")
-                return False
             if stream.flag:
                 inflated = self._inflate(stream, message)
                 if inflated is None:

@@ -19,9 +19,11 @@ Connection errors (GOAWAY with the code, every call reset, close):
   COMPRESSION_ERROR (the HPACK state is lost with either);
 - DATA beyond the connection window: FLOW_CONTROL_ERROR; bad lengths of SETTINGS, PING,
   RST_STREAM, GOAWAY: FRAME_SIZE_ERROR; SETTINGS or PING on a stream: PROTOCOL_ERROR;
-- floods: more than ``RESETS`` streams reset by the client or refused by us within a second
-  (rapid reset, CVE-2023-44487), more than ``CONTROL`` PINGs, SETTINGS or empty DATA frames
-  within a second: ENHANCE_YOUR_CALM;
+- floods: more than ``RESETS`` RST_STREAMs within a second, counting together the streams
+  reset by the client (rapid reset, CVE-2023-44487), those we refuse and those we reset for a
+  stream error (so frames that each draw an RST_STREAM cannot make us send an unbounded stream
+  of them), more than ``CONTROL`` PINGs, SETTINGS or empty DATA frames within a second:
+  ENHANCE_YOUR_CALM;
 - any other exception (a bug): logged once, INTERNAL_ERROR. Nothing escapes into the loop.
 
 Stream errors (RST_STREAM, the connection goes on): DATA beyond a stream's window
@@ -35,9 +37,11 @@ dropped (their DATA still counts against the connection window, and HEADERS are 
 
 Receive flow control: we advertise a stream window of ``STREAM_WINDOW`` (SETTINGS) and a
 connection window of ``CONNECTION_WINDOW`` (a WINDOW_UPDATE right after our SETTINGS), and
-give a window back (WINDOW_UPDATE) once half of it has been read: DATA is read into bounded
-buffers at once (a call's message, at most ``max_message_bytes``), so what a connection holds
-is bounded by its open streams, not by the windows.
+give a window back (WINDOW_UPDATE) once half of it has been read: DATA is read at once into a
+call's message, and what a connection holds is bounded by ``dispatch`` (each message is at most
+``max_message_bytes``, and the unfinished messages of a connection together at most its
+``buffer_bound``: a message that would pass it is refused at its length prefix), not by the
+windows.
 """
 
 from __future__ import annotations
@@ -375,6 +379,7 @@ class H2Connection(H2Streams[S]):
             ) from None
 
     def _stream_fault(self, fault: StreamFault) -> None:
+        self._spend(self._resets, "stream errors (RST_STREAM)")
         self._emit(rst_stream(fault.stream_id, fault.code))
         stream = self._streams.pop(fault.stream_id, None)
         if stream is not None:

@@ -6,9 +6,12 @@ flow control on what we send, closing. ``h2conn`` adds the receiving side on top
   it, and what does not fit is parked on its stream (in order, with the trailers that end it)
   until a WINDOW_UPDATE or a larger initial window lets it go; parked streams are served in
   turn. Parked bytes are bounded by the answers of the open streams (at most ``MAX_STREAMS``).
-- A peer's SETTINGS: INITIAL_WINDOW_SIZE over 2**31-1, or a change that pushes a stream's
-  window over it, is a FLOW_CONTROL_ERROR; MAX_FRAME_SIZE outside 16,384..2**24-1 and
-  ENABLE_PUSH other than 0 or 1 are PROTOCOL_ERRORs; every SETTINGS is acknowledged.
+- A peer's SETTINGS: more than ``SETTINGS_PAIRS`` settings in one frame is ENHANCE_YOUR_CALM;
+  every value is checked (INITIAL_WINDOW_SIZE over 2**31-1 is a FLOW_CONTROL_ERROR,
+  MAX_FRAME_SIZE outside 16,384..2**24-1 and ENABLE_PUSH other than 0 or 1 are PROTOCOL_ERRORs),
+  then only the frame's last INITIAL_WINDOW_SIZE is applied, in one pass over the streams
+  (values are processed in order, so the last one wins): a change that pushes a stream's window
+  over 2**31-1 is a FLOW_CONTROL_ERROR. Every SETTINGS is acknowledged.
   WINDOW_UPDATE: not 4 bytes is a FRAME_SIZE_ERROR, an increment of 0 a PROTOCOL_ERROR (a
   stream error on a stream), a window over 2**31-1 a FLOW_CONTROL_ERROR.
 - While the transport's write buffer is over its high mark, reading stops (no new calls, no
@@ -58,8 +61,9 @@ from app.grpc.http2 import (
 MAX_STREAMS = 256
 STREAM_WINDOW = 1 << 20
 CONNECTION_WINDOW = 16 << 20
-RESETS = 200  # streams reset by the client, or refused, per second
+RESETS = 200  # streams reset by the client, refused, or reset for a stream error, per second
 CONTROL = 1_000  # PING, SETTINGS and empty DATA frames per second
+SETTINGS_PAIRS = 100  # settings in one SETTINGS frame (a handful are defined)
 LINGER_S = 2.0
 
 OPENING, FIRST_SETTINGS, FRAMES, CLOSED = range(4)
@@ -164,29 +168,36 @@ class H2Streams(asyncio.Protocol, Generic[S]):
                 raise ConnectionFault(ErrorCode.FRAME_SIZE_ERROR, "a SETTINGS ACK is empty")
             return
         self._spend(self._control, "SETTINGS frames")
-        grew = False
+        if len(payload) > 6 * SETTINGS_PAIRS:
+            raise ConnectionFault(
+                ErrorCode.ENHANCE_YOUR_CALM, f"more than {SETTINGS_PAIRS} settings in one frame"
+            )
+        window = None
         for key, value in parse_settings(payload):
             if key == INITIAL_WINDOW_SIZE:
                 if value > MAX_WINDOW:
                     raise ConnectionFault(ErrorCode.FLOW_CONTROL_ERROR, "window over 2**31-1")
-                delta = value - self._peer_window
-                self._peer_window = value
-                grew = grew or delta > 0
-                for stream in self._streams.values():
-                    stream.send_window += delta
-                    if stream.send_window > MAX_WINDOW:
-                        raise ConnectionFault(ErrorCode.FLOW_CONTROL_ERROR, "window over 2**31-1")
+                window = value  # the last one wins: only it is applied to the streams
             elif key == MAX_FRAME_SIZE:
                 if not DEFAULT_MAX_FRAME <= value <= LARGEST_MAX_FRAME:
                     raise ConnectionFault(ErrorCode.PROTOCOL_ERROR, "bad SETTINGS_MAX_FRAME_SIZE")
                 self._peer_max_frame = value
             elif key == ENABLE_PUSH and value > 1:
                 raise ConnectionFault(ErrorCode.PROTOCOL_ERROR, "bad SETTINGS_ENABLE_PUSH")
+        grown: list[S] = []
+        if window is not None and window != self._peer_window:
+            delta = window - self._peer_window
+            self._peer_window = window
+            for stream in self._streams.values():  # one pass, however many pairs
+                stream.send_window += delta
+                if stream.send_window > MAX_WINDOW:
+                    raise ConnectionFault(ErrorCode.FLOW_CONTROL_ERROR, "window over 2**31-1")
+                if delta > 0 and (stream.parked or stream.tail is not None):
+                    grown.append(stream)
         self._emit(SETTINGS_ACK)
-        if grew:
-            for stream in list(self._streams.values()):
-                if stream.parked or stream.tail is not None:
-                    self._flush(stream)
+        for stream in grown:
+            if not stream.closed:
+                self._flush(stream)
 
     def _window_update(self, payload: memoryview, flags: int, sid: int) -> None:
         if len(payload) != 4:

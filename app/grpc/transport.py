@@ -16,15 +16,20 @@ standard library.
 - Bounds, all fixed: ``max_message_bytes`` per message (RESOURCE_EXHAUSTED past it, also after
   gzip), ``max_connections`` (one more is closed at once, ``on_refused("connections")``),
   ``header_timeout_s`` for the preface and first HEADERS of a connection
-  (``on_refused("header_timeout")``), 256 concurrent streams per connection (REFUSED_STREAM
-  past it), 16 KiB of headers, 16,384-byte frames, and the flood budgets of ``h2conn``. The
-  memory a connection holds is at most 256 partial messages of ``max_message_bytes`` plus the
-  answers of its open calls.
+  (``on_refused("header_timeout")``) and, again, for each call's message to be whole after
+  its HEADERS (DEADLINE_EXCEEDED past it), 256 concurrent streams per connection
+  (REFUSED_STREAM past it), 16 KiB of headers, 16,384-byte frames, at most 100 settings per
+  SETTINGS frame, and the flood budgets of ``h2conn`` (RST_STREAMs both ways, PINGs, SETTINGS,
+  empty DATA). The memory a connection holds in unfinished messages is at most
+  max(16 MiB, 4 x ``max_message_bytes``) (``dispatch.BUFFERED``; a message that would pass
+  it is answered RESOURCE_EXHAUSTED at its length prefix), plus the messages of its running
+  handlers and the answers of its open calls.
 - ``start`` binds with ``loop.create_server`` (SO_REUSEPORT when ``reuse_port``, so several
   worker processes share the port; an exclusive bind otherwise; port 0 = any, the bound port
   of the first socket is returned). ``OSError`` when it cannot bind.
 - ``begin_stop(grace)`` stops accepting now and sends GOAWAY (last stream id) on every
-  connection; later streams get RST_STREAM REFUSED_STREAM; a connection closes once its calls
+  connection; later streams get RST_STREAM REFUSED_STREAM; calls whose handler has not started
+  (their message still arriving) answer UNAVAILABLE at once; a connection closes once its calls
   are done; after ``grace`` seconds the calls left are cancelled (``Call.ended`` = CANCELLED)
   and their connections closed. ``stopped()`` returns once no call and no connection is left.
 """

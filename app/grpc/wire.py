@@ -6,11 +6,14 @@
   ``content-type`` must be ``application/grpc`` or start with ``application/grpc+`` or
   ``application/grpc;`` (else HTTP 415, as grpc answers), ``grpc-timeout`` is 1 to 8 digits and
   a unit (H M S m u n; anything else: INVALID_ARGUMENT), ``grpc-encoding`` is kept for the
-  message's compressed flag. A header list that is malformed for HTTP/2 (an upper-case or
-  connection-specific name, an unknown, repeated or late pseudo-header, no ``:path``) resets the
-  stream with PROTOCOL_ERROR. Metadata keeps every other header, lower-case names as sent; a
-  repeated name keeps its last value; ``-bin`` values are base64-decoded (padding optional; a
-  value that does not decode: INVALID_ARGUMENT).
+  message's compressed flag. A header list that is malformed for HTTP/2 (RFC 9113 section
+  8.2.1: an empty name, a name with a character other than lower-case letters, digits and
+  ``!#$%&'*+-.^_`|~``; a value with NUL, CR or LF or starting or ending with a space or tab; a
+  connection-specific name, ``te`` other than ``trailers``; an unknown, repeated or late
+  pseudo-header, no ``:path``) resets the stream with PROTOCOL_ERROR. Metadata keeps every
+  other header, names as sent; a repeated name keeps its last value; ``-bin`` values are
+  base64-decoded strictly (``unbase64``: the standard alphabet only, padding optional; a value
+  that does not decode answers INVALID_ARGUMENT).
 - A message is a 5-byte prefix (compressed flag, 4-byte big-endian length) and its bytes. A
   compressed flag of 1 with ``grpc-encoding: gzip`` is inflated by ``inflate``, never past the
   message limit (over it: RESOURCE_EXHAUSTED; not gzip: INVALID_ARGUMENT).
@@ -106,8 +109,9 @@ class Method:
     """One method: ``unary`` or ``stream`` (exactly one), and optionally ``admit`` and
     ``unfinished``: told, once, of a call that ``admit`` let through but whose handler never
     ran, with the status it ended with (the client cancelled it or its deadline passed while
-    its message was arriving; its message was too large, compressed oddly, or not one), so
-    that every call can be counted however it ends."""
+    its message was arriving; its message was too large, compressed oddly, or not one; it did
+    not arrive within the header timeout: DEADLINE_EXCEEDED; the server began stopping first:
+    UNAVAILABLE), so that every call can be counted however it ends."""
 
     admit: Callable[[Call], None] | None = None
     unary: Callable[[Call, bytes], Awaitable[bytes]] | None = None
@@ -194,6 +198,21 @@ FINE, MALFORMED, NOT_POST, NOT_GRPC, BAD_TIMEOUT, BAD_BINARY = range(6)
 _PSEUDO = frozenset((b":method", b":path", b":scheme", b":authority"))
 _HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding"))
 _HOP |= {b"upgrade"}
+# A name's characters (RFC 9110's tchar, lower-case letters only: RFC 9113 section 8.2.1).
+_TOKEN = bytes(sorted(set(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")))
+# A value must hold no NUL, CR or LF and neither start nor end with a space or a tab.
+_BAD_VALUE = re.compile(rb"[\0\r\n]|\A[ \t]|[ \t]\Z").search
+
+
+def _bad_name(name: bytes) -> bool:
+    """Empty, or a character outside ``_TOKEN`` (upper case, space, controls, non-ASCII)."""
+    return not name or bool(name.translate(None, _TOKEN))
+
+
+def unbase64(value: bytes) -> bytes:
+    """A ``-bin`` value: strict base64 (only its alphabet; the padding may be left out).
+    ``binascii.Error`` when it does not decode."""
+    return base64.b64decode(value + b"=" * (-len(value) % 4), validate=True)
 
 
 class Request:
@@ -213,21 +232,19 @@ def parse_request(headers: list[tuple[bytes, bytes]]) -> Request:
     pseudo: dict[bytes, bytes] = {}
     metadata: dict[bytes, bytes] = {}
     for name, value in headers:
+        if value and _BAD_VALUE(value):
+            return Request(MALFORMED)
         if name[:1] == b":":
             if metadata or name not in _PSEUDO or name in pseudo:
                 return Request(MALFORMED)
             pseudo[name] = value
             continue
-        if (
-            name in _HOP
-            or (name == b"te" and value != b"trailers")
-            or (not name.islower() and name.lower() != name)
-        ):
+        if _bad_name(name) or name in _HOP or (name == b"te" and value != b"trailers"):
             return Request(MALFORMED)
         if name.endswith(b"-bin"):
             try:
-                value = base64.b64decode(value + b"==")
-            except (binascii.Error, ValueError):
+                value = unbase64(value)
+            except binascii.Error:
                 return Request(BAD_BINARY, name.decode("latin-1"))
         metadata[name] = value
     path = pseudo.get(b":path")

@@ -16,6 +16,7 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import grpc
 import hpack
@@ -57,6 +58,7 @@ class Toy:
             "/t.T/Hang": Method(unary=self.hang),
             "/t.T/Big": Method(unary=self.big),
             "/t.T/Gate": Method(unary=self.gated),
+            "/t.T/Counted": Method(unary=self.echo, unfinished=self.unfinished),
             "/grpc.health.v1.Health/Watch": Method(stream=self.watch),
             "/inference.GRPCInferenceService/ServerLive": Method(unary=self.live),
         }
@@ -89,6 +91,9 @@ class Toy:
             self.seen.put(("ended", call.ended))
             raise
         return b""
+
+    def unfinished(self, call: Call, status: Status) -> None:
+        self.seen.put(("unfinished", status))
 
     async def big(self, call: Call, message: bytes) -> bytes:
         return bytes(range(256)) * (BIG // 256)
@@ -349,6 +354,20 @@ def test_begin_stop_cancels_the_calls_that_outlive_the_grace(served: Served, toy
     assert served.server.in_flight == 0
 
 
+def test_begin_stop_answers_calls_whose_message_is_still_arriving(served: Served, toy: Toy) -> None:
+    raw = Raw(served.port)
+    raw.send(raw.headers(1, "/t.T/Counted") + http2.frame(http2.DATA, 0, 1, b"\0\0\0"))
+    raw.send(http2.frame(http2.PING, 0, 0, b"in order"))
+    assert raw.until(http2.PING) == (0, b"in order")  # the server has read the call
+    stopping = asyncio.run_coroutine_threadsafe(stop(served, grace=WAIT), served.loop)
+    assert raw.goaway() == (1, http2.ErrorCode.NO_ERROR)
+    assert ("grpc-status", "14") in raw.trailers(1)  # at once, not after the grace
+    assert toy.next("unfinished") == Status.UNAVAILABLE
+    stopping.result(WAIT)
+    assert raw.closed()
+    assert served.server.in_flight == 0
+
+
 async def stop(served: Served, grace: float) -> None:
     served.server.begin_stop(grace)
     await served.server.stopped()
@@ -376,6 +395,27 @@ def test_a_connection_without_a_request_in_time_is_closed(
         raw = Raw(served.port)
         assert raw.closed()
         assert refused == ["header_timeout"]
+    finally:
+        served.close()
+
+
+def test_a_call_whose_message_stops_arriving_ends_at_the_header_timeout(
+    toy: Toy, refused: list[str], kind: str
+) -> None:
+    served = Served(toy, refused, kind, header_timeout=0.2)
+    try:
+        raw = Raw(served.port, preface=False)  # all at once: the connection's own timer stops
+        three = http2.frame(http2.DATA, 0, 1, b"\0\0\0")  # 3 bytes of a message, then silence
+        raw.send(OPENING + raw.headers(1, "/t.T/Counted") + three)
+        trailers = dict(raw.trailers(1))
+        assert trailers["grpc-status"] == "4"
+        assert "HOUSING_HEADER_TIMEOUT_S=0.2 s" in unquote(trailers["grpc-message"])
+        assert toy.next("unfinished") == Status.DEADLINE_EXCEEDED
+        raw.request(3, "/t.T/Echo", b"still open")  # the connection goes on
+        assert raw.until(http2.DATA) == (3, (10).to_bytes(5) + b"still open")
+        assert refused == []
+        raw.sock.close()
+        assert served.settled() == 0
     finally:
         served.close()
 
@@ -513,3 +553,24 @@ def test_rapid_reset(served: Served, toy: Toy) -> None:
     )
     raw.sock.close()
     hostile_then_healthy(served, OPENING + pairs, http2.ErrorCode.ENHANCE_YOUR_CALM)
+
+
+def test_malformed_header_fields_reset_their_stream(served: Served) -> None:
+    """RFC 9113 section 8.2.1; the connection goes on."""
+    bad = [("", "v"), ("x a", "v"), ("x-é", "v"), ("x(y)", "v"), ("x-a", "a\r\nb"),
+           ("x-a", "a\0b"), ("x-a", " lead"), ("x-a", "trail\t"), ("te", "gzip")]  # fmt: skip
+    raw = Raw(served.port)
+    for i, field in enumerate(bad):
+        raw.request(2 * i + 1, "/t.T/Echo", b"x", field)
+    resets = {raw.until(http2.RST_STREAM) for _ in bad}
+    protocol_error = http2.ErrorCode.PROTOCOL_ERROR.to_bytes(4)
+    assert resets == {(2 * i + 1, protocol_error) for i in range(len(bad))}
+    raw.request(99, "/t.T/Echo", b"fine", ("x-a", "in side"), ("x-key-bin", "AAE"))
+    assert raw.until(http2.DATA) == (99, (4).to_bytes(5) + b"fine")
+    raw.sock.close()
+    assert served.settled() == 0
+
+
+def test_a_flood_of_frames_that_draw_stream_errors_is_ended(served: Served) -> None:
+    bad_priority = b"".join(http2.frame(http2.PRIORITY, 0, sid, b"") for sid in range(1, 10_000, 2))
+    hostile_then_healthy(served, OPENING + bad_priority, http2.ErrorCode.ENHANCE_YOUR_CALM)

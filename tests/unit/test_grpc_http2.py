@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+from _collections_abc import dict_values
 from collections.abc import Iterator
 from urllib.parse import unquote
 
@@ -12,11 +13,12 @@ import hpack
 import pytest
 
 from app.grpc import http2
-from app.grpc.answers import Shared
-from app.grpc.dispatch import GrpcConnection
-from app.grpc.h2send import CONNECTION_WINDOW, STREAM_WINDOW
+from app.grpc.answers import GrpcStream, Shared
+from app.grpc.dispatch import BUFFERED, GrpcConnection
+from app.grpc.h2send import CONNECTION_WINDOW, RESETS, SETTINGS_PAIRS, STREAM_WINDOW
 from app.grpc.transport import Call, Method, Status
 from app.grpc.wire import (
+    BAD_BINARY,
     MALFORMED,
     NOT_GRPC,
     NOT_POST,
@@ -198,6 +200,41 @@ def test_request_headers() -> None:
     assert parse_request([(b":method", b"POST")]).problem == MALFORMED
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(b"", b"v"), (b"x a", b"v"), (b"X-Up", b"v"), (b"x-\xc3\xa9", b"v"), (b"x(y)", b"v"),
+     (b"x\0", b"v"), (b"x-a", b"a\r\nb"), (b"x-a", b"a\nb"), (b"x-a", b"a\0b"),
+     (b"x-a", b" lead"), (b"x-a", b"trail "), (b"x-a", b"\ttab"), (b":path", b"/t.T/M\r\n")],
+)  # fmt: skip
+def test_malformed_header_fields(name: bytes, value: bytes) -> None:
+    """RFC 9113 section 8.2.1: names are lower-case tokens; values hold no NUL, CR or LF and
+    neither start nor end with whitespace."""
+    headers = request((name, value)) if name[:1] != b":" else [(name, value), *request()[:1]]
+    assert parse_request(headers).problem == MALFORMED
+
+
+def test_fields_that_are_well_formed() -> None:
+    fine = ((b"x-!#$%&'*+-.^_`|~09az", b"in side ok"), (b"x-a", b""), (b"x-b", b"caf\xc3\xa9"))
+    parsed = parse_request(request(*fine))
+    assert parsed.problem == 0 and parsed.metadata[b"x-b"] == "café".encode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"!!!!", b"Q Q=", b"\xc3\xa9AAA", b"AA-_", b"Q", b"QQ=Q", b"AA\tC", b"A===", b"QQ==QQ=="],
+)
+def test_binary_metadata_is_strict_base64(value: bytes) -> None:
+    parsed = parse_request(request((b"x-key-bin", value)))
+    assert (parsed.problem, parsed.path) == (BAD_BINARY, "x-key-bin")
+
+
+@pytest.mark.parametrize(
+    ("value", "decoded"), [(b"AAEC", b"\0\1\2"), (b"AAE", b"\0\1"), (b"AAE=", b"\0\1"), (b"", b"")]
+)
+def test_binary_metadata_padding_is_optional(value: bytes, decoded: bytes) -> None:
+    assert parse_request(request((b"x-key-bin", value))).metadata[b"x-key-bin"] == decoded
+
+
 # ----- flow-control accounting
 
 
@@ -309,20 +346,31 @@ def test_an_answer_waits_for_the_peers_windows(loop: asyncio.AbstractEventLoop) 
     assert decoded(trailers) == [("grpc-status", "0")]
 
 
+def feed(loop: asyncio.AbstractEventLoop, connection: GrpcConnection, data: bytes) -> None:
+    """``data`` read by ``connection`` within the running loop, as a transport hands it over."""
+
+    async def read() -> None:
+        connection.data_received(data)
+
+    loop.run_until_complete(read())
+
+
 def test_the_receive_window_is_given_back_as_data_is_read(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     connection, transport = connect(loop)
     block = hpack.Encoder().encode(REQUEST)
     message = (1 << 20).to_bytes(5) + bytes(16_379)
-    connection.data_received(
+    feed(
+        loop,
+        connection,
         http2.PREFACE
         + http2.settings_frame(())
         + http2.headers_frames(1, block, False, 16_384)
-        + http2.frame(http2.DATA, 0, 1, message)
+        + http2.frame(http2.DATA, 0, 1, message),
     )
     transport.take()
-    connection.data_received(http2.frame(http2.DATA, 0, 1, bytes(16_384)) * 31)
+    feed(loop, connection, http2.frame(http2.DATA, 0, 1, bytes(16_384)) * 31)
     updates = [
         (stream_id, int.from_bytes(payload))
         for kind, _, stream_id, payload in transport.take()
@@ -366,6 +414,10 @@ E = http2.ErrorCode
         (http2.settings_frame([(http2.MAX_FRAME_SIZE, 100)]), E.PROTOCOL_ERROR),
         (http2.frame(http2.PING, 0, 0, bytes(8)) * 1_001, E.ENHANCE_YOUR_CALM),
         (http2.frame(http2.DATA, http2.PADDED, 1, b"\x05abc"), E.PROTOCOL_ERROR),
+        (http2.settings_frame([(http2.ENABLE_PUSH, 0)] * (SETTINGS_PAIRS + 1)),
+         E.ENHANCE_YOUR_CALM),
+        (http2.settings_frame([(http2.INITIAL_WINDOW_SIZE, 2**31), (http2.INITIAL_WINDOW_SIZE, 1)]),
+         E.FLOW_CONTROL_ERROR),
     ],
 )  # fmt: skip
 def test_malformed_frames_are_connection_errors(
@@ -402,3 +454,88 @@ def test_a_bad_priority_length_resets_the_stream_only(loop: asyncio.AbstractEven
     connection.data_received(http2.frame(http2.PRIORITY, 0, 3, bytes(4)))
     assert transport.take() == [(http2.RST_STREAM, 0, 3, E.FRAME_SIZE_ERROR.to_bytes(4))]
     assert not transport.closed
+
+
+def test_stream_errors_we_answer_are_budgeted_like_resets(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """Each bad PRIORITY frame draws an RST_STREAM: past the reset budget, GOAWAY."""
+    connection, transport = connect(loop)
+    opened(connection, transport)
+    flood = b"".join(http2.frame(http2.PRIORITY, 0, sid, b"") for sid in range(1, 2_000, 2))
+    connection.data_received(flood)
+    frames = transport.take()
+    assert [kind for kind, *_ in frames] == [http2.RST_STREAM] * RESETS + [http2.GOAWAY]
+    assert int.from_bytes(frames[-1][3][4:8]) == E.ENHANCE_YOUR_CALM
+    assert transport.closed
+
+
+def open_calls(
+    loop: asyncio.AbstractEventLoop, connection: GrpcConnection, first: int, count: int, body: bytes
+) -> None:
+    """``count`` calls on streams ``first``, ``first`` + 2, ... each with ``body`` as DATA."""
+    encoder = hpack.Encoder()
+    feed(
+        loop,
+        connection,
+        b"".join(
+            http2.headers_frames(sid, encoder.encode(REQUEST), False, 16_384)
+            + (http2.frame(http2.DATA, 0, sid, body) if body else b"")
+            for sid in range(first, first + 2 * count, 2)
+        ),
+    )
+
+
+class Walks(dict[int, GrpcStream]):
+    """A stream table that counts the passes over it."""
+
+    walks = 0
+
+    def values(self) -> dict_values[int, GrpcStream]:
+        self.walks += 1
+        return super().values()
+
+
+def test_a_settings_frame_applies_its_last_window_in_one_pass(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    connection, transport = connect(loop)
+    opened(connection, transport)
+    open_calls(loop, connection, 1, 256, b"")
+    table = Walks(connection._streams)
+    connection._streams = table
+    pairs = [(http2.INITIAL_WINDOW_SIZE, 65_535 + (i & 1)) for i in range(SETTINGS_PAIRS)]
+    feed(loop, connection, http2.settings_frame(pairs))
+    assert transport.take() == [(http2.SETTINGS, http2.ACK, 0, b"")]
+    assert table.walks == 1  # not one pass per pair
+    assert {stream.send_window for stream in dict.values(table)} == {65_536}  # the last pair's
+
+
+def test_unfinished_messages_are_bounded_per_connection(loop: asyncio.AbstractEventLoop) -> None:
+    connection, transport = connect(loop)  # max_message_bytes 1 MiB
+    opened(connection, transport)
+    room = BUFFERED // (1 << 20)
+    started = (1 << 20).to_bytes(5) + bytes(100)  # a 1 MiB message: its prefix and 100 bytes
+    open_calls(loop, connection, 1, room, started)
+    assert not [kind for kind, *_ in transport.take() if kind == http2.HEADERS]
+    open_calls(loop, connection, 2 * room + 1, 1, started)
+    [(_, _, sid, block)] = [frame for frame in transport.take() if frame[0] == http2.HEADERS]
+    answer = dict(decoded(block))
+    assert (sid, answer["grpc-status"]) == (2 * room + 1, "8")
+    assert f"bound of {BUFFERED}" in unquote(answer["grpc-message"])
+    feed(loop, connection, http2.rst_stream(1, E.CANCEL))  # its reservation ends with it
+    open_calls(loop, connection, 2 * room + 3, 1, started)
+    assert not [kind for kind, *_ in transport.take() if kind == http2.HEADERS]
+
+
+def test_only_a_message_still_arriving_starts_the_body_timeout(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    connection, transport = connect(loop)
+    opened(connection, transport)
+    open_calls(loop, connection, 1, 1, (5).to_bytes(5) + b"whole")
+    assert len(connection._late) == 0
+    open_calls(loop, connection, 3, 1, (5).to_bytes(5) + b"par")
+    assert len(connection._late) == 1
+    feed(loop, connection, http2.frame(http2.DATA, 0, 3, b"ts"))  # whole: the handler starts
+    assert len(connection._late) == 0
