@@ -248,6 +248,15 @@ def records_from(request: dict[str, Any], tail: bytes) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
+def output_columns(values: list[float], ranges: Ranges | None) -> dict[str, list[float]]:
+    """Each output's values: the prices, and their range's bounds when there are ranges."""
+    columns: dict[str, list[float]] = {OUTPUT: values}
+    if ranges is not None:
+        lows, highs = zip(*ranges.bounds, strict=True)
+        columns[LOW], columns[HIGH] = list(lows), list(highs)
+    return columns
+
+
 def response(
     request: dict[str, Any],
     model: str,
@@ -259,11 +268,9 @@ def response(
 ) -> bytes:
     """The answer with the outputs ``names``, in that order; the range's need ``ranges``;
     ``flags`` are summed up in the answer's ``parameters``."""
-    columns: dict[str, list[float]] = {OUTPUT: values}
+    columns = output_columns(values, ranges)
     parameters: dict[str, float] = {}
     if ranges is not None:
-        lows, highs = zip(*ranges.bounds, strict=True)
-        columns[LOW], columns[HIGH] = list(lows), list(highs)
         parameters["coverage"] = ranges.coverage
     outputs = []
     for name in names:

@@ -26,7 +26,7 @@ import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
-from app.codecs.oip import HIGH, LOW, OUTPUT, OipError, flag_summary
+from app.codecs.oip import OUTPUT, OipError, flag_summary, output_columns
 from app.core.flags import Flag
 from app.core.intervals import Ranges
 from app.grpc import open_inference_grpc_pb2 as pb
@@ -87,15 +87,8 @@ def envelope(request: pb.ModelInferRequest) -> tuple[dict[str, Any], bytes]:
             entry["data"] = _contents(tensor)
         entry["parameters"] = given
         inputs.append(entry)
-    out: dict[str, Any] = {"inputs": inputs}
-    if request.id:
-        out["id"] = request.id
-    if request.parameters:
-        out["parameters"] = parameters(request.parameters)
-    if request.outputs:
-        out["outputs"] = [
-            {"name": o.name, "parameters": parameters(o.parameters)} for o in request.outputs
-        ]
+    out = head(request)
+    out["inputs"] = inputs
     return out, b"".join(raw)
 
 
@@ -320,16 +313,11 @@ def response(
     flags: list[Flag],
 ) -> bytes:
     """The serialized answer (its ``id``: the request's) with the outputs ``names``, in that
-    order; the range's need
-    ``ranges``; ``flags`` are summed up in the answer's parameters (``warning_count``,
-    ``warnings``). Built from a kept serialized head (``_HEADS``) and the call's own fields:
-    protobuf reads concatenated fields as one message."""
-    columns: dict[str, list[float]] = {OUTPUT: values}
-    coverage = None
-    if ranges is not None:
-        lows, highs = zip(*ranges.bounds, strict=True)
-        columns[LOW], columns[HIGH] = list(lows), list(highs)
-        coverage = ranges.coverage
+    order; the range's need ``ranges``; ``flags`` are summed up in the answer's parameters
+    (``warning_count``, ``warnings``). Built from a kept serialized head (``_HEADS``) and the
+    call's own fields: protobuf reads concatenated fields as one message."""
+    columns = output_columns(values, ranges)
+    coverage = None if ranges is None else ranges.coverage
     n = len(values)
     key = (model, version, names, n, coverage)
     head = _HEADS.get(key)

@@ -8,10 +8,9 @@ import logging
 import pytest
 from grpc_health.v1 import health_pb2
 
-from app.errors import Refusal, RequestRefused
+from app.errors import ECHO_CHARS, Refusal, RequestRefused, shown
 from app.grpc import open_inference_grpc_pb2 as pb
 from app.grpc.calls import Throttled, decode
-from app.grpc.health import ECHO_CHARS, shown
 
 
 class Clock:
