@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.codecs.schemas import Readiness
 from app.core.runtime import Status
+from app.http.bodies import Readiness
 from app.http.deps import RuntimeDep
 
 router = APIRouter(prefix="/health", tags=["health"])

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.codecs.schemas import ErrorMessage, ModelInfo
+from app.http.bodies import ErrorMessage, ModelInfo
 from app.http.deps import RuntimeDep
 from app.identity import MODEL_NAME
 from modelspec.features import RAW_COLUMNS

@@ -27,7 +27,13 @@ from starlette.types import Receive, Scope, Send
 
 from app.codecs import oip
 from app.codecs.oip_infer import Inference, InferRequests, invalid_text
-from app.codecs.schemas import (
+from app.core.flags import Flag
+from app.core.inference import Decoded, InferencePath
+from app.core.intervals import Coverage, Ranges
+from app.core.runtime import ModelRuntime
+from app.core.served import Served
+from app.errors import Refusal, RequestRefused, classify
+from app.http.bodies import (
     InferRequest,
     InferResponse,
     ModelMetadata,
@@ -36,12 +42,6 @@ from app.codecs.schemas import (
     ServerLive,
     ServerMetadata,
 )
-from app.core.flags import Flag
-from app.core.inference import Decoded, InferencePath
-from app.core.intervals import Coverage, Ranges
-from app.core.runtime import ModelRuntime
-from app.core.served import Served
-from app.errors import Refusal, RequestRefused, classify
 from app.http.deps import RuntimeDep
 from app.http.endpoint import JSON, Answer, PredictionEndpoint
 from app.http.guard import Guard, Headers

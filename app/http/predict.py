@@ -18,19 +18,12 @@ from fastapi.openapi.models import Example
 from pydantic import ValidationError
 
 from app.codecs.fastparse import accept
-from app.codecs.schemas import (
-    ErrorMessage,
-    HouseValue,
-    InternalError,
-    Predictions,
-    ValidationErrors,
-    record_adapter,
-    request_adapter,
-)
+from app.codecs.schemas import HouseValue, Predictions, record_adapter, request_adapter
 from app.core.flags import Flag
 from app.core.inference import Decoded, InferencePath
 from app.core.intervals import Ranges
 from app.core.served import Served
+from app.http.bodies import ErrorMessage, InternalError, ValidationErrors
 from app.http.endpoint import Answer, PredictionEndpoint
 from app.http.guard import Guard, Headers
 from app.http.openapi import documented_post, refusals

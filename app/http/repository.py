@@ -17,9 +17,9 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.codecs.schemas import OipErrorBody, Reloaded
 from app.core.runtime import ReloadRefused
 from app.errors import RequestRefused
+from app.http.bodies import OipErrorBody, Reloaded
 from app.http.deps import RuntimeDep
 from app.http.guard import Guard
 from app.http.refusals import HEADERS, STATUS

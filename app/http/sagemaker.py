@@ -42,20 +42,14 @@ from pydantic import BaseModel, Field
 from starlette.types import Receive
 
 from app.codecs.oip import flag_summary
-from app.codecs.schemas import (
-    ErrorMessage,
-    HouseValue,
-    InternalError,
-    Predictions,
-    Readiness,
-    request_adapter,
-)
+from app.codecs.schemas import HouseValue, Predictions, request_adapter
 from app.codecs.tabular import SLICE_ROWS, parse_csv, parse_jsonlines
 from app.core.flags import Flag
 from app.core.inference import Decoded, InferencePath
 from app.core.intervals import Coverage, Ranges
 from app.core.served import Served
 from app.errors import Refusal, RequestRefused
+from app.http.bodies import ErrorMessage, InternalError, Readiness
 from app.http.deps import RuntimeDep
 from app.http.endpoint import JSON, Answer, PredictionEndpoint
 from app.http.guard import Guard, Headers, media_type
