@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app.core.inference import InferencePath
+from app.core.keys import Keys
 from app.core.reload import ArtifactWatch
 from app.core.runtime import ModelRuntime
 from app.errors import StartupError
@@ -59,13 +60,14 @@ def compose(
     sharing its port with other workers (``SO_REUSEPORT``) when ``shared_port``."""
     runtime = runtime or ModelRuntime(settings)
     plane = InferencePath(runtime)
-    guard = Guard.from_settings(settings)
+    keys = Keys.from_settings(settings)  # key files read once, for both doors
+    guard = Guard.around(keys, settings.max_body_bytes)
     recorder = RequestRecorder(runtime.metrics, settings.access_log)
     http = build_http_app(settings, runtime, plane, guard, recorder, _lifespan(settings, runtime))
     door = None
     if settings.grpc_port:
         throttled = Throttled()  # one warning line a minute at most, for both services
-        calls = InferenceCalls(InferenceService(plane, guard, throttled), recorder)
+        calls = InferenceCalls(InferenceService(plane, keys, throttled), recorder)
         health = HealthService(runtime, throttled)
         door = GrpcDoor(settings, calls, health, grpc_host or settings.host, shared_port)
     return Service(settings, runtime, plane, http, door)

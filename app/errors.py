@@ -9,12 +9,15 @@ of ``housing_rejected_requests_total``. Nothing here imports the app above it.
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
 from modelspec.features import BEDROOMS_ABOVE_ROOMS, IMPUTED_COLUMN
+
+logger = logging.getLogger("housing.errors")
 
 # Discriminator tags of the request union; they are not part of the client's field path.
 _UNION_TAGS = {"record", "batch"}
@@ -143,6 +146,14 @@ def shown(value: object) -> str:
     if len(text) <= ECHO_CHARS:
         return repr(value)
     return f"{text[:ECHO_CHARS]!r}... ({len(text)} characters)"
+
+
+def log_error(exc: BaseException, where: str, request_id: str) -> None:
+    """The log line of an unexpected error (a Refusal.ERROR), with its stack trace, under the
+    request id its answer gives the client as ``error_id`` (both doors)."""
+    logger.error(
+        "error %s on %s", request_id, where, exc_info=exc, extra={"request_id": request_id}
+    )
 
 
 def classify(exc: BaseException) -> Refusal:

@@ -1,4 +1,4 @@
-"""The targets of ``make bench`` (issues 13 and 14), checked against one run's medians.
+"""The targets of ``make bench`` (issues 13, 14 and 27), checked against one run's medians.
 
 Every target is a ratio to the bare-ASGI reference, or to the service without price ranges,
 measured in the same run, so the machine's speed on the day cancels out. Printed, not

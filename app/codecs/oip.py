@@ -31,6 +31,7 @@ import orjson
 
 from app.core.flags import Flag
 from app.core.intervals import Ranges
+from app.core.served import Served
 from app.errors import Refusal, RequestRefused, shown
 from app.identity import MODEL_NAME
 from modelspec.features import CATEGORICAL_COLUMN, IMPUTED_COLUMN, NUMERIC_COLUMNS, RAW_COLUMNS
@@ -74,16 +75,31 @@ def output_metadata(ranges: bool) -> list[dict[str, Any]]:
     ]
 
 
-def model_metadata(version: str, target: str, ranges: bool) -> dict[str, Any]:
-    """The protocol's model metadata (both doors'): the model served at ``version``, compiled
-    for ``target``, with a price range when ``ranges``."""
+def model_metadata(model: Served) -> dict[str, Any]:
+    """The protocol's model metadata (both doors'): ``model``'s version, platform, inputs, and
+    outputs (with a price range when the model has intervals)."""
+    compiled = model.manifest.compiled
+    target = compiled.target if compiled is not None else "cpu"
     return {
         "name": MODEL_NAME,
-        "versions": [version],
+        "versions": [model.version],
         "platform": "neuronx_torchscript" if target == "neuron" else "pytorch_libtorch",
         "inputs": input_metadata(),
-        "outputs": output_metadata(ranges),
+        "outputs": output_metadata(model.intervals.table is not None),
     }
+
+
+def check_name(name: str) -> None:
+    """RequestRefused (NOT_FOUND) for a model this server does not serve."""
+    if name != MODEL_NAME:
+        raise RequestRefused(Refusal.NOT_FOUND, unknown_model(name))
+
+
+def check_version(version: str, model: Served | None) -> None:
+    """RequestRefused (NOT_FOUND) for a version other than ``model``'s (the one a request runs
+    on); an empty version, or no model loaded yet, asks nothing of it."""
+    if version and model is not None and version != model.version:
+        raise RequestRefused(Refusal.NOT_FOUND, unknown_version(version, model.version))
 
 
 def unknown_model(name: str) -> str:
@@ -259,7 +275,6 @@ def output_columns(values: list[float], ranges: Ranges | None) -> dict[str, list
 
 def response(
     request: dict[str, Any],
-    model: str,
     version: str,
     names: tuple[str, ...],
     values: list[float],
@@ -283,7 +298,7 @@ def response(
         if name != OUTPUT:
             tensor["parameters"] = parameters
         outputs.append(tensor)
-    out: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
+    out: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": version, "outputs": outputs}
     if "id" in request:
         out["id"] = request["id"]
     if flags:

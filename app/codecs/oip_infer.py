@@ -32,9 +32,6 @@ from app.core.served import Served
 from app.errors import InvalidInput, invalid_details, shown, summary
 from modelspec.features import encode, encode_records, encode_rows
 
-# The parts of a request that ask nothing of the answer (an id is echoed, never checked).
-_PLAIN = frozenset({"inputs", "id"})
-
 
 def check_envelope(request: dict[str, Any]) -> None:
     """Refuse (400) the wrong types that ``oip.records_from`` would trip over with a 500, and
@@ -97,7 +94,6 @@ class InferRequests:
 
     def __init__(self, max_instances: int) -> None:
         self.adapter = request_adapter(max_instances)
-        self._plain: tuple[Intervals, Inference] | None = None
 
     def decode(self, model: Served, request: dict[str, Any], tail: bytes) -> Decoded[Inference]:
         """A request's JSON envelope and binary tail (HTTP's body, or a gRPC message's:
@@ -113,33 +109,24 @@ class InferRequests:
         model: Served,
         numeric: np.ndarray | list[list[float]],
         ocean: list[str],
-        head: dict[str, Any],
+        answer_id: str,
     ) -> Decoded[Inference] | None:
-        """Tensors already read into columns (``numeric``: ``(n, 8)`` in ``NUMERIC_COLUMNS``
-        order, as an array or, for a few rows, Python lists; NaN: missing; ``ocean``: the
-        categories) with the rest of the request in ``head`` (its id, parameters and outputs),
-        when every row is certainly valid (``app.codecs.fastparse``); None: let ``decode``
-        check them and explain."""
+        """A request that asks nothing of its answer (no parameters, no outputs), its tensors
+        already read into columns (``numeric``: ``(n, 8)`` in ``NUMERIC_COLUMNS`` order, as an
+        array or, for a few rows, Python lists; NaN: missing; ``ocean``: the categories), when
+        every row is certainly valid (``app.codecs.fastparse``); None: let ``decode`` check
+        them and explain. The answer is the model's default one."""
         valid = valid_lists(numeric) if isinstance(numeric, list) else valid_rows(numeric)
         if not (valid and valid_categories(ocean)):
             return None
-        if head.keys() <= _PLAIN:  # no parameters, no outputs: the model's default answer
-            plan = self._default(model.intervals, head)
-        else:
-            check_envelope(head)
-            plan = self.plan(model.intervals, head)
         if isinstance(numeric, list):
             encoded = encode_rows(numeric, ocean, model.bedrooms_median)
         else:
             encoded = encode(numeric, ocean, model.bedrooms_median)
-        return Decoded(encoded, plan)
-
-    def _default(self, intervals: Intervals, head: dict[str, Any]) -> Inference:
-        """The plan of a request that asks nothing (kept for the last model's intervals)."""
-        kept = self._plain
-        if kept is None or kept[0] is not intervals:
-            kept = self._plain = (intervals, self.plan(intervals, {"inputs": []}))
-        return Inference(head, kept[1].outputs, kept[1].coverage)
+        coverage = model.intervals.default
+        head: dict[str, Any] = {"inputs": [], "id": answer_id} if answer_id else {"inputs": []}
+        outputs = (oip.OUTPUT,) if coverage is None else oip.OUTPUTS
+        return Decoded(encoded, Inference(head, outputs, coverage))
 
     @staticmethod
     def plan(intervals: Intervals, request: dict[str, Any]) -> Inference:

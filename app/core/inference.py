@@ -2,10 +2,11 @@
 
 A request goes decode -> submit -> wait -> finish, the same way whatever carried it:
 
-1. ``decode(parse, offload)``: the door's codec turns the request into encoded rows and a typed
-   context (``Decoded``). While it parses, the batcher knows a request is on its way and may
-   hold its next batch for it (``Batcher.arrivals``, up to ``HOUSING_MAX_DELAY_MS``); a large
-   body is parsed on a worker thread instead (``offload``), so the loop serves others.
+1. Decode: the door's codec turns the request into encoded rows and a typed context
+   (``Decoded``) inside ``with plane.arriving():``, so the batcher knows a request is on its
+   way and may hold its next batch for it (``Batcher.arrivals``, up to
+   ``HOUSING_MAX_DELAY_MS``); a large body is parsed on a worker thread instead
+   (``offloaded``), so the loop serves others.
 2. ``predict(model, rows, coverage, watch, trace)``: the rows are queued for ``model`` with the
    request deadline (``HOUSING_REQUEST_TIMEOUT_S``), more than ``HOUSING_MAX_INSTANCES`` of them
    one window at a time (each window queued once the last has run, so one large request never
@@ -90,18 +91,14 @@ class InferencePath:
 
     def arriving(self) -> Arrivals:
         """``with plane.arriving():`` around a request's parsing on the event loop: the
-        batcher counts it as on its way (``decode`` without a closure, for the hot path);
-        ShuttingDown when requests are no longer taken."""
+        batcher counts it as on its way; ShuttingDown when requests are no longer taken."""
         return self.runtime.accepting_batcher().arrivals
 
-    async def decode(self, parse: Callable[[], Decoded[C]], offload: bool = False) -> Decoded[C]:
-        """``parse()`` while the batcher counts this request as on its way, or on a worker
-        thread when ``offload``; ShuttingDown when requests are no longer taken."""
-        batcher = self.runtime.accepting_batcher()
-        if offload:
-            return await asyncio.to_thread(parse)
-        with batcher.arrivals:
-            return parse()
+    async def offloaded(self, parse: Callable[[], Decoded[C]]) -> Decoded[C]:
+        """``parse()`` of a large body on a worker thread, so that the loop serves other
+        requests meanwhile; ShuttingDown when requests are no longer taken."""
+        self.runtime.accepting_batcher()
+        return await asyncio.to_thread(parse)
 
     async def predict(
         self,
@@ -111,8 +108,11 @@ class InferencePath:
         watch: Watch | None = None,
         trace: RequestTrace | None = None,
     ) -> Prediction:
-        """Every row's dollars on ``model``, their ranges at ``coverage`` and their flags."""
+        """Every row's dollars on ``model``, their ranges at ``coverage`` and their flags; no
+        rows (a header-only CSV body) is an empty prediction, without a device call."""
         batcher = self.runtime.accepting_batcher()
+        if not rows.shape[0]:
+            return Prediction([], None if coverage is None else Ranges(coverage.coverage, []), [])
         watch = watch or _unwatched
         if rows.shape[0] > self.window_rows:
             values, ticket = await self._in_windows(batcher, model, rows, watch, trace)

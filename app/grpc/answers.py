@@ -45,7 +45,15 @@ from functools import partial
 from app.core.timeouts import Timeouts
 from app.grpc.h2conn import H2Connection
 from app.grpc.h2send import H2Stream
-from app.grpc.http2 import END_HEADERS, END_STREAM, HEADERS, ErrorCode, frame_head, headers_frames
+from app.grpc.http2 import (
+    DEFAULT_MAX_FRAME,
+    END_HEADERS,
+    END_STREAM,
+    HEADERS,
+    ErrorCode,
+    frame_head,
+    headers_frames,
+)
 from app.grpc.wire import OK_TRAILERS, RESPONSE_HEAD, Call, Method, RpcError, Status, status_block
 
 logger = logging.getLogger("housing.grpc")
@@ -83,6 +91,12 @@ class Shared:
         self.stopping = False
         self.done: asyncio.Future[None] | None = None
 
+    def done_future(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """``done``, made on first need: resolved once stopping with nothing left (``check``)."""
+        if self.done is None:
+            self.done = loop.create_future()
+        return self.done
+
     def refused(self, why: str) -> None:
         if self.on_refused is not None:
             self.on_refused(why)
@@ -103,7 +117,7 @@ DEADLINE_SLACK_S = 0.1
 class GrpcStream(H2Stream):
     __slots__ = (
         "admitted", "answered", "buf", "call", "count", "encoding", "flag", "head_sent",
-        "method", "need", "reserved", "settled", "started", "status", "task", "timer", "waiting",
+        "method", "need", "reserved", "settled", "started", "task", "timer", "waiting",
     )  # fmt: skip
 
     def __init__(self, stream_id: int) -> None:
@@ -120,7 +134,6 @@ class GrpcStream(H2Stream):
         self.answered = False
         self.admitted = False  # admit let it through: its end is told (Method.unfinished)
         self.started = False  # its handler was started
-        self.status: Status | None = None  # the status it was answered with
         self.head_sent = False
         self.settled = False
         self.reserved = 0  # the length of the message being read, counted in ``_buffered``
@@ -155,6 +168,17 @@ class CallRunner(H2Connection[GrpcStream]):
         else:
             stream.task = self._loop.create_task(self._run_stream(stream, method, message))
 
+    def _end_on(self, stream: GrpcStream, call: Call, exc: BaseException) -> None:
+        """The status of a handler that raised: its RpcError's, CANCELLED, or UNKNOWN with the
+        traceback logged (never sent)."""
+        if isinstance(exc, RpcError):
+            self._end(stream, exc.status, exc.details, exc.trailers)
+        elif isinstance(exc, asyncio.CancelledError):
+            self._end(stream, Status.CANCELLED, "the call was cancelled")
+        else:
+            logger.error("the gRPC method %s failed", call.method, exc_info=exc)
+            self._end(stream, Status.UNKNOWN, FAILED)
+
     async def _run_unary(self, stream: GrpcStream, method: Method, message: bytes) -> None:
         call = stream.call
         if call is None or method.unary is None:
@@ -163,13 +187,8 @@ class CallRunner(H2Connection[GrpcStream]):
             answer = await method.unary(call, message)
             if not isinstance(answer, bytes | bytearray):
                 raise TypeError(f"{call.method} returned {type(answer).__name__}, not bytes")
-        except RpcError as error:
-            self._end(stream, error.status, error.details, error.trailers)
-        except asyncio.CancelledError:
-            self._end(stream, Status.CANCELLED, "the call was cancelled")
-        except Exception:
-            logger.exception("the gRPC method %s failed", call.method)
-            self._end(stream, Status.UNKNOWN, FAILED)
+        except (asyncio.CancelledError, Exception) as exc:
+            self._end_on(stream, call, exc)
         else:
             self._answer(stream, answer)
         finally:
@@ -189,13 +208,8 @@ class CallRunner(H2Connection[GrpcStream]):
                 waiter = self.wait_writable(stream)
                 if waiter is not None:
                     await waiter
-        except RpcError as error:
-            self._end(stream, error.status, error.details, error.trailers)
-        except asyncio.CancelledError:
-            self._end(stream, Status.CANCELLED, "the call was cancelled")
-        except Exception:
-            logger.exception("the gRPC method %s failed", call.method)
-            self._end(stream, Status.UNKNOWN, FAILED)
+        except (asyncio.CancelledError, Exception) as exc:
+            self._end_on(stream, call, exc)
         else:
             self._end(stream, Status.OK, "")
         finally:
@@ -251,7 +265,6 @@ class CallRunner(H2Connection[GrpcStream]):
         """The call's status (trailers-only when nothing was sent yet)."""
         if stream.answered or stream.closed:
             return
-        stream.status = status
         self._tell_unfinished(stream, status)
         call = stream.call
         everything = [*call.trailers, *trailers] if call is not None else list(trailers)
@@ -270,7 +283,7 @@ class CallRunner(H2Connection[GrpcStream]):
         stream.admitted = False  # told once
         if method.unfinished is not None:
             try:
-                method.unfinished(call, call.ended or stream.status or status)
+                method.unfinished(call, call.ended or status)
             except Exception:
                 logger.exception("telling of an unfinished call to %s failed", call.method)
 
@@ -286,7 +299,9 @@ class CallRunner(H2Connection[GrpcStream]):
     def _http_error(self, stream: GrpcStream, block: bytes) -> None:
         """A plain HTTP answer (405, 415): one HEADERS frame with END_STREAM."""
         stream.answered = True
-        self.send(stream, b"", b"", headers_frames(stream.stream_id, block, True, 16_384))
+        self.send(
+            stream, b"", b"", headers_frames(stream.stream_id, block, True, DEFAULT_MAX_FRAME)
+        )
 
     def _expire(self, stream: GrpcStream) -> None:
         stream.timer = None

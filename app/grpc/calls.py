@@ -50,7 +50,7 @@ class Throttled:
 
 
 def decode(raw: bytes, given: type[M], throttled: Throttled) -> M:
-    """``raw`` as a ``given`` message; RequestRefused (400) with a hint when it is not one."""
+    """``raw`` as a ``given`` message; RequestRefused (INVALID) with a hint when it is not one."""
     try:
         return given.FromString(raw)
     except DecodeError:

@@ -43,9 +43,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from app.errors import shown
 from app.grpc.answers import FAILED, PREFIX, CallRunner, GrpcStream, Shared
 from app.grpc.h2send import CLOSED
-from app.grpc.http2 import ErrorCode, StreamFault
+from app.grpc.http2 import EMPTY, ErrorCode, StreamFault, hpack_literal
 from app.grpc.wire import (
     BAD_BINARY,
     BAD_TIMEOUT,
@@ -64,8 +65,10 @@ logger = logging.getLogger("housing.grpc")
 
 CACHED = 32
 BUFFERED = 16 << 20  # the least bound on a connection's unfinished messages, in bytes
-_HTTP_STATUS = {NOT_POST: b"\x00\x07:status\x03405", NOT_GRPC: b"\x00\x07:status\x03415"}
-_EMPTY = memoryview(b"")
+_HTTP_STATUS = {
+    NOT_POST: hpack_literal(b":status", b"405"),
+    NOT_GRPC: hpack_literal(b":status", b"415"),
+}
 
 
 class GrpcConnection(CallRunner):
@@ -159,12 +162,12 @@ class GrpcConnection(CallRunner):
                 self._invalid(stream, "malformed grpc-timeout: send 1 to 8 digits and a unit "
                               "(H, M, S, m, u or n)")  # fmt: skip
             elif problem == BAD_BINARY:
-                self._invalid(stream, f"metadata {path} is not base64: binary (-bin) values "
-                              "are sent in base64")  # fmt: skip
+                self._invalid(stream, "a binary (-bin) metadata value is not base64: such "
+                              "values are sent in base64")  # fmt: skip
             return
         method = self._shared.methods.get(path)
         if method is None:
-            self._end(stream, Status.UNIMPLEMENTED, f"Method not found: {path}")
+            self._end(stream, Status.UNIMPLEMENTED, f"Method not found: {shown(path)}")
             return
         stream.method = method
         stream.encoding = request.encoding
@@ -183,7 +186,7 @@ class GrpcConnection(CallRunner):
                 return
         stream.admitted = True
         if end_stream:
-            self._on_body(stream, _EMPTY, True)
+            self._on_body(stream, EMPTY, True)
         else:
             self._fresh.append(stream)
 

@@ -68,6 +68,7 @@ from app.grpc.http2 import (
     CONTINUATION,
     DEFAULT_MAX_FRAME,
     DEFAULT_WINDOW,
+    EMPTY,
     ENABLE_PUSH,
     END_HEADERS,
     END_STREAM,
@@ -95,7 +96,15 @@ logger = logging.getLogger("housing.grpc")
 HEADER_LIST = 16_384
 MAX_BLOCK = 2 * HEADER_LIST
 MAX_CONTINUATIONS = 64
-_EMPTY = memoryview(b"")
+# What the server says first on every connection: its settings, and a larger connection window.
+SERVER_OPENING = settings_frame(
+    (
+        (MAX_CONCURRENT_STREAMS, MAX_STREAMS),
+        (INITIAL_WINDOW_SIZE, STREAM_WINDOW),
+        (MAX_HEADER_LIST_SIZE, HEADER_LIST),
+        (ENABLE_PUSH, 0),
+    )
+) + window_update(0, CONNECTION_WINDOW - DEFAULT_WINDOW)
 
 
 class H2Connection(H2Streams[S]):
@@ -118,17 +127,7 @@ class H2Connection(H2Streams[S]):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
-        self._transport.write(
-            settings_frame(
-                (
-                    (MAX_CONCURRENT_STREAMS, MAX_STREAMS),
-                    (INITIAL_WINDOW_SIZE, STREAM_WINDOW),
-                    (MAX_HEADER_LIST_SIZE, HEADER_LIST),
-                    (ENABLE_PUSH, 0),
-                )
-            )
-            + window_update(0, CONNECTION_WINDOW - DEFAULT_WINDOW)
-        )
+        self._transport.write(SERVER_OPENING)
 
     def data_received(self, data: bytes) -> None:
         if self._stage == CLOSED:
@@ -153,13 +152,11 @@ class H2Connection(H2Streams[S]):
         self._out = None
         if out and self._transport is not None and self._stage != CLOSED:
             self._transport.write(b"".join(out) if len(out) > 1 else out[0])
-        if pos < len(view):
-            self._buf = bytearray(view[pos:])
+        if pos < len(view):  # an unfinished frame: kept, copied once
+            rest = self._buf[pos:] if view is self._buf else bytearray(memoryview(data)[pos:])
+            self._buf = rest
         elif self._buf:
             self._buf = bytearray()
-
-    def eof_received(self) -> bool | None:
-        return None
 
     def _frames(self, view: bytes | bytearray) -> int:
         n = len(view)
@@ -296,7 +293,7 @@ class H2Connection(H2Streams[S]):
             if stream.remote_closed:
                 raise StreamFault(sid, ErrorCode.STREAM_CLOSED)
             stream.remote_closed = True
-            self._on_body(stream, _EMPTY, True)
+            self._on_body(stream, EMPTY, True)
             return
         if not sid & 1:
             raise ConnectionFault(ErrorCode.PROTOCOL_ERROR, "clients open odd-numbered streams")

@@ -7,7 +7,8 @@ while device calls keep failing, and from SIGTERM on. The services it knows are 
 server), ``inference.GRPCInferenceService`` and the model's name, ``housing``; for any other
 ``Check`` is NOT_FOUND, as the protocol asks, with the name's first ``app.errors.ECHO_CHARS``
 (64) characters in the details: the details' length never grows with the name's. ``Watch``
-sends the status, then every change of it, and ends once the server is stopping; for an
+sends the status, then each change of it (one made while an answer was on its way too),
+and ends once the server is stopping; for an
 unknown service it sends SERVICE_UNKNOWN and keeps the stream open, as the protocol asks (a
 service may become known later; here none does), until the server stops. Bytes that are not a
 ``HealthCheckRequest`` are INVALID_ARGUMENT, decoded here as ``app.grpc.calls`` says (no
@@ -78,8 +79,13 @@ class HealthService:
             while self.runtime.status is not Status.STOPPING:
                 await self.runtime.status_change()
             return
+        sent = None
         while True:
-            yield _answer(self._status())
+            status = self._status()
+            if status != sent:  # also a change made while the last answer was on its way
+                sent = status
+                yield _answer(status)
+                continue
             if self.runtime.status is Status.STOPPING:
-                return  # the last word: the server is going away
+                return  # the last word was said: the server is going away
             await self.runtime.status_change()

@@ -118,8 +118,7 @@ def frame_head(length: int, frame_type: int, flags: int, stream_id: int) -> byte
 
 
 def frame(frame_type: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
-    length = len(payload)
-    return _PACK_HEAD(length >> 8, length & 0xFF, frame_type, flags, stream_id) + payload
+    return frame_head(len(payload), frame_type, flags, stream_id) + payload
 
 
 def settings_frame(pairs: Iterable[tuple[int, int]]) -> bytes:
@@ -173,12 +172,12 @@ def headers_frames(stream_id: int, block: bytes, end_stream: bool, max_frame: in
     return b"".join(parts)
 
 
-def hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
-    """An HPACK integer (RFC 7541 section 5.1) with ``first``'s bits above the prefix."""
+def hpack_int(value: int, prefix_bits: int) -> bytes:
+    """An HPACK integer (RFC 7541 section 5.1), the bits above the prefix 0."""
     limit = (1 << prefix_bits) - 1
     if value < limit:
-        return bytes((first | value,))
-    out = bytearray((first | limit,))
+        return bytes((value,))
+    out = bytearray((limit,))
     value -= limit
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -192,11 +191,8 @@ def hpack_literal(name: bytes, value: bytes) -> bytes:
     return b"\x00" + hpack_int(len(name), 7) + name + hpack_int(len(value), 7) + value
 
 
+EMPTY = memoryview(b"")  # a DATA frame's payload when there is none
 STATUS_200 = b"\x88"  # indexed field 8 of the static table: ":status: 200"
-
-
-def header_block(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
-    return b"".join(hpack_literal(name, value) for name, value in fields)
 
 
 class Budget:

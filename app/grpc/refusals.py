@@ -9,13 +9,9 @@ queue: the code gRPC clients and retry policies treat as transient, as HTTP's 50
 
 from __future__ import annotations
 
-import logging
-
 from app.codecs.oip_infer import invalid_text
-from app.errors import Refusal, classify, refusal_text
+from app.errors import Refusal, classify, log_error, refusal_text
 from app.grpc.wire import RpcError, Status
-
-logger = logging.getLogger("housing.grpc")
 
 CODES = {
     Refusal.INVALID: Status.INVALID_ARGUMENT,
@@ -39,8 +35,6 @@ def rpc_error(exc: Exception, where: str, request_id: str, most: int) -> tuple[R
     kind = classify(exc)
     details = invalid_text(exc, most) if kind is Refusal.INVALID else refusal_text(exc, kind)
     if kind is Refusal.ERROR:
-        logger.error(
-            "error %s on %s", request_id, where, exc_info=exc, extra={"request_id": request_id}
-        )
+        log_error(exc, where, request_id)
         details += f" (error_id {request_id})"
     return RpcError(CODES[kind], details, (("x-request-id", request_id),)), kind

@@ -34,14 +34,13 @@ from collections.abc import Awaitable, Callable
 
 from google.protobuf.message import Message
 
-from app.core.keys import Headers
-from app.errors import StartupError
+from app.errors import Refusal, StartupError
 from app.grpc.health import HealthService
 from app.grpc.refusals import rpc_error
 from app.grpc.service import INFER, SERVICE, InferenceService
 from app.grpc.transport import Call, GrpcServer, Method, RpcError, Status
 from app.observe.access import RequestRecorder
-from app.observe.logs import request_id_from
+from app.observe.logs import request_id_of
 from app.settings import Settings
 
 logger = logging.getLogger("housing.grpc")
@@ -49,15 +48,10 @@ Unary = Callable[[Call, bytes], Awaitable[bytes]]
 # The transport's own refusals, by the metrics' reason (app.errors.Refusal's values); a call
 # cancelled or past its deadline is counted in the request metrics only, as over HTTP.
 _TRANSPORT_REFUSALS = {
-    Status.RESOURCE_EXHAUSTED: "too_large",
-    Status.INVALID_ARGUMENT: "invalid",
-    Status.UNIMPLEMENTED: "invalid",
+    Status.RESOURCE_EXHAUSTED: Refusal.TOO_LARGE,
+    Status.INVALID_ARGUMENT: Refusal.INVALID,
+    Status.UNIMPLEMENTED: Refusal.INVALID,
 }
-
-
-def request_id(metadata: Headers) -> str:
-    given = metadata.get(b"x-request-id")
-    return request_id_from(None if given is None else given.decode("latin-1"))
 
 
 class InferenceCalls:
@@ -92,10 +86,10 @@ class InferenceCalls:
         """Counts a call that ended before its handler ran (see ``Method.unfinished``)."""
 
         def told(call: Call, status: Status) -> None:
-            reason = _TRANSPORT_REFUSALS.get(status)
-            if reason is not None:
-                self.runtime.metrics.observe_refusal(reason)
-            self._finish(method, status, call.opened, request_id(call.metadata), call)
+            kind = _TRANSPORT_REFUSALS.get(status)
+            if kind is not None:
+                self.runtime.metrics.observe_refusal(kind.value)
+            self._finish(method, status, request_id_of(call.metadata), call)
 
         return told
 
@@ -104,13 +98,14 @@ class InferenceCalls:
         self.runtime.metrics.observe_refusal(kind.value)
         return error
 
-    def _finish(self, method: str, status: Status, started: float, rid: str, call: Call) -> None:
+    def _finish(self, method: str, status: Status, rid: str, call: Call) -> None:
+        """Counts the call, from when its headers were read (``Call.opened``)."""
         peer = call.peer if self.recorder.access_log else ""
-        self.recorder.finish_rpc(method, status.name, started, rid, peer)
+        self.recorder.finish_rpc(method, status.name, call.opened, rid, peer)
 
     def _simple(self, method: str, fn: Callable[[bytes], Message], measured: bool) -> Unary:
         async def unary(call: Call, raw: bytes) -> bytes:
-            started = call.opened
+            rid = request_id_of(call.metadata)
             status = Status.OK
             try:
                 return fn(raw).SerializeToString()
@@ -119,12 +114,12 @@ class InferenceCalls:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure gets a clean status
                 # Counted as a call, not as a refused prediction (as HTTP's metadata routes).
-                error = rpc_error(exc, method, request_id(call.metadata), self.max_errors)[0]
+                error = rpc_error(exc, method, rid, self.max_errors)[0]
                 status = error.status
                 raise error from None
             finally:
                 if measured:
-                    self._finish(method, status, started, request_id(call.metadata), call)
+                    self._finish(method, status, rid, call)
 
         return unary
 
@@ -133,15 +128,14 @@ class InferenceCalls:
         try:
             self.service.check_key(call.metadata)
         except Exception as exc:  # noqa: BLE001 - a refusal, counted as any other call
-            rid = request_id(call.metadata)
+            rid = request_id_of(call.metadata)
             error = self._fail(exc, INFER, rid)
-            self._finish(INFER, error.status, call.opened, rid, call)
+            self._finish(INFER, error.status, rid, call)
             raise error from None
 
     async def model_infer(self, call: Call, raw: bytes) -> bytes:
-        started = call.opened
         metadata = call.metadata
-        rid = request_id(metadata)
+        rid = request_id_of(metadata)
         tracing = self.runtime.tracing
         trace = None if tracing is None else tracing.request_rpc(INFER, metadata)
         status = Status.OK
@@ -159,7 +153,7 @@ class InferenceCalls:
             status = error.status
             raise error from None
         finally:
-            self._finish(INFER, status, started, rid, call)
+            self._finish(INFER, status, rid, call)
             if trace is not None:
                 trace.end_rpc(int(status), status.name, rid, version)
 

@@ -24,8 +24,6 @@ door they came through.
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from google.protobuf.json_format import ParseDict
 
@@ -34,11 +32,11 @@ from app.codecs.oip_infer import Inference, InferRequests
 from app.core.inference import Decoded, InferencePath
 from app.core.keys import Headers, Keys
 from app.core.served import Served
-from app.errors import NotReadyError, Refusal, RequestRefused
+from app.errors import NotReadyError
 from app.grpc import open_inference_grpc_pb2 as pb
 from app.grpc import tensors
 from app.grpc.calls import Throttled, decode
-from app.identity import EXTENSIONS, MODEL_NAME, SERVER_NAME, server_version
+from app.identity import EXTENSIONS, SERVER_NAME, server_version
 from app.observe.tracing import RequestTrace
 
 SERVICE = "inference.GRPCInferenceService"
@@ -73,7 +71,8 @@ class InferenceService:
 
     def model_ready(self, raw: bytes) -> pb.ModelReadyResponse:
         request = decode(raw, pb.ModelReadyRequest, self.throttled)
-        self.check_model(request.name, request.version)
+        oip.check_name(request.name)
+        oip.check_version(request.version, self.runtime.model)
         return pb.ModelReadyResponse(ready=self.runtime.ready)
 
     def server_metadata(self, raw: bytes) -> pb.ServerMetadataResponse:
@@ -84,24 +83,14 @@ class InferenceService:
 
     def model_metadata(self, raw: bytes) -> pb.ModelMetadataResponse:
         request = decode(raw, pb.ModelMetadataRequest, self.throttled)
-        self.check_model(request.name, request.version)
-        model = self.runtime.model
+        oip.check_name(request.name)
+        model = self.runtime.model  # read once: its version and metadata agree
         if model is None:
             raise NotReadyError("the model is not loaded yet")
-        compiled = model.manifest.compiled
-        target = compiled.target if compiled is not None else "cpu"
-        metadata = oip.model_metadata(model.version, target, model.intervals.table is not None)
+        oip.check_version(request.version, model)
         answer = pb.ModelMetadataResponse()
-        ParseDict(metadata, answer)
+        ParseDict(oip.model_metadata(model), answer)
         return answer
-
-    def check_model(self, name: str, version: str) -> None:
-        """RequestRefused (NOT_FOUND) for a model or version this server does not serve."""
-        if name != MODEL_NAME:
-            raise RequestRefused(Refusal.NOT_FOUND, oip.unknown_model(name))
-        model = self.runtime.model
-        if version and model is not None and version != model.version:
-            raise RequestRefused(Refusal.NOT_FOUND, oip.unknown_version(version, model.version))
 
     # Inference.
 
@@ -112,17 +101,18 @@ class InferenceService:
         plane = self.plane
         columns = self.columns.read(raw)
         if columns is not None:
-            self.check_model(columns.model, columns.version)
+            oip.check_name(columns.model)
             model = plane.serving()
-            head: dict[str, Any] = {"inputs": []}
-            if columns.id:
-                head["id"] = columns.id
-            decoded = self.requests.decode_columns(model, columns.numeric, columns.ocean, head)
+            oip.check_version(columns.version, model)
+            decoded = self.requests.decode_columns(
+                model, columns.numeric, columns.ocean, columns.id
+            )
             if decoded is not None:
                 return decoded, model, columns.id
         request = decode(raw, pb.ModelInferRequest, self.throttled)
-        self.check_model(request.model_name, request.model_version)
+        oip.check_name(request.model_name)
         model = plane.serving()
+        oip.check_version(request.model_version, model)
         envelope, tail = tensors.envelope(request)
         return self.requests.decode(model, envelope, tail), model, request.id
 
@@ -142,7 +132,6 @@ class InferenceService:
             records = orjson.dumps({"instances": oip.records_from(envelope, tail)})
             answer = oip.response(
                 envelope,
-                MODEL_NAME,
                 model.version,
                 plan.outputs,
                 done.values,
@@ -151,6 +140,6 @@ class InferenceService:
             )
             capture.record(INFER, request_id, model.version, (JSON, records), (JSON, answer))
         answer = tensors.response(
-            answer_id, MODEL_NAME, model.version, plan.outputs, done.values, done.ranges, done.flags
+            answer_id, model.version, plan.outputs, done.values, done.ranges, done.flags
         )
         return answer, model

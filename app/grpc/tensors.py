@@ -16,7 +16,6 @@ parameters.
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Iterable, Mapping
 from functools import cache
@@ -29,7 +28,9 @@ from google.protobuf.message import DecodeError, Message
 from app.codecs.oip import OUTPUT, OipError, flag_summary, output_columns
 from app.core.flags import Flag
 from app.core.intervals import Ranges
+from app.errors import shown
 from app.grpc import open_inference_grpc_pb2 as pb
+from app.identity import MODEL_NAME
 from modelspec.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS
 
 Parameters = Mapping[str, pb.InferParameter]
@@ -79,7 +80,7 @@ def envelope(request: pb.ModelInferRequest) -> tuple[dict[str, Any], bytes]:
         if raw:
             if tensor.HasField("contents"):
                 raise OipError(
-                    f"input {tensor.name!r}: contents and raw_input_contents together; "
+                    f"input {shown(tensor.name)}: contents and raw_input_contents together; "
                     "send one or the other"
                 )
             given["binary_data_size"] = len(raw[i])
@@ -278,14 +279,12 @@ def _contents(tensor: pb.ModelInferRequest.InferInputTensor) -> list[Any]:
     values: Iterable[Any] = getattr(tensor.contents, field)
     if field == "bytes_contents":
         return [v.decode("utf-8", errors="replace") for v in values]
-    if field in ("fp32_contents", "fp64_contents"):
-        return [None if math.isnan(v) else v for v in values]
-    return list(values)
+    return list(values)  # NaN stays NaN: oip.records_from reads it as binary data's
 
 
-# Serialized answers without their id and contents, by (model, version, outputs, rows,
+# Serialized answers without their id and contents, by (version, outputs, rows,
 # coverage): a client's answers differ in those only. Bounded: emptied when full.
-_HEADS: dict[tuple[str, str, tuple[str, ...], int, float | None], bytes] = {}
+_HEADS: dict[tuple[str, tuple[str, ...], int, float | None], bytes] = {}
 HEADS_KEPT = 64
 
 
@@ -305,7 +304,6 @@ def _varint(value: int) -> bytes:
 
 def response(
     answer_id: str,
-    model: str,
     version: str,
     names: tuple[str, ...],
     values: list[float],
@@ -319,10 +317,10 @@ def response(
     columns = output_columns(values, ranges)
     coverage = None if ranges is None else ranges.coverage
     n = len(values)
-    key = (model, version, names, n, coverage)
+    key = (version, names, n, coverage)
     head = _HEADS.get(key)
     if head is None:
-        out = pb.ModelInferResponse(model_name=model, model_version=version)
+        out = pb.ModelInferResponse(model_name=MODEL_NAME, model_version=version)
         for name in names:
             tensor = out.outputs.add(name=name, datatype="FP64", shape=[n])
             if name != OUTPUT and coverage is not None:

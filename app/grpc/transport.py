@@ -76,8 +76,7 @@ class GrpcServer:
         """Binds and listens; returns the bound port (OSError when it cannot bind)."""
         loop = asyncio.get_running_loop()
         shared = self._shared
-        if shared.done is None:
-            shared.done = loop.create_future()
+        shared.done_future(loop)
         self._server = await loop.create_server(
             lambda: GrpcConnection(shared, loop),
             host,
@@ -97,8 +96,7 @@ class GrpcServer:
         for connection in list(shared.connections):
             connection.drain()
         loop = asyncio.get_running_loop()
-        if shared.done is None:
-            shared.done = loop.create_future()
+        shared.done_future(loop)
         self._force = loop.call_later(max(grace, 0.0), self._stop_now)
         shared.check()
 
@@ -109,9 +107,7 @@ class GrpcServer:
 
     async def stopped(self) -> None:
         shared = self._shared
-        if shared.done is None:
-            shared.done = asyncio.get_running_loop().create_future()
-        await asyncio.shield(shared.done)
+        await asyncio.shield(shared.done_future(asyncio.get_running_loop()))
         if self._force is not None:
             self._force.cancel()
             self._force = None

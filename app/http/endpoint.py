@@ -36,7 +36,7 @@ from app.errors import ClientDisconnected, Overloaded, classify
 from app.http.guard import Guard, Headers
 from app.http.refusals import error_answer
 from app.observe.access import RequestRecorder
-from app.observe.logs import request_id_from
+from app.observe.logs import request_id_of
 from app.observe.tracing import RequestTrace
 
 JSON = "application/json"
@@ -111,8 +111,6 @@ class PredictionEndpoint(Generic[C]):
         self.guard = guard
         self.recorder = recorder
         self.max_errors = runtime.settings.max_error_details
-        # The most rows a request holds in the queue at a time (``run_in_windows``).
-        self.window_rows = runtime.settings.max_instances
         # Body bytes per row of this route's recent requests (a moving average; 0: none yet).
         self.bytes_per_row = 0.0
         self.watches: Timeouts[_Watch] = Timeouts(WATCH_AFTER_S, _Watch.start)
@@ -164,7 +162,7 @@ class PredictionEndpoint(Generic[C]):
         that model's, whatever model is swapped in meanwhile."""
         offload = self.offload_bytes is not None and len(body) > self.offload_bytes
         if offload:
-            decoded = await self.plane.decode(lambda: self.decode(model, body, headers), True)
+            decoded = await self.plane.offloaded(lambda: self.decode(model, body, headers))
         else:
             with self.plane.arriving():
                 decoded = self.decode(model, body, headers)
@@ -192,9 +190,7 @@ class PredictionEndpoint(Generic[C]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = dict(scope["headers"])
-        request_id = request_id_from(
-            None if (rid := headers.get(b"x-request-id")) is None else rid.decode("latin-1")
-        )
+        request_id = request_id_of(headers)
         tracing = self.runtime.tracing
         trace = (
             None if tracing is None else tracing.request_http("POST", self.route, headers, scope)
@@ -252,7 +248,7 @@ class PredictionEndpoint(Generic[C]):
         if not length.isdigit():
             return
         # A request never holds more than HOUSING_MAX_INSTANCES rows in the queue at a time.
-        rows = min(int(length) / self.bytes_per_row, self.window_rows)
+        rows = min(int(length) / self.bytes_per_row, self.plane.window_rows)
         if batcher.queued_rows + rows > batcher.queue_rows:
             raise Overloaded(
                 f"{batcher.queued_rows} rows are queued and the limit is {batcher.queue_rows}; "

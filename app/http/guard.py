@@ -8,13 +8,12 @@ door of their own (``check_admin``): their own key, or closed unless the operato
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from starlette.types import Receive
 
 from app.core.keys import Headers, Keys
 from app.errors import ClientDisconnected, Refusal, RequestRefused, shown
-from app.settings import Settings
 
 
 def media_type(value: bytes | None) -> str:
@@ -32,14 +31,9 @@ class Guard(Keys):
     max_body_bytes: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Guard:
-        keys = Keys.from_settings(settings)
-        return cls(
-            api_key=keys.api_key,
-            admin_key=keys.admin_key,
-            control_open=keys.control_open,
-            max_body_bytes=settings.max_body_bytes,
-        )
+    def around(cls, keys: Keys, max_body_bytes: int) -> Guard:
+        """The guard of ``keys`` (read once, by the composition root) and a body limit."""
+        return cls(**asdict(keys), max_body_bytes=max_body_bytes)
 
     def admit(self, method: str, headers: Headers, media_types: frozenset[str]) -> None:
         """Method, key and content type (``""`` in ``media_types``: no Content-Type)."""

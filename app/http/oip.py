@@ -71,10 +71,11 @@ VersionPath = Annotated[str, Path(description="The version in service (X-Model-V
 def version_refusal(runtime: ModelRuntime, version: str) -> JSONResponse | None:
     """A 404 for a version other than the one in service; None when it is that one, or when no
     model is loaded yet (the route then answers as its unversioned twin: 503)."""
-    model = runtime.model
-    if model is None or version == model.version:
-        return None
-    return JSONResponse({"error": oip.unknown_version(version, model.version)}, status_code=404)
+    try:
+        oip.check_version(version, runtime.model)
+    except RequestRefused as exc:
+        return JSONResponse({"error": str(exc)}, status_code=404)
+    return None
 
 
 @router.get("", summary="Server metadata", response_model=ServerMetadata)
@@ -139,12 +140,10 @@ async def model_version_metadata(runtime: RuntimeDep, version: VersionPath) -> J
 
 
 def _metadata(runtime: ModelRuntime) -> JSONResponse:
-    manifest = runtime.manifest
-    if manifest is None or manifest.compiled is None:
+    model = runtime.model  # read once: a reload cannot mix two models' metadata
+    if model is None:
         return JSONResponse({"error": "the model is not loaded yet"}, status_code=503)
-    ranges = runtime.intervals.table is not None
-    target = manifest.compiled.target
-    return JSONResponse(oip.model_metadata(manifest.model_version, target, ranges))
+    return JSONResponse(oip.model_metadata(model))
 
 
 class InferEndpoint(PredictionEndpoint[Inference]):
@@ -164,8 +163,8 @@ class InferEndpoint(PredictionEndpoint[Inference]):
     def check_target(self, scope: Scope, model: Served) -> None:
         """A versioned path's version must be the one in service (``VersionedInfer``)."""
         version = scope.get(VERSION_KEY)
-        if version is not None and version != model.version:
-            raise RequestRefused(Refusal.NOT_FOUND, oip.unknown_version(version, model.version))
+        if version is not None:
+            oip.check_version(version, model)
 
     def asked_coverage(self, model: Served, query: bytes, headers: Headers) -> Coverage | None:
         return None  # the protocol asks in the body (``plan``), not the query
@@ -187,9 +186,7 @@ class InferEndpoint(PredictionEndpoint[Inference]):
         """The protocol's outputs; flags are summed up in the answer's ``parameters`` (it has
         no place for structured per-row notes)."""
         plan = decoded.context
-        answer = oip.response(
-            plan.request, MODEL_NAME, model.version, plan.outputs, values, ranges, flags
-        )
+        answer = oip.response(plan.request, model.version, plan.outputs, values, ranges, flags)
         return Answer(answer)
 
     def refuse(self, exc: Exception, request_id: str) -> Answer:

@@ -12,7 +12,6 @@ gets that id.
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
@@ -29,14 +28,13 @@ from app.errors import (
     InvalidInput,
     Refusal,
     classify,
+    log_error,
     refusal_text,
     validation_details,
 )
 from app.errors import invalid_details as domain_details
 from app.identity import MODEL_NAME
 from app.observe.logs import new_request_id
-
-logger = logging.getLogger("housing.errors")
 
 RETRY_AFTER = {"Retry-After": "1"}
 STATUS = {
@@ -70,12 +68,6 @@ def invalid_details(exc: Exception, most: int) -> tuple[list[dict[str, str]], in
         return validation_details(errors[:most]), len(errors)
     assert isinstance(exc, InvalidInput | ValidationError)
     return domain_details(exc, most)
-
-
-def log_error(exc: BaseException, where: str, request_id: str) -> None:
-    logger.error(
-        "error %s on %s", request_id, where, exc_info=exc, extra={"request_id": request_id}
-    )
 
 
 def error_answer(

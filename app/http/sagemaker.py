@@ -39,7 +39,6 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Body, Header
 from pydantic import BaseModel, Field
-from starlette.types import Receive
 
 from app.codecs.oip import flag_summary
 from app.codecs.schemas import HouseValue, Predictions, request_adapter
@@ -57,7 +56,6 @@ from app.http.health import read_readiness
 from app.http.openapi import documented_post, refusals
 from app.http.predict import COVERAGE_QUERY, EXAMPLES, RecordsJson, invalid_body
 from app.observe.access import RequestRecorder
-from app.observe.tracing import RequestTrace
 from modelspec.features import EXAMPLE_RECORD, RAW_COLUMNS, encode_records
 
 CSV = "text/csv"
@@ -188,14 +186,6 @@ def custom_attribute(attributes: bytes, key: str) -> str | None:
     return None
 
 
-class HeaderOnly(Exception):
-    """A CSV body with its header line and no row: answered with no rows (``answer``)."""
-
-    def __init__(self, invocation: Invocation) -> None:
-        super().__init__("a CSV header and no rows")
-        self.invocation = invocation
-
-
 class InvocationsEndpoint(PredictionEndpoint[Invocation]):
     """``POST /invocations``: ``/predict``'s JSON, CSV rows or JSON Lines."""
 
@@ -224,40 +214,20 @@ class InvocationsEndpoint(PredictionEndpoint[Invocation]):
         answer, columns = answer_format(headers.get(b"accept"), kind)
         median = model.bedrooms_median
         if kind == CSV:
-            records = parse_csv(body, self.lines, self.max_errors)
-            if not records:
-                raise HeaderOnly(Invocation(False, answer, columns))
+            records = parse_csv(body, self.lines, self.max_errors)  # none: the header alone
         elif kind == JSONLINES:
             records = parse_jsonlines(body, self.lines, self.max_errors)
         else:
             decoded = self.json.decode(body, median)
             return Decoded(decoded.encoded, Invocation(decoded.context, answer, columns))
+        # In slices, as parsed (app.codecs.tabular); a header alone is no rows, (0, 13).
         encoded = np.concatenate(
             [
                 encode_records(records[i : i + SLICE_ROWS], median)
-                for i in range(0, len(records), SLICE_ROWS)
+                for i in range(0, max(len(records), 1), SLICE_ROWS)
             ]
-        )  # in slices, as parsed (app.codecs.tabular)
+        )
         return Decoded(encoded, Invocation(False, answer, columns))
-
-    async def answer(
-        self,
-        model: Served,
-        body: bytes,
-        headers: Headers,
-        receive: Receive,
-        asked: Coverage | None,
-        trace: RequestTrace | None = None,
-    ) -> Answer:
-        """The base's answer; for a header-only CSV body, the answer with no rows, without a
-        device call (its range, when it has one, is an empty list at the asked coverage)."""
-        try:
-            return await super().answer(model, body, headers, receive, asked, trace)
-        except HeaderOnly as empty:
-            decoded = Decoded(np.empty((0, 0)), empty.invocation)
-            coverage = self.coverage_for(model, decoded, asked)
-            ranges = None if coverage is None else Ranges(coverage.coverage, [])
-            return self.reply(model, [], ranges, decoded, headers, [])
 
     def coverage_for(
         self, model: Served, decoded: Decoded[Invocation], asked: Coverage | None

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -57,6 +58,13 @@ def request_id_from(value: str | None) -> str:
     if value is not None and _SAFE_ID.fullmatch(value):
         return value
     return new_request_id()
+
+
+def request_id_of(headers: Mapping[bytes, bytes]) -> str:
+    """``request_id_from`` the ``x-request-id`` of HTTP headers or gRPC metadata (lower-case
+    bytes keys, as the ASGI scope and the gRPC transport give them)."""
+    given = headers.get(b"x-request-id")
+    return request_id_from(None if given is None else given.decode("latin-1"))
 
 
 class JsonFormatter(logging.Formatter):

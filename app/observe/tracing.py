@@ -260,22 +260,28 @@ class Tracing:
         """The span of an HTTP prediction request, made current until ``end_http``; None
         when the request is not traced. ``scope``: the request's ASGI scope, for the
         connection's attributes."""
+        if self._skipped(headers):
+            return None
         attributes = http_attributes(method, route, scope)
         return self._request(f"{method} {route}", attributes, headers)
 
     def request_rpc(self, method: str, metadata: Mapping[bytes, bytes]) -> RequestTrace | None:
         """The span of a gRPC call (``method``: its path), made current until ``end_rpc``;
         None when the call is not traced."""
+        if self._skipped(metadata):
+            return None
         service, _, name = method.strip("/").partition("/")
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
         return self._request(method.strip("/"), attributes, metadata)
 
+    def _skipped(self, headers: Mapping[bytes, bytes]) -> bool:
+        """Decided before any SDK call or attribute is built (the common case at a low rate)."""
+        head = self._head
+        return head is not None and head.skips(b"traceparent" in headers)
+
     def _request(
         self, name: str, attributes: dict[str, Any], headers: Mapping[bytes, bytes]
     ) -> RequestTrace | None:
-        head = self._head
-        if head is not None and head.skips(b"traceparent" in headers):
-            return None  # skipped before any SDK call (the common case at a low rate)
         span = self.tracer.start_span(
             name, self._parent(headers), kind=self._server, attributes=attributes
         )

@@ -126,7 +126,7 @@ def test_the_answer_is_raw_fp64_in_the_order_asked_with_the_coverage() -> None:
     names = ("house_value_high", "house_value")
     cents = [429055.57, 200.5]  # FP32 would answer 429055.5625 for the first
     answer = pb.ModelInferResponse.FromString(
-        tensors.response(request.id, "housing", "v1", names, cents, ranges, [])
+        tensors.response(request.id, "v1", names, cents, ranges, [])
     )
     assert (answer.model_name, answer.model_version, answer.id) == ("housing", "v1", "r-2")
     assert [o.name for o in answer.outputs] == list(names)
@@ -144,7 +144,7 @@ def test_flagged_rows_are_summed_up_in_the_answers_parameters() -> None:
         {"row": r, "field": "house_value", "code": "below_floor", "message": "m"} for r in range(7)
     ]
     answer = pb.ModelInferResponse.FromString(
-        tensors.response("", "housing", "v1", ("house_value",), [1.0] * 7, None, flags)
+        tensors.response("", "v1", ("house_value",), [1.0] * 7, None, flags)
     )
     assert answer.parameters["warning_count"].int64_param == 7
     summary = answer.parameters["warnings"].string_param
@@ -230,7 +230,7 @@ def test_answers_built_from_kept_heads_equal_the_whole_message() -> None:
     ranges = Ranges(0.9, [(90.0, 110.0)])
     names = ("house_value", "house_value_low", "house_value_high")
     for request_id in ("a", "", "b"):  # the second and third reuse the first's head
-        built = tensors.response(request_id, "housing", "v9", names, [100.0], ranges, [])
+        built = tensors.response(request_id, "v9", names, [100.0], ranges, [])
         expected = pb.ModelInferResponse(model_name="housing", model_version="v9", id=request_id)
         for name, value in zip(names, (100.0, 90.0, 110.0), strict=True):
             tensor = expected.outputs.add(name=name, datatype="FP64", shape=[1])
@@ -266,7 +266,9 @@ def test_the_reader_takes_the_model_version_and_id_from_the_bytes() -> None:
 
 def test_inputs_with_odd_extra_bytes_are_not_kept() -> None:
     request = _raw_request([EXAMPLE_RECORD])
-    request.inputs[0].name = "x" * 5000  # not a column either: the envelope explains
+    # A valid input carrying an unknown field (number 99, 5,000 bytes): read, but not kept.
+    request.inputs[0].MergeFromString(b"\x9a\x06\x88\x27" + b"x" * 5000)  # tag, varint 5000
+    assert len(request.inputs[0].SerializeToString()) > tensors.LAYOUT_BYTES
     reader = tensors.ColumnReader(1024)
     assert reader.read(request.SerializeToString()) is None
     assert reader._kept == {}
