@@ -19,8 +19,6 @@ XLA_PYTHON ?= $(shell for p in python3.12 $${PYENV_ROOT:-$$HOME/.pyenv}/versions
 
 HOUSING_ARTIFACTS ?= artifacts
 export HOUSING_ARTIFACTS
-# Tests read the data set from here unless HOUSING_DATA says otherwise (never a copy in git).
-TEST_DATA ?= $(abspath ../shared/data/california-housing/housing.csv)
 PYTEST_ARGS ?=
 
 PY := $(VENV)/bin/python
@@ -50,7 +48,7 @@ $(HOUSING_ARTIFACTS)/model.pt: | $(VENV)/.installed
 $(HOUSING_ARTIFACTS)/model_neuron.pt: $(HOUSING_ARTIFACTS)/model.pt
 	$(PY) -m compile
 
-train: $(VENV)/.installed ## train the model (HOUSING_DATA: hub id or local CSV/Parquet)
+train: $(VENV)/.installed ## train the model (HOUSING_DATA: the embedded copy unless set to a hub id or a CSV/Parquet file)
 	$(PY) -m training
 
 compile: $(VENV)/.installed ## compile artifacts/model.pt (neuron where available, else cpu)
@@ -80,7 +78,7 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 test: lint ## lint, then the CPU test suite (unit, integration, e2e)
-	HOUSING_DATA=$${HOUSING_DATA:-$(TEST_DATA)} $(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 # CI machines are sometimes busy: the suite must hold with every core taken by another load.
 test-busy: $(VENV)/.installed ## make test with every core busy (stress-ng --cpu N), as on a loaded CI machine
@@ -98,7 +96,7 @@ $(XLA_VENV)/.installed: pyproject.toml
 # The XLA suite's model is trained by .venv's Python (torch $(TORCH_VERSION)) and compiled and served
 # under torch $(XLA_TORCH_VERSION): the torch versions of a user's training and of torch-neuronx.
 test-xla: $(XLA_VENV)/.installed $(VENV)/.installed ## the XLA suite on torch-xla's CPU device, in .venv-xla (Python 3.12, torch 2.9)
-	HOUSING_DATA=$${HOUSING_DATA:-$(TEST_DATA)} HOUSING_TRAIN_PYTHON=$(abspath $(PY)) PJRT_DEVICE=CPU \
+	HOUSING_TRAIN_PYTHON=$(abspath $(PY)) PJRT_DEVICE=CPU \
 		$(XLA_PY) -m pytest tests/xla $(PYTEST_ARGS)
 
 bench: $(HOUSING_ARTIFACTS)/model_neuron.pt ## load benchmark vs a bare-ASGI reference, gRPC and tracing, 3 interleaved rounds (~14 min; xla needs make test-xla first)
@@ -107,22 +105,21 @@ bench: $(HOUSING_ARTIFACTS)/model_neuron.pt ## load benchmark vs a bare-ASGI ref
 
 # Reliability scripts: each starts its own server on the artifacts, prints figures, exits 1 on
 # a failed check. Long runs, so not part of `make test` (which runs small versions).
-RELIABILITY_ENV = HOUSING_DATA=$${HOUSING_DATA:-$(TEST_DATA)}
 
 loadcheck: $(HOUSING_ARTIFACTS)/model_neuron.pt ## 20,000 mixed requests at c64, each checked against the offline model (~20 s)
-	$(RELIABILITY_ENV) $(PY) -m reliability.loadcheck $(RELIABILITY_ARGS)
+	$(PY) -m reliability.loadcheck $(RELIABILITY_ARGS)
 
 fuzz: $(HOUSING_ARTIFACTS)/model_neuron.pt ## schemathesis: thousands of generated requests from the OpenAPI schema (~2 min)
-	$(RELIABILITY_ENV) $(PY) -m reliability.fuzz $(RELIABILITY_ARGS)
+	$(PY) -m reliability.fuzz $(RELIABILITY_ARGS)
 
 overload: $(HOUSING_ARTIFACTS)/model_neuron.pt ## c512 for 20 s: sheds with fast 503s, stays ready, recovers (~1 min)
-	$(RELIABILITY_ENV) $(PY) -m reliability.overload $(RELIABILITY_ARGS)
+	$(PY) -m reliability.overload $(RELIABILITY_ARGS)
 
 soak: $(HOUSING_ARTIFACTS)/model_neuron.pt ## 200,000 requests: RSS flat, no fd growth, no error (~2 min)
-	$(RELIABILITY_ENV) $(PY) -m reliability.soak $(RELIABILITY_ARGS)
+	$(PY) -m reliability.soak $(RELIABILITY_ARGS)
 
 rollout: $(HOUSING_ARTIFACTS)/model_neuron.pt ## five model reloads under c32 mixed load, then two bad artifacts: no failed or mixed answer (~3 min; trains a second model the first time)
-	$(RELIABILITY_ENV) $(PY) -m reliability.rollout $(RELIABILITY_ARGS)
+	$(PY) -m reliability.rollout $(RELIABILITY_ARGS)
 
 reliability: loadcheck fuzz overload soak ## all four, one after the other
 

@@ -14,6 +14,7 @@ Ray's own start is not. Needs the scale extra.
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import shutil
 import tempfile
@@ -32,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def make_inputs(data: Path, folder: Path, copies: int) -> tuple[Path, Path, int]:
     """``folder/parts/part-NNN.csv`` (a copy of the data set each) and ``folder/all.csv`` (all
     of them in one file); and how many rows they hold."""
-    header, _, body = data.read_bytes().partition(b"\n")
+    raw = data.read_bytes()
+    header, _, body = (gzip.decompress(raw) if data.suffix == ".gz" else raw).partition(b"\n")
     body = body if body.endswith(b"\n") else body + b"\n"
     parts = folder / "parts"
     parts.mkdir()

@@ -36,8 +36,8 @@ from modelspec.features import (
     encode_records,
 )
 from modelspec.intervals import bounds
+from training.data import EMBEDDED_DATA
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/california-housing"
 MISSING_SHARE = 0.05  # of rows sent without total_bedrooms (the data set itself has 1%)
 JSON = "application/json"
 CSV = "text/csv"
@@ -45,9 +45,13 @@ DEFAULT_COVERAGE = 0.9  # HOUSING_INTERVAL_COVERAGE's default: the server under 
 
 
 def data_path() -> Path:
-    path = Path(os.environ.get("HOUSING_DATA", DEFAULT_DATA / "housing.csv"))
+    """``HOUSING_DATA`` if it names a file, else the project's embedded copy of housing.csv."""
+    path = Path(os.environ.get("HOUSING_DATA") or EMBEDDED_DATA)
     if not path.is_file():
-        raise SystemExit(f"no data set at {path}. Hint: set HOUSING_DATA to housing.csv's path.")
+        raise SystemExit(
+            f"no data set at {path}. Hint: set HOUSING_DATA to housing.csv's path, or unset it "
+            "for the copy embedded in the project."
+        )
     return path
 
 

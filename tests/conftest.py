@@ -1,7 +1,7 @@
 """Shared fixtures: the real data set, and real artifacts trained and compiled by the CLIs.
 
-``HOUSING_DATA`` points at the data (default: ../shared/data/california-housing/housing.csv
-next to the repository). Tests are auto-marked by folder: unit, integration, e2e, xla.
+``HOUSING_DATA`` points at the data (default: the project's embedded copy,
+training/dataset/housing.csv.gz). Tests are auto-marked by folder: unit, integration, e2e, xla.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from modelspec.manifest import CHECKPOINT_FILE
+from training.data import EMBEDDED_DATA
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "california-housing" / "housing.csv"
 # A short training run: enough for a meaningful model, a few seconds on 2 cores.
 QUICK_EPOCHS = 4
 
@@ -32,10 +32,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def data_path() -> Path:
-    path = Path(os.environ.get("HOUSING_DATA", DEFAULT_DATA))
+    path = Path(os.environ.get("HOUSING_DATA") or EMBEDDED_DATA)
     if not path.is_file():
         pytest.fail(
-            f"data set not found at {path}. Hint: set HOUSING_DATA to the path of housing.csv.",
+            f"data set not found at {path}. Hint: set HOUSING_DATA to the path of housing.csv, "
+            "or unset it for the copy embedded in the project.",
             pytrace=False,
         )
     return path

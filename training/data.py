@@ -1,5 +1,10 @@
 """Loading the California housing table with the ``datasets`` library, the blog's split, and the
-early-stopping slice of its training part."""
+early-stopping slice of its training part.
+
+The default is the copy that ships with the project (``training/dataset/housing.csv.gz``, its
+source and licence in the README beside it), so training and the tests need no network; the
+Hugging Face hub copy is one setting away: ``HOUSING_DATA=leostelon/california-housing``.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,15 @@ from sklearn.model_selection import train_test_split
 
 from modelspec.features import RAW_COLUMNS, TARGET_COLUMN
 
-DEFAULT_DATA = "leostelon/california-housing"
+# The embedded copy: Geron's housing.csv, byte for byte once decompressed (sha256 below).
+EMBEDDED_DATA = Path(__file__).resolve().parent / "dataset" / "housing.csv.gz"
+EMBEDDED_SHA256 = "8a3727f4cf54ac1a327f69b1d5b4db54c5834ea81c6e4efc0d163300022a685e"
+DEFAULT_DATA = str(EMBEDDED_DATA)
+HUB_DATA = "leostelon/california-housing"
+# A local file's format by its suffixes; ``.gz``, ``.xz``, ``.bz2`` and ``.zst`` CSVs are read by
+# ``datasets`` (fsspec) as they are.
 LOCAL_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+COMPRESSIONS = {".gz", ".xz", ".bz2", ".zst"}
 
 
 class DataError(Exception):
@@ -20,7 +32,7 @@ class DataError(Exception):
 
 
 def data_source() -> str:
-    """``HOUSING_DATA`` if set, else the Hugging Face hub id the blog uses."""
+    """``HOUSING_DATA`` if set, else the copy embedded in the project."""
     return os.environ.get("HOUSING_DATA") or DEFAULT_DATA
 
 
@@ -30,13 +42,14 @@ def load_frame(source: str, split: str = "train") -> pd.DataFrame:
 
     datasets.disable_progress_bars()
     path = Path(source).expanduser()
-    suffix = path.suffix.lower()
+    suffix = local_format(path)
     try:
         if suffix in LOCAL_FORMATS:
             if not path.is_file():
                 raise DataError(
                     f"data file {path} does not exist. Hint: set HOUSING_DATA to the path of "
-                    "housing.csv (or a Parquet copy of it)."
+                    "housing.csv (or a Parquet or compressed copy of it), or unset it for the "
+                    "copy embedded in the project."
                 )
             ds = datasets.load_dataset(LOCAL_FORMATS[suffix], data_files=str(path), split=split)
         else:
@@ -46,8 +59,8 @@ def load_frame(source: str, split: str = "train") -> pd.DataFrame:
     except Exception as exc:  # hub errors come in many types (HTTP, offline, not found)
         raise DataError(
             f"could not load {source!r} with the datasets library ({type(exc).__name__}: {exc}). "
-            "Hint: without access to the Hugging Face hub, set HOUSING_DATA to a local "
-            "housing.csv or Parquet file."
+            "Hint: without access to the Hugging Face hub, unset HOUSING_DATA (the project's "
+            "embedded copy) or set it to a local housing.csv or Parquet file."
         ) from exc
     frame = ds.to_pandas()
     assert isinstance(frame, pd.DataFrame)
@@ -58,6 +71,16 @@ def load_frame(source: str, split: str = "train") -> pd.DataFrame:
             "housing table with ocean_proximity (Geron's housing.csv)."
         )
     return frame
+
+
+def local_format(path: Path) -> str:
+    """The suffix that names a local file's format (``.csv`` for ``housing.csv.gz``), or ""
+    for anything else (a hub id)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if len(suffixes) >= 2 and suffixes[-1] in COMPRESSIONS and suffixes[-2] == ".csv":
+        return ".csv"
+    last = suffixes[-1] if suffixes else ""
+    return last if last in LOCAL_FORMATS else ""
 
 
 def split_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,13 +1,54 @@
-"""Loading data with the datasets library, and the blog's split."""
+"""training.data: loading data with the datasets library (the embedded copy by default), and the
+blog's split."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from training.data import DataError, holdout_split, load_frame, split_frame
+from training.data import (
+    DEFAULT_DATA,
+    EMBEDDED_DATA,
+    EMBEDDED_SHA256,
+    DataError,
+    data_source,
+    holdout_split,
+    load_frame,
+    split_frame,
+)
+
+
+def test_the_embedded_copy_is_the_original_file_and_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert hashlib.sha256(gzip.decompress(EMBEDDED_DATA.read_bytes())).hexdigest() == (
+        EMBEDDED_SHA256
+    )
+    monkeypatch.delenv("HOUSING_DATA", raising=False)
+    assert data_source() == DEFAULT_DATA == str(EMBEDDED_DATA)
+    monkeypatch.setenv("HOUSING_DATA", "leostelon/california-housing")
+    assert data_source() == "leostelon/california-housing"
+
+
+def test_the_embedded_copy_loads_through_datasets(housing_frame: pd.DataFrame) -> None:
+    frame = load_frame(DEFAULT_DATA)
+    assert len(frame) == 20_640
+    assert frame["total_bedrooms"].isna().sum() == 207
+    assert frame.iloc[0]["ocean_proximity"] == "NEAR BAY"
+    pd.testing.assert_series_equal(frame["median_income"], housing_frame["median_income"])
+
+
+def test_a_compressed_local_csv_loads(housing_frame: pd.DataFrame, tmp_path: Path) -> None:
+    path = tmp_path / "part.csv.xz"
+    housing_frame.head(30).to_csv(path, index=False)
+    assert (
+        load_frame(str(path))["households"].tolist()
+        == housing_frame.head(30)["households"].tolist()
+    )
 
 
 def test_a_local_csv_loads_in_file_order(housing_csv: Path, housing_frame: pd.DataFrame) -> None:
@@ -47,7 +88,7 @@ def test_an_unreachable_hub_says_to_set_housing_data(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(
-        DataError, match="Hint: without access to the Hugging Face hub, set HOUSING_DATA"
+        DataError, match="Hint: without access to the Hugging Face hub, unset HOUSING_DATA"
     ):
         load_frame("someone/not-a-cached-dataset")
 
