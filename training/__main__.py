@@ -1,10 +1,12 @@
 """Train the house-price MLP and write ``model.pt`` and ``manifest.json``.
 
-    HOUSING_DATA=../shared/data/california-housing/housing.csv python -m training
+    python -m training
 
-Data: ``--data`` or ``HOUSING_DATA`` (a Hugging Face hub id or a local CSV/Parquet file;
-default ``leostelon/california-housing``). Output: ``--artifacts`` or ``HOUSING_ARTIFACTS``
-(default ``artifacts/``).
+Data: ``--data`` or ``HOUSING_DATA`` (a Hugging Face hub id such as
+``leostelon/california-housing``, or a local CSV, compressed CSV or Parquet file; default the
+copy embedded in the project, ``training/dataset/housing.csv.gz``). Output: ``--artifacts`` or
+``HOUSING_ARTIFACTS`` (default ``artifacts/``). Lines: text and a progress bar on a terminal,
+JSON lines otherwise (``--log-format``, ``training/console.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from training.console import FORMATS, Console
 from training.data import DataError, data_source, load_frame
 from training.report import REPORT_MD
 from training.train import TrainConfig, train
@@ -22,7 +25,11 @@ from training.train import TrainConfig, train
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=data_source(), help="hub id or CSV/Parquet path")
+    p.add_argument(
+        "--data",
+        default=data_source(),
+        help="hub id, or CSV/Parquet path (default: HOUSING_DATA, else the embedded copy)",
+    )
     p.add_argument(
         "--artifacts", type=Path, default=Path(os.environ.get("HOUSING_ARTIFACTS", "artifacts"))
     )
@@ -52,11 +59,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=defaults.threads, help="torch threads")
     p.add_argument("--no-report", action="store_true", help="no baselines, report.md/json or plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default=None,
+        help="text (and a progress bar on a terminal) or json lines; default HOUSING_LOG_FORMAT, "
+        "else auto: text on a terminal, json otherwise",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        console = Console(args.log_format, progress=not args.no_progress)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         config = TrainConfig(
             epochs=args.epochs,
@@ -78,26 +97,35 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"loaded {len(frame):,} rows from {args.data}")
+    console.line(f"loaded {len(frame):,} rows from {args.data}", rows=len(frame), data=args.data)
     result = train(
-        frame,
-        config,
-        args.data,
-        args.artifacts,
-        progress=not args.no_progress,
-        report=not args.no_report,
+        frame, config, args.data, args.artifacts, report=not args.no_report, console=console
     )
     m = result.manifest.training
-    print(
+    console.line(
         f"validation RMSE ${m.metrics.val_rmse:,.0f} (MAE ${m.metrics.val_mae:,.0f}, "
         f"R² {m.metrics.val_r2:.3f}) with epoch {result.best_epoch} of {len(result.history)} "
-        f"in {m.seconds:.1f}s; wrote {args.artifacts}/"
+        f"in {m.seconds:.1f}s; wrote {args.artifacts}/",
+        val_rmse=round(m.metrics.val_rmse, 2),
+        val_mae=round(m.metrics.val_mae, 2),
+        val_r2=round(m.metrics.val_r2, 4),
+        best_epoch=result.best_epoch,
+        epochs_run=len(result.history),
+        seconds=round(m.seconds, 1),
+        artifacts=str(args.artifacts),
     )
     if result.report is not None:
         for model in result.report["models"].values():
             v = model["val"]
-            print(f"  {model['name']:<42} RMSE ${v['rmse']:>9,.0f}  MAE ${v['mae']:>9,.0f}")
-        print(f"report: {args.artifacts / REPORT_MD}")
+            console.line(
+                f"  {model['name']:<42} RMSE ${v['rmse']:>9,.0f}  MAE ${v['mae']:>9,.0f}",
+                model=model["name"],
+                val_rmse=round(v["rmse"], 2),
+                val_mae=round(v["mae"], 2),
+            )
+        console.line(
+            f"report: {args.artifacts / REPORT_MD}", report=str(args.artifacts / REPORT_MD)
+        )
     return 0
 
 

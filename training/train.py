@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from modelspec.drift import DriftProfile, binned, category_shares
 from modelspec.features import (
@@ -43,6 +42,7 @@ from modelspec.manifest import (
 from modelspec.network import HousingNet, NetConfig
 from training.baselines import fit_baselines
 from training.calibration import calibrate_on, fit_scale_head, measure_intervals
+from training.console import Console
 from training.data import holdout_split, split_frame
 from training.metrics import EpochRecord, rmse, scores
 from training.report import RunSummary, remove_report, write_report
@@ -182,7 +182,7 @@ def fit(
     holdout: Rows,
     val: Rows,
     config: TrainConfig,
-    progress: bool,
+    console: Console,
 ) -> tuple[list[EpochRecord], int]:
     """AdamW with a one-cycle schedule on the standardised target; keeps the weights of the
     epoch with the lowest holdout RMSE and stops after ``patience`` epochs without a better
@@ -199,8 +199,7 @@ def fit(
     history: list[EpochRecord] = []
     stopper = EarlyStopping(config.patience)
     best_state = copy.deepcopy(model.state_dict())
-    bar = tqdm(range(1, config.epochs + 1), desc="training", unit="epoch", disable=not progress)
-    for epoch in bar:
+    for epoch in console.steps(range(1, config.epochs + 1), "training"):
         model.train()
         order = torch.randperm(len(fit_rows.x), generator=shuffle)
         for i in range(0, len(order), config.batch_size):
@@ -218,21 +217,31 @@ def fit(
         best = stopper.update(epoch, record.holdout_rmse)
         if best:
             best_state = copy.deepcopy(model.state_dict())
-        bar.set_postfix(holdout_rmse=f"${record.holdout_rmse:,.0f}", best_epoch=stopper.best_epoch)
-        tqdm.write(
+        console.status(holdout_rmse=f"${record.holdout_rmse:,.0f}", best_epoch=stopper.best_epoch)
+        console.line(
             f"epoch {epoch:3d}/{config.epochs}  train RMSE ${record.train_rmse:>9,.0f}  "
             f"holdout RMSE ${record.holdout_rmse:>9,.0f}  val RMSE ${record.val_rmse:>9,.0f}"
-            + ("  *" if best else "")
+            + ("  *" if best else ""),
+            epoch=epoch,
+            epochs=config.epochs,
+            train_rmse=round(record.train_rmse, 2),
+            holdout_rmse=round(record.holdout_rmse, 2),
+            val_rmse=round(record.val_rmse, 2),
+            best=best,
         )
         if stopper.should_stop(epoch):
-            tqdm.write(f"early stop: no better holdout RMSE in {config.patience} epochs")
+            console.line(
+                f"early stop: no better holdout RMSE in {config.patience} epochs", epoch=epoch
+            )
             break
     if not stopper.best_epoch:
         raise RuntimeError(
             "training diverged: the holdout RMSE was never finite. Hint: lower --lr."
         )
     model.load_state_dict(best_state)
-    tqdm.write(f"kept epoch {stopper.best_epoch} (lowest holdout RMSE)")
+    console.line(
+        f"kept epoch {stopper.best_epoch} (lowest holdout RMSE)", best_epoch=stopper.best_epoch
+    )
     return history, stopper.best_epoch
 
 
@@ -241,8 +250,8 @@ def train(
     config: TrainConfig,
     data_name: str,
     out_dir: Path,
-    progress: bool = True,
     report: bool = True,
+    console: Console | None = None,
 ) -> TrainResult:
     """Train on the blog's training split, write the artifacts and, with ``report``, the report
     (the MLP against baselines fitted in the same run, on the same split) and its plots."""
@@ -259,7 +268,8 @@ def train(
             feats = model.derive(fit_rows.x)
             y = fit_rows.y
             model.set_normalization(feats.mean(0), feats.std(0), float(y.mean()), float(y.std()))
-        history, best_epoch = fit(model, fit_rows, holdout, val, config, progress)
+        console = console or Console("text", progress=False)
+        history, best_epoch = fit(model, fit_rows, holdout, val, config, console)
         fit_scale_head(model, fit_rows.x, fit_rows.y)
         intervals = calibrate_on(model, holdout.x, holdout.y)
 
@@ -313,10 +323,12 @@ def train(
             model, intervals, holdout, val, val_df[CATEGORICAL_COLUMN].tolist()
         )
         at = interval_report["validation"]["0.9"]
-        tqdm.write(
+        console.line(
             f"intervals at 90%: validation coverage {at['coverage']:.3f}, mean width "
             f"${at['mean_width']:,.0f} (constant width: {at['constant']['coverage']:.3f}, "
-            f"${at['constant']['mean_width']:,.0f})"
+            f"${at['constant']['mean_width']:,.0f})",
+            coverage=round(at["coverage"], 4),
+            mean_width=round(at["mean_width"], 2),
         )
         written = None
         if report:

@@ -21,8 +21,8 @@ ONE_EPOCH = TrainConfig(epochs=1)
 
 
 def test_training_is_reproducible_on_the_cpu(housing_frame: pd.DataFrame, tmp_path: Path) -> None:
-    a = train(housing_frame, ONE_EPOCH, "test", tmp_path / "a", progress=False, report=False)
-    b = train(housing_frame, ONE_EPOCH, "test", tmp_path / "b", progress=False, report=False)
+    a = train(housing_frame, ONE_EPOCH, "test", tmp_path / "a", report=False)
+    b = train(housing_frame, ONE_EPOCH, "test", tmp_path / "b", report=False)
     assert a.history == b.history
     for key, value in a.model.state_dict().items():
         assert torch.equal(value, b.model.state_dict()[key]), key
@@ -31,13 +31,12 @@ def test_training_is_reproducible_on_the_cpu(housing_frame: pd.DataFrame, tmp_pa
 def test_a_different_seed_trains_a_different_model(
     housing_frame: pd.DataFrame, tmp_path: Path
 ) -> None:
-    a = train(housing_frame, ONE_EPOCH, "test", tmp_path / "a", progress=False, report=False)
+    a = train(housing_frame, ONE_EPOCH, "test", tmp_path / "a", report=False)
     b = train(
         housing_frame,
         TrainConfig(epochs=1, seed=7),
         "test",
         tmp_path / "b",
-        progress=False,
         report=False,
     )
     assert not torch.equal(a.model.mlp[0].weight, b.model.mlp[0].weight)
@@ -46,7 +45,7 @@ def test_a_different_seed_trains_a_different_model(
 def test_artifacts_manifest_and_report_are_written(
     housing_frame: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = train(housing_frame, ONE_EPOCH, "housing.csv", tmp_path, progress=False)
+    result = train(housing_frame, ONE_EPOCH, "housing.csv", tmp_path)
     assert "epoch   1/1  train RMSE $" in capsys.readouterr().out
     for name in (CHECKPOINT_FILE, EXAMPLE_FILE, VALIDATION_FILE):
         assert (tmp_path / name).is_file()
@@ -68,7 +67,7 @@ def test_artifacts_manifest_and_report_are_written(
         assert (tmp_path / "plots" / name).read_bytes().startswith(b"\x89PNG")
 
     # Retrained without a report, the folder keeps no report of the previous model.
-    train(housing_frame, ONE_EPOCH, "housing.csv", tmp_path, progress=False, report=False)
+    train(housing_frame, ONE_EPOCH, "housing.csv", tmp_path, report=False)
     assert not (tmp_path / REPORT_JSON).exists() and not (tmp_path / REPORT_MD).exists()
     assert not any((tmp_path / "plots").iterdir())
 
@@ -76,7 +75,7 @@ def test_artifacts_manifest_and_report_are_written(
 def test_imputation_uses_the_training_median_only(
     housing_frame: pd.DataFrame, tmp_path: Path
 ) -> None:
-    manifest = train(housing_frame, ONE_EPOCH, "test", tmp_path, progress=False, report=False)
+    manifest = train(housing_frame, ONE_EPOCH, "test", tmp_path, report=False)
     train_df, val_df = split_frame(housing_frame)
     median = manifest.manifest.preprocessing.total_bedrooms_median
     assert median == train_df["total_bedrooms"].median()
@@ -87,7 +86,7 @@ def test_the_kept_weights_are_those_of_the_best_holdout_epoch(
     housing_frame: pd.DataFrame, tmp_path: Path
 ) -> None:
     config = TrainConfig(epochs=3, learning_rate=3e-2)
-    result = train(housing_frame, config, "test", tmp_path, progress=False, report=False)
+    result = train(housing_frame, config, "test", tmp_path, report=False)
     holdout_rmses = [r.holdout_rmse for r in result.history]
     assert result.best_epoch == 1 + holdout_rmses.index(min(holdout_rmses))
     # Recomputed from the restored weights, the holdout RMSE is the best epoch's.

@@ -1,0 +1,93 @@
+"""Where ``python -m training`` reports: for a person at a terminal, text lines and a progress
+bar; anywhere else (a container's log, CI, a pipe), one JSON object per line and no bar.
+
+The rule: ``--log-format`` (``auto``, ``text`` or ``json``), else ``HOUSING_LOG_FORMAT``, else
+``auto``; ``auto`` is ``text`` when standard output is a terminal and ``json`` otherwise. The
+progress bar is drawn only in text on a terminal (``--no-progress`` turns it off there too), so
+no ``\\r`` frame ever reaches a log file. JSON lines carry the server's keys (``time``,
+``level``, ``logger``, ``message``) and the figures of the line as fields of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import TextIO
+
+import orjson
+
+FORMATS = ("auto", "text", "json")
+LOGGER = "training"
+Field = str | int | float | bool | None
+
+
+def resolve_format(given: str | None, stream: TextIO) -> str:
+    """``text`` or ``json`` from the flag, the environment or the stream (see the module)."""
+    chosen = (given or os.environ.get("HOUSING_LOG_FORMAT") or "auto").strip().lower()
+    if chosen not in FORMATS:
+        raise ValueError(
+            f"log format {chosen!r} is not one of {', '.join(FORMATS)} (--log-format or "
+            "HOUSING_LOG_FORMAT)"
+        )
+    if chosen == "auto":
+        return "text" if stream.isatty() else "json"
+    return chosen
+
+
+class Console:
+    """Lines and the progress bar of one training run."""
+
+    def __init__(self, fmt: str = "auto", stream: TextIO | None = None, progress: bool = True):
+        self.stream = stream or sys.stdout
+        self.format = resolve_format(fmt, self.stream)
+        self._bar_on = progress and self.format == "text" and self.stream.isatty()
+        self._bar: object | None = None
+
+    @property
+    def json(self) -> bool:
+        return self.format == "json"
+
+    def line(self, message: str, level: str = "info", **fields: Field) -> None:
+        """One line: ``message`` as text, or a JSON object with ``fields`` beside it."""
+        if self.json:
+            now = time.time()
+            entry = {
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+                + f".{int(now * 1000) % 1000:03d}Z",
+                "level": level,
+                "logger": LOGGER,
+                "message": message,
+                **fields,
+            }
+            self.stream.write(orjson.dumps(entry).decode() + "\n")
+            self.stream.flush()
+        elif self._bar is not None:
+            from tqdm import tqdm
+
+            tqdm.write(message, file=self.stream)
+        else:
+            self.stream.write(message + "\n")
+            self.stream.flush()
+
+    def steps(self, items: Iterable[int], desc: str) -> Iterator[int]:
+        """``items``, with a progress bar on stderr when one may be drawn."""
+        if not self._bar_on:
+            yield from items
+            return
+        from tqdm import tqdm
+
+        bar = tqdm(items, desc=desc, unit="epoch")
+        self._bar = bar
+        try:
+            yield from bar
+        finally:
+            bar.close()
+            self._bar = None
+
+    def status(self, **fields: str | int) -> None:
+        """The bar's postfix (nothing when no bar is drawn)."""
+        bar = self._bar
+        if bar is not None:
+            bar.set_postfix(**fields)  # type: ignore[attr-defined]
