@@ -1,1 +1,1 @@
-"""The FastAPI inference service: ``python -m app``. Build apps with ``app.http.app.create_app``."""
+"""The FastAPI inference service: ``python -m app``. Build apps with ``app.compose.create_app``."""

@@ -103,7 +103,7 @@ _WARNINGS = Field(
 
 class PriceRange(BaseModel):
     """A calibrated range: the true value lies inside at least ``coverage`` of the time
-    (split conformal, measured on held-out data: see the README)."""
+    (split conformal, measured on held-out data: see docs/model-card.md)."""
 
     low: float = Field(description="Lower bound, US dollars (never below 0)")
     high: float = Field(description="Upper bound, US dollars")

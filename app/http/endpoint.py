@@ -1,7 +1,7 @@
 """The base of the bare ASGI prediction endpoints (``/predict``, ``/invocations``, OIP infer).
 
 Prediction routes are the hot path, so they skip FastAPI's routing, dependency injection and
-Request/Response objects (several times the cost of the model call: see the README's
+Request/Response objects (several times the cost of the model call: see docs/performance.md's
 benchmark). Every request goes the same way: the guard's checks (``app.http.guard``), the
 subclass's ``decode`` into encoded rows and a typed context, the batcher, and the subclass's
 ``reply`` from the rows' dollars, their intervals at the coverage the request asks for

@@ -2,7 +2,7 @@
 
 This is the hot path, so it is a bare ASGI endpoint rather than a FastAPI route: routing,
 dependency injection and Request/Response objects cost several times what parsing, validating
-and running the model do (see the README's benchmark). It reads the body, checks it (the fast
+and running the model do (see docs/performance.md). It reads the body, checks it (the fast
 accept-only check of ``app.codecs.fastparse``, else the pydantic validator, which explains
 errors), queues the rows for the batcher, and writes the answer with orjson. ``document``
 declares its OpenAPI to FastAPI from the same types.
