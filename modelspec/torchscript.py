@@ -9,6 +9,7 @@ the calls here means that migration touches one module, and tests can keep warni
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,8 +43,13 @@ def script(module: torch.nn.Module) -> torch.jit.ScriptModule:
 
 
 def save(module: torch.jit.ScriptModule, path: Path) -> None:
+    """Write ``module`` to ``path``: the same module gives the same bytes whatever the path is
+    called (torch.jit.save names the archive's folder after the file; through a buffer it is
+    always ``archive``), so a compile's sha256 and model version depend on the model only."""
+    buffer = io.BytesIO()
     with torchscript_allowed():
-        torch.jit.save(module, str(path))
+        torch.jit.save(module, buffer)
+    path.write_bytes(buffer.getvalue())
 
 
 def load(path: Path, map_location: str | None = None) -> torch.jit.ScriptModule:
