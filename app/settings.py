@@ -1,4 +1,8 @@
-"""Service settings, read from ``HOUSING_*`` environment variables (see the README's table)."""
+"""Service settings, read from ``HOUSING_*`` environment variables.
+
+Each field's description is its documentation: ``python -m app --help`` prints it, and
+docs/configuration.md is generated from it (``make docs``).
+"""
 
 from __future__ import annotations
 
@@ -76,21 +80,33 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HOUSING_", extra="ignore", frozen=True)
 
     artifacts: Path = Field(
-        Path("artifacts"), description="Folder with manifest.json and model_neuron.pt"
+        Path("artifacts"),
+        description="Folder with manifest.json and model_neuron.pt (python -m training and "
+        "python -m compile write them there, with model.pt)",
     )
     device: Device = Field(
         "auto",
         description="auto: neuron if torch-neuronx imports and /dev/neuron* exists, else xla if "
-        "torch-xla is installed, else cpu. An explicit device that is unavailable is an error.",
+        "torch-xla is installed, else cpu; the choice is logged and shown by /health/ready. An "
+        "explicit device that is unavailable stops startup with what to install (no silent "
+        "fallback).",
     )
     host: str = Field("0.0.0.0", description="Interface to listen on")
-    port: int = Field(8080, ge=0, le=65535, description="TCP port (0: any free port)")
+    port: int = Field(
+        8080,
+        ge=0,
+        le=65535,
+        description="HTTP port (0: any free port, logged at startup); unset, "
+        "SAGEMAKER_BIND_TO_PORT when that is set",
+    )
     grpc_port: int = Field(
         DEFAULT_GRPC_PORT,
         ge=0,
         le=65535,
         description="Port of the Open Inference Protocol over gRPC (and grpc.health.v1), "
-        "served in the same process, on the same model, as HTTP; 0: no gRPC",
+        "served in the same process, on the same model, as HTTP; 0: no gRPC. Unset, the "
+        "first port of SAGEMAKER_SAFE_PORT_RANGE when that is set, and off when "
+        "SAGEMAKER_BIND_TO_PORT is 8081",
     )
     max_instances: int = Field(
         1024, ge=1, le=100_000, description="Most records in one {'instances': [...]} request"
@@ -99,21 +115,35 @@ class Settings(BaseSettings):
         1,
         ge=1,
         le=256,
-        description="torch intra-op threads; 1 keeps a batch-1 call at microseconds under load",
+        description="torch intra-op threads; 1 keeps a small batch at microseconds under load",
     )
-    log_level: LogLevel = Field("info", description="Log level of the service and uvicorn")
-    access_log: bool = Field(False, description="Log one line per request (costs CPU per request)")
+    log_level: LogLevel = Field(
+        "info",
+        description="Log level of the service and uvicorn: critical, error, warning, info or debug",
+    )
+    access_log: bool = Field(
+        False,
+        description="Log one line per request, with its request id, route, status and duration "
+        "(costs CPU on every request)",
+    )
     max_batch_size: int | None = Field(
         None,
         ge=1,
         description="Most rows in one device call (default: the largest compiled batch size); "
-        "1 turns batching off",
+        "1 turns batching off (requests are never combined)",
     )
     max_delay_ms: float = Field(
-        2.0, ge=0, le=1000, description="Longest a row waits for others to fill its batch"
+        2.0,
+        ge=0,
+        le=1000,
+        description="Longest a row waits for others to fill its batch, while more requests are "
+        "arriving",
     )
     queue_rows: int = Field(
-        4096, ge=1, description="Rows that may wait for the device; beyond, 503 at once"
+        4096,
+        ge=1,
+        description="Rows that may wait for the device; a request that does not fit gets 503 at "
+        "once. At least HOUSING_MAX_INSTANCES",
     )
     device_thread: bool | None = Field(
         None,
@@ -122,20 +152,26 @@ class Settings(BaseSettings):
         "scheduling latency)",
     )
     request_timeout_s: float = Field(
-        10.0, gt=0, le=3600, description="Deadline of a request's rows; past it, 504"
+        10.0,
+        gt=0,
+        le=3600,
+        description="Deadline of a request's rows; past it, 504 and the rows are dropped unrun",
     )
     interval_coverage: float = Field(
         0.9,
         ge=0,
         lt=1,
         description="Coverage of the price range each answer carries when the request does "
-        "not ask (?coverage=); one of the manifest's calibrated coverages, or 0 for no ranges",
+        "not ask (?coverage=, the Open Inference Protocol's parameters.coverage, SageMaker's "
+        "custom attribute coverage=); one of the manifest's calibrated coverages, or 0 for no "
+        "ranges",
     )
     max_consecutive_failures: int = Field(
         5,
         ge=0,
-        description="Readiness turns 503 after this many device calls fail in a row (the "
-        "requests in a failed call get 500s); the server keeps retrying the device and is "
+        description="Readiness turns 503 (status failing) after this many device calls fail "
+        "in a row (the requests in a failed call get 500s); the server keeps retrying the "
+        "device and is "
         "ready again after one call succeeds. 0: never",
     )
     capture_dir: Path | None = Field(
@@ -144,12 +180,16 @@ class Settings(BaseSettings):
         "model version) as JSON Lines in SageMaker Data Capture's shape; unset: no capture",
     )
     capture_percent: float = Field(
-        0, ge=0, le=100, description="Share of predictions captured, in percent (0: none)"
+        0,
+        ge=0,
+        le=100,
+        description="Share of answered predictions captured, in percent (0: none)",
     )
     capture_queue_bytes: int = Field(
         64 * 1024 * 1024,
         ge=1024 * 1024,
-        description="Request and answer bytes that may wait for data capture's writer; a "
+        description="Request and answer bytes that may wait for data capture's writer "
+        "(64 MiB); a "
         "captured prediction that does not fit (a slow or full disk, large bodies) is dropped "
         "and counted in housing_capture_dropped_total, never buffered",
     )
@@ -158,29 +198,35 @@ class Settings(BaseSettings):
         ge=0,
         le=86400,
         description="How often to look for a new model in the artifacts folder (the "
-        "manifest's compiled artifact changed) and reload it without a restart; 0: never",
+        "manifest names another compiled artifact) and reload it without a restart, as "
+        "SIGHUP does; 0: never",
     )
     recheck_interval_s: float = Field(
         2.0,
         gt=0,
         le=600,
         description="While readiness is 503 for device failures, how often the manifest's "
-        "reference rows are run to see whether the device answers again",
+        "reference rows are run on the device to see whether it answers again",
     )
 
-    log_format: LogFormat = Field("json", description="json: one JSON object per line; text")
+    log_format: LogFormat = Field(
+        "json",
+        description="json: one JSON object per line (uvicorn's lines too); or text",
+    )
     graceful_timeout_s: float = Field(
         25.0,
         gt=0,
         le=3600,
         description="After SIGTERM, the longest the process takes to exit: requests already "
-        "accepted finish within it (keep it under the orchestrator's 30 s)",
+        "accepted finish within it (keep it under the 30 s of SageMaker and Kubernetes); a "
+        "watchdog exits 1 if it overruns",
     )
     drain_delay_s: float = Field(
         0.0,
         ge=0,
         description="After SIGTERM, keep accepting for this long with readiness at 503, so a "
-        "load balancer sees the 503 and stops routing before connections are refused",
+        "load balancer sees the 503 and stops routing before connections are refused (on "
+        "Kubernetes, use the preStop sleep instead)",
     )
     header_timeout_s: float = Field(
         10.0,
@@ -188,35 +234,40 @@ class Settings(BaseSettings):
         le=3600,
         description="Longest an HTTP connection may take to send a request's headers, from "
         "when it opens or its previous response ends; past it, the connection is closed "
-        "(slow or idle clients do not keep connections open)",
+        "unanswered (slow or idle clients do not keep connections open). It never cuts a "
+        "request being answered",
     )
     max_connections: int = Field(
         2048,
         ge=1,
         le=1_000_000,
-        description="Most open HTTP connections per server process; one more is answered "
-        "503 and closed at once (keep it under the open-file limit)",
+        description="Most open HTTP connections per server process (each worker has its "
+        "own); one more is answered 503 (Connection: close, Retry-After: 1) and closed at once. "
+        "Keep it under the open-file limit (ulimit -n): startup warns when it is not",
     )
     max_body_bytes: int = Field(
         6_291_456,
         ge=1024,
-        description="Largest request body; beyond, 413 before reading it. 6 MiB: SageMaker's "
-        "payload limit and Batch Transform's default MaxPayloadInMB (`serve` takes "
-        "SAGEMAKER_MAX_PAYLOAD_IN_MB when this is unset); it alone bounds the rows of a CSV or "
-        "JSON Lines body on /invocations",
+        description="Largest request body; beyond, 413 before reading it (a chunked body: as "
+        "soon as it passes the limit). 6 MiB: SageMaker's "
+        "payload limit and Batch Transform's default MaxPayloadInMB. Unset, "
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB (in MiB) when that is set. It alone bounds the rows of a "
+        "CSV or JSON Lines body on /invocations",
     )
     max_error_details: int = Field(
         20,
         ge=1,
         le=10_000,
         description="Most errors a refused body's answer lists (the first ones, in the body's "
-        "order); the answer also says how many there are in all, so its size never grows "
-        "with the body's",
+        "order); error_count says how many there are in all (checked_lines: in the lines read "
+        "when reading stopped once the list was full), so the answer's size never grows with "
+        "the body's",
     )
     api_key: SecretStr | None = Field(
         None,
         description="If set, prediction routes need 'Authorization: Bearer <key>' or "
-        "'X-API-Key: <key>' (401 otherwise); probes, metadata and /metrics stay open",
+        "'X-API-Key: <key>' (401 otherwise; compared in constant time, never logged); probes, "
+        "metadata and /metrics stay open",
     )
     api_key_file: Path | None = Field(
         None,
@@ -226,11 +277,13 @@ class Settings(BaseSettings):
     admin_key: SecretStr | None = Field(
         None,
         description="The control plane's own key: POST /v2/repository/models/housing/load needs "
-        "'Authorization: Bearer <key>' or 'X-Admin-Key: <key>'; prediction keys never reload "
-        "a model",
+        "'Authorization: Bearer <key>' or 'X-Admin-Key: <key>' (401 otherwise); it must "
+        "differ from HOUSING_API_KEY: prediction keys never reload a model",
     )
     admin_key_file: Path | None = Field(
-        None, description="A file holding HOUSING_ADMIN_KEY; not both"
+        None,
+        description="A file holding HOUSING_ADMIN_KEY (surrounding blank space is ignored); not "
+        "both",
     )
     control_open: bool = Field(
         False,
@@ -243,7 +296,8 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description="Server processes, one per NeuronCore (default: the visible NeuronCores on "
-        "neuron, else 1); each gets its own NEURON_RT_VISIBLE_CORES",
+        "neuron, else 1); above 1, a supervisor binds the port and starts one python -m app "
+        "per worker, each with its own NEURON_RT_VISIBLE_CORES",
     )
     worker_index: int | None = Field(
         None,

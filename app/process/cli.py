@@ -17,6 +17,7 @@ import os
 import sys
 import textwrap
 
+from app.process.settings_page import default_text, env_name
 from app.process.workers import VISIBLE_CORES_ENV, WORKER_FD_ENV, plan_workers, supervise
 from app.settings import Settings, load_settings
 
@@ -25,11 +26,9 @@ SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 
 def settings_help() -> str:
     """Every setting: its variable, default and meaning, read from ``Settings`` itself."""
-    prefix = Settings.model_config.get("env_prefix", "")
     lines = ["settings (environment variables; an invalid value stops the service at once):"]
     for name, field in Settings.model_fields.items():
-        default = "unset" if field.default is None else str(field.default)
-        lines.append(f"  {prefix}{name.upper()} (default: {default})")
+        lines.append(f"  {env_name(name)} (default: {default_text(field)})")
         lines += textwrap.wrap(
             field.description or "", 92, initial_indent=" " * 6, subsequent_indent=" " * 6
         )
