@@ -26,7 +26,7 @@ XLA_PY := $(XLA_VENV)/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
 
 .PHONY: help install run train compile serve test test-busy lint format test-xla bench rollout \
-	container-test clean loadcheck fuzz overload soak reliability neuron-check proto
+	container-test clean loadcheck fuzz overload soak reliability neuron-check proto docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install $(PIP_QUIET) -e '.[train,dev,scale]'
 	# KServe's clients for the conformance suite, without its model server's pins (pyproject.toml)
 	$(PY) -m pip install $(PIP_QUIET) --no-deps kserve==$(KSERVE_VERSION)
+	# checkov (tests/unit/test_deploy_checkov.py) in a virtualenv of its own inside $(VENV): it
+	# pins networkx<2.7, packaging<24 and tabulate<0.10 (and boto3's python-dateutil<3), all
+	# below what .venv holds
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install $(PIP_QUIET) checkov==3.3.30
 	touch $@
 
 install: $(VENV)/.installed ## create .venv with torch $(TORCH_VERSION) (CPU) and the project
@@ -67,6 +72,9 @@ proto: $(VENV)/.installed ## regenerate app/grpc/open_inference_grpc_pb2.py(i) f
 		app/grpc/open_inference_grpc.proto
 	sed -i 's/_descriptor_pool.Default()/_descriptor_pool.DescriptorPool()/' \
 		app/grpc/open_inference_grpc_pb2.py
+
+docs: $(VENV)/.installed ## regenerate the generated docs pages (docs/configuration.md)
+	$(PY) -m app.process.settings_page
 
 lint: $(VENV)/.installed ## ruff and mypy
 	$(VENV)/bin/ruff check .
@@ -106,10 +114,10 @@ bench: $(HOUSING_ARTIFACTS)/model_neuron.pt ## load benchmark vs a bare-ASGI ref
 # Reliability scripts: each starts its own server on the artifacts, prints figures, exits 1 on
 # a failed check. Long runs, so not part of `make test` (which runs small versions).
 
-loadcheck: $(HOUSING_ARTIFACTS)/model_neuron.pt ## 20,000 mixed requests at c64, each checked against the offline model (~20 s)
+loadcheck: $(HOUSING_ARTIFACTS)/model_neuron.pt ## 20,000 mixed requests at c64, each checked against the offline model (~25 s)
 	$(PY) -m reliability.loadcheck $(RELIABILITY_ARGS)
 
-fuzz: $(HOUSING_ARTIFACTS)/model_neuron.pt ## schemathesis: thousands of generated requests from the OpenAPI schema (~2 min)
+fuzz: $(HOUSING_ARTIFACTS)/model_neuron.pt ## schemathesis: thousands of generated requests from the OpenAPI schema (~40 s)
 	$(PY) -m reliability.fuzz $(RELIABILITY_ARGS)
 
 overload: $(HOUSING_ARTIFACTS)/model_neuron.pt ## c512 for 20 s: sheds with fast 503s, stays ready, recovers (~1 min)

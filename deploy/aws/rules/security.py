@@ -258,3 +258,47 @@ class LaunchTemplateRequiresImdsV2(CloudFormationLintRule):
                     RuleMatch([*path, "MetadataOptions"], "HttpTokens must be 'required' (IMDSv2)")
                 )
         return found
+
+
+def redirects_to_https(action: Any) -> bool:
+    config = action.get("RedirectConfig") if isinstance(action, dict) else None
+    return (
+        isinstance(action, dict)
+        and str(action.get("Type", "")).lower() == "redirect"
+        and isinstance(config, dict)
+        and config.get("Protocol") == "HTTPS"
+    )
+
+
+class PlainHttpOnlyByCondition(CloudFormationLintRule):
+    """An HTTP listener redirects to HTTPS, except in a branch of an Fn::If."""
+
+    id = "E9105"
+    shortdesc = "HTTP listener that serves plain HTTP unconditionally"
+    description = (
+        "A load balancer listener with Protocol HTTP must redirect to HTTPS; an action that "
+        "serves plain HTTP is allowed only inside an Fn::If, so that plain HTTP is a choice the "
+        "stack's parameters (and Rules) make, never the only way the template works."
+    )
+    source_url = (
+        "https://docs.aws.amazon.com/elasticloadbalancing/latest/application/"
+        "load-balancer-listeners.html"
+    )
+    tags = ["security", "elbv2", "housing-inference"]
+
+    def match(self, cfn: Template) -> list[RuleMatch]:
+        found = []
+        for name, props in resources(cfn, "AWS::ElasticLoadBalancingV2::Listener"):
+            if literal(props.get("Protocol"), cfn) != "HTTP":
+                continue
+            base: Path = ["Resources", name, "Properties", "DefaultActions"]
+            for path, action in items(props.get("DefaultActions", []), base):
+                if not redirects_to_https(action) and "Fn::If" not in path:
+                    found.append(
+                        RuleMatch(
+                            path,
+                            "an HTTP listener serves plain HTTP unconditionally: redirect to "
+                            "HTTPS, or put the action under an Fn::If on a parameter",
+                        )
+                    )
+        return found

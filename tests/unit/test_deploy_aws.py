@@ -1,6 +1,7 @@
-"""deploy/aws/, checked offline: cfn-lint with the project's own rules (deploy/aws/rules/), proof
-that each rule fails on a broken copy, and the timing relations between the template's numbers
-and the server's."""
+"""deploy/aws/, checked offline: cfn-lint (informational checks included) with the project's own
+rules (deploy/aws/rules/), proof that each rule fails on a broken copy, the template's Rules
+(HTTPS unless plain HTTP is asked for), and the timing relations between the template's numbers
+and the server's. checkov's run is in test_deploy_checkov.py."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from cfnlint.decode import decode_str
 
 from app.compose import create_app
 from app.settings import Settings
-from tests.conftest import ROOT
+from tests.support.project import ROOT
 
 AWS = ROOT / "deploy" / "aws"
 TEMPLATE = AWS / "housing-inference.yaml"
@@ -40,7 +41,10 @@ def cfn_lint(*templates: Path, fmt: str = "parseable") -> subprocess.CompletedPr
     exe = shutil.which("cfn-lint", path=Path(sys.executable).parent) or shutil.which("cfn-lint")
     assert exe, "cfn-lint is a dev dependency: run `make install`"
     return subprocess.run(
-        [exe, "--format", fmt, "--append-rules", str(RULES), "--", *map(str, templates)],
+        # --include-checks I: the informational checks too (I3011: a log group without
+        # DeletionPolicy and UpdateReplacePolicy is deleted with the stack).
+        [exe, "--format", fmt, "--include-checks", "I", "--append-rules", str(RULES), "--"]
+        + [str(t) for t in templates],
         capture_output=True,
         text=True,
         check=False,
@@ -145,6 +149,24 @@ def typo(doc: Doc) -> None:
     target_group["HealthCheckPat"] = target_group.pop("HealthCheckPath")
 
 
+def http_listener(doc: Doc) -> Doc:
+    return props(doc, "HttpListener")
+
+
+def plain_http_always(doc: Doc) -> None:
+    (action,) = http_listener(doc)["DefaultActions"]
+    http_listener(doc)["DefaultActions"] = [action["Fn::If"][2]]
+
+
+def plain_http_as_well(doc: Doc) -> None:
+    forward = {"Type": "forward", "TargetGroupArn": {"Ref": "TargetGroup"}, "Order": 2}
+    http_listener(doc)["DefaultActions"].append(forward)
+
+
+def log_group_deletable(doc: Doc) -> None:
+    del doc["Resources"]["LogGroup"]["DeletionPolicy"]
+
+
 def bucket_wide(doc: Doc) -> None:
     artifacts_statement(doc)["Resource"] = {
         "Fn::Sub": "arn:${AWS::Partition}:s3:::${ArtifactsBucket}/*"
@@ -182,6 +204,10 @@ MUTANTS: dict[str, tuple[Callable[[Doc], None], set[str]]] = {
         {"E9104"},
     ),
     "property-typo": (typo, {"E3002"}),
+    "plain-http-without-a-condition": (plain_http_always, {"E9105"}),
+    "plain-http-beside-the-redirect": (plain_http_as_well, {"E9105"}),
+    # I3011: no DeletionPolicy; W3011: an UpdateReplacePolicy without its DeletionPolicy.
+    "log-group-deleted-with-the-stack": (log_group_deletable, {"I3011", "W3011"}),
     "app-port-from-a-parameter-defaulting-to-anywhere": (app_port_from_client_cidr, {"E9101"}),
     # The control: a load balancer open to the world on 80 and 443 is allowed.
     "public-load-balancer": (open_client_cidr, set()),
@@ -361,4 +387,143 @@ def test_instances_take_no_ssh_and_use_the_neuron_ami() -> None:
     )
     assert set(doc["Parameters"]["InstanceType"]["AllowedValues"]) == {
         f"inf2.{size}" for size in ("xlarge", "8xlarge", "24xlarge", "48xlarge")
+    }
+
+
+# The Rules section, evaluated as CloudFormation does before it creates anything: every
+# assertion must hold for the parameters given (defaults for the rest).
+def evaluate(value: Any, parameters: dict[str, str]) -> Any:
+    if isinstance(value, dict) and len(value) == 1:
+        function, argument = next(iter(value.items()))
+        if function == "Ref":
+            return parameters[argument]
+        if function == "Fn::Equals":
+            left, right = (evaluate(a, parameters) for a in argument)
+            return left == right
+        if function == "Fn::Not":
+            return not evaluate(argument[0], parameters)
+        if function == "Fn::Or":
+            return any(evaluate(a, parameters) for a in argument)
+        if function == "Fn::And":
+            return all(evaluate(a, parameters) for a in argument)
+        raise AssertionError(f"the test cannot evaluate {function}: extend evaluate()")
+    return value
+
+
+def refused(given: dict[str, str]) -> list[str]:
+    """The AssertDescription of every failing rule assertion (the subnet rule, which needs AWS's
+    view of the subnets, is left out)."""
+    doc = template()
+    parameters = {
+        name: str(spec.get("Default", "")) for name, spec in doc["Parameters"].items()
+    } | given
+    failed = []
+    for name, rule in doc["Rules"].items():
+        if name == "SubnetsInVpc":
+            continue
+        for assertion in rule["Assertions"]:
+            if not evaluate(assertion["Assert"], parameters):
+                failed.append(assertion["AssertDescription"])
+    return failed
+
+
+CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+
+
+def test_plain_http_is_refused_unless_asked_for_by_name() -> None:
+    doc = template()
+    assert default(doc, "AllowPlainHttp") == "false"
+    assert default(doc, "CertificateArn") == ""
+    (why,) = refused({})  # the defaults: no certificate, no plain HTTP
+    assert "CertificateArn" in why and "AllowPlainHttp=true" in why
+    assert refused({"CertificateArn": CERTIFICATE}) == []
+    assert refused({"AllowPlainHttp": "true"}) == []
+    assert refused({"CertificateArn": CERTIFICATE, "AllowPlainHttp": "true"}) == []
+    assert re.fullmatch(doc["Parameters"]["CertificateArn"]["AllowedPattern"], CERTIFICATE)
+
+
+def test_port_80_redirects_with_a_certificate_and_forwards_only_without() -> None:
+    doc = template()
+    assert doc["Conditions"]["HasCertificate"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "CertificateArn"}, ""]}]
+    }
+    listener = props(doc, "HttpListener")
+    assert (listener["Port"], listener["Protocol"]) == (80, "HTTP")
+    ((condition, with_certificate, without),) = [
+        action["Fn::If"] for action in listener["DefaultActions"]
+    ]
+    assert condition == "HasCertificate"
+    assert with_certificate == {
+        "Type": "redirect",
+        "RedirectConfig": {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"},
+    }
+    assert without == {"Type": "forward", "TargetGroupArn": {"Ref": "TargetGroup"}}
+    https = doc["Resources"]["HttpsListener"]
+    assert https["Condition"] == "HasCertificate"
+    assert (https["Properties"]["Port"], https["Properties"]["Protocol"]) == (443, "HTTPS")
+    assert https["Properties"]["SslPolicy"].startswith("ELBSecurityPolicy-TLS13-1-2")
+    assert https["Properties"]["DefaultActions"] == [without]
+
+
+def test_the_group_starts_after_the_listener_that_forwards_to_it() -> None:
+    group = template()["Resources"]["AutoScalingGroup"]
+    assert group["Metadata"]["ForwardingListener"] == {
+        "Fn::If": ["HasCertificate", {"Ref": "HttpsListener"}, {"Ref": "HttpListener"}]
+    }
+
+
+def test_access_logs_go_to_the_bucket_when_one_is_given() -> None:
+    doc = template()
+    assert default(doc, "AccessLogBucket") == ""
+    assert doc["Conditions"]["HasAccessLogs"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AccessLogBucket"}, ""]}]
+    }
+    attributes = props(doc, "LoadBalancer")["LoadBalancerAttributes"]
+    assert {
+        "Key": "access_logs.s3.enabled",
+        "Value": {"Fn::If": ["HasAccessLogs", "true", "false"]},
+    } in attributes
+    conditional = {a["Fn::If"][1]["Key"]: a["Fn::If"] for a in attributes if "Fn::If" in a}
+    assert conditional == {
+        "access_logs.s3.bucket": [
+            "HasAccessLogs",
+            {"Key": "access_logs.s3.bucket", "Value": {"Ref": "AccessLogBucket"}},
+            {"Ref": "AWS::NoValue"},
+        ],
+        "access_logs.s3.prefix": [
+            "HasAccessLogs",
+            {"Key": "access_logs.s3.prefix", "Value": {"Ref": "AccessLogPrefix"}},
+            {"Ref": "AWS::NoValue"},
+        ],
+    }
+    prefix = doc["Parameters"]["AccessLogPrefix"]
+    assert re.fullmatch(prefix["AllowedPattern"], prefix["Default"])
+    assert not re.fullmatch(prefix["AllowedPattern"], "/logs/")
+
+
+def test_the_logs_are_encrypted_with_the_stacks_key_and_outlive_the_stack() -> None:
+    doc = template()
+    group, key = doc["Resources"]["LogGroup"], doc["Resources"]["LogKey"]
+    for resource in (group, key):
+        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+    assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["LogKey", "Arn"]}
+    assert key["Properties"]["EnableKeyRotation"] is True
+    # The group's name: this stack's folder, ending in the stack id (a kept group never blocks
+    # a new stack of the same name).
+    name, variables = group["Properties"]["LogGroupName"]["Fn::Sub"]
+    assert name == "/housing-inference/${AWS::StackName}/${StackUuid}"
+    assert variables == {
+        "StackUuid": {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}
+    }
+    # CloudWatch Logs may use the key for this stack's groups only.
+    statements = {s["Sid"]: s for s in key["Properties"]["KeyPolicy"]["Statement"]}
+    logs = statements["LogsEncryptThisStacksGroups"]
+    assert logs["Principal"] == {"Service": {"Fn::Sub": "logs.${AWS::Region}.${AWS::URLSuffix}"}}
+    (arn,) = logs["Condition"]["ArnLike"].values()
+    assert arn["Fn::Sub"].endswith(":log-group:/housing-inference/${AWS::StackName}/*")
+    assert "kms:*" not in logs["Action"]
+    # The account keeps control of the key (without this statement nobody could manage it).
+    admin = statements["AccountAdministersThroughIam"]
+    assert admin["Principal"] == {
+        "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
     }

@@ -1,0 +1,46 @@
+"""The checkout, the data set and the project's CLIs run as users run them (subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from training.data import EMBEDDED_DATA
+
+ROOT = Path(__file__).resolve().parents[2]
+# A short training run: enough for a meaningful model, a few seconds on 2 cores.
+QUICK_EPOCHS = 4
+
+
+def data_path() -> Path:
+    """``HOUSING_DATA`` if set, else the project's embedded copy; fails the test if absent."""
+    path = Path(os.environ.get("HOUSING_DATA") or EMBEDDED_DATA)
+    if not path.is_file():
+        pytest.fail(
+            f"data set not found at {path}. Hint: set HOUSING_DATA to the path of housing.csv, "
+            "or unset it for the copy embedded in the project.",
+            pytrace=False,
+        )
+    return path
+
+
+def run_module(
+    module: str, *args: str, env: dict[str, str] | None = None, python: str = sys.executable
+) -> str:
+    """``python -m module args`` in a subprocess (this interpreter unless ``python`` names
+    another); fails the test with its output if it fails."""
+    proc = subprocess.run(
+        [python, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"python -m {module} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc.stdout
