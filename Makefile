@@ -144,7 +144,7 @@ neuron-check: ## on an inf2: devices, compile, parity and timings per bucket, se
 	$(NEURON_PYTHON) -m pip install $(PIP_QUIET) -e '.[train]'
 	$(NEURON_PYTHON) -m neuron_check $(NEURON_CHECK_ARGS)
 
-container-test: $(HOUSING_ARTIFACTS)/model_neuron.pt ## build the CPU image with podman, run it, SIGTERM it (~3 min)
+container-test: $(HOUSING_ARTIFACTS)/model_neuron.pt ## build the CPU image with podman; run it as uid 10001, as root and as another uid with a read-only root (~3 min, 15 s after)
 	bash deploy/container-test.sh
 
 clean: ## remove virtualenvs, caches and artifacts
