@@ -85,8 +85,11 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# pytest-xdist: one worker per core, whole files to a worker (a module's server stays one), in
+# tests/conftest.py's order (not xdist's, by test count); the session's builds are made once for
+# all workers (tests/support/project.py). PYTEST_ARGS="-n 0" runs the suite in one process.
 test: lint ## lint, then the CPU test suite (unit, integration, e2e)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # CI machines are sometimes busy: the suite must hold with every core taken by another load.
 test-busy: $(VENV)/.installed ## make test with every core busy (stress-ng --cpu N), as on a loaded CI machine

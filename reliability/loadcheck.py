@@ -66,7 +66,11 @@ class LoadcheckReport:
         return out
 
 
-def _check(request: Request, status: int, body: bytes, report: LoadcheckReport, n: int) -> None:
+def check_answer(
+    request: Request, status: int, body: bytes, report: LoadcheckReport, n: int
+) -> None:
+    """Count answer ``n`` of ``request`` in ``report``, noting it when it is not the offline
+    model's (a status other than 200, or a table that differs)."""
     report.statuses[status] += 1
     report.by_route[request.route] += 1
     if status != 200:
@@ -115,7 +119,7 @@ async def run_load(url: str, requests: list[Request], concurrency: int) -> Loadc
                 report.statuses[0] += 1
                 report.wrong.append(f"#{n} {request.route}: {type(exc).__name__}: {exc}")
                 continue
-            _check(request, r.status, body, report, n)
+            check_answer(request, r.status, body, report, n)
 
     # aiohttp rather than httpx: at 64 connections httpx's pool costs more CPU than the server
     # (140 req/s measured), and the client must not be what limits the load.

@@ -42,14 +42,14 @@ from modelspec.features import RAW_COLUMNS
 from modelspec.manifest import MANIFEST_FILE, Manifest
 from reliability.server import serve
 from reliability.workload import (
-    _csv,
-    _oip,
-    _read_csv,
-    _read_many,
-    _read_oip,
-    _read_one,
+    csv_body,
     data_path,
     eager_dollars,
+    oip_body,
+    read_csv_lines,
+    read_many,
+    read_oip_outputs,
+    read_one,
 )
 
 LOAD = "/v2/repository/models/housing/load"
@@ -91,13 +91,13 @@ def mixed_requests(frame: pd.DataFrame, count: int, seed: int = 0) -> list[Sent]
         if i % 3 == 0:
             single = len(chosen) == 1
             body = orjson.dumps(chosen[0] if single else {"instances": chosen})
-            read = _read_one if single else _read_many
+            read = read_one if single else read_many
             out.append(Sent("/predict", body, "application/json", idx, read))
         elif i % 3 == 1:
-            out.append(Sent("/invocations", _csv(chosen), "text/csv", idx, _read_csv))
+            out.append(Sent("/invocations", csv_body(chosen), "text/csv", idx, read_csv_lines))
         else:
             infer = "/v2/models/housing/infer"
-            out.append(Sent(infer, _oip(chosen), "application/json", idx, _read_oip))
+            out.append(Sent(infer, oip_body(chosen), "application/json", idx, read_oip_outputs))
     return out
 
 

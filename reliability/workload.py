@@ -119,7 +119,8 @@ def _predict_one(record: dict[str, Any], rng: np.random.Generator) -> bytes:
     return orjson.dumps(record)
 
 
-def _csv(records: list[dict[str, Any]]) -> bytes:
+def csv_body(records: list[dict[str, Any]]) -> bytes:
+    """A SageMaker CSV body: the header, then one line a record (None: an empty cell)."""
     lines = [",".join(RAW_COLUMNS)]
     for r in records:
         cells = ["" if r[c] is None else str(r[c]) for c in RAW_COLUMNS]
@@ -127,7 +128,8 @@ def _csv(records: list[dict[str, Any]]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _oip(records: list[dict[str, Any]]) -> bytes:
+def oip_body(records: list[dict[str, Any]]) -> bytes:
+    """An Open Inference Protocol JSON body: one tensor a raw column, shape ``[N]``."""
     n = len(records)
     inputs: list[dict[str, Any]] = [
         {"name": c, "shape": [n], "datatype": "FP64", "data": [r[c] for r in records]}
@@ -151,23 +153,27 @@ def _table(values: list[float], ranges: list[dict[str, float]] | None) -> np.nda
     return np.column_stack((values, lows, highs)).astype(np.float64)
 
 
-def _read_one(body: bytes) -> np.ndarray:
+def read_one(body: bytes) -> np.ndarray:
+    """One record's answer (``/predict``) as its table: ``(1, 1)``, or ``(1, 3)`` with a range."""
     answer = orjson.loads(body)
     interval = answer.get("interval")
     return _table([answer["house_value"]], None if interval is None else [interval])
 
 
-def _read_many(body: bytes) -> np.ndarray:
+def read_many(body: bytes) -> np.ndarray:
+    """``{"predictions": ...}`` (and ``intervals``) as its table, a row per record."""
     answer = orjson.loads(body)
     return _table(answer["predictions"], answer.get("intervals"))
 
 
-def _read_csv(body: bytes) -> np.ndarray:
+def read_csv_lines(body: bytes) -> np.ndarray:
+    """A CSV answer (one value, or value, low and high, a line) as its table."""
     lines = body.decode().splitlines()
     return np.array([[float(v) for v in line.split(",")] for line in lines], np.float64)
 
 
-def _read_oip(body: bytes) -> np.ndarray:
+def read_oip_outputs(body: bytes) -> np.ndarray:
+    """An Open Inference Protocol answer's outputs, in ``OUTPUTS`` order, as its table."""
     outputs = {o["name"]: o["data"] for o in orjson.loads(body)["outputs"]}
     return np.column_stack([outputs[name] for name in OUTPUTS if name in outputs])
 
@@ -183,17 +189,23 @@ def make_requests(rows: Rows, count: int, seed: int) -> list[Request]:
         chosen = [rows.records[i] for i in idx]
         expected = rows.expected[idx]
         if single:
-            out.append(Request("/predict", _predict_one(chosen[0], rng), JSON, expected, _read_one))
+            out.append(Request("/predict", _predict_one(chosen[0], rng), JSON, expected, read_one))
             continue
         kind = rng.random()
         if kind < 0.7:
             body = orjson.dumps({"instances": chosen})
-            out.append(Request("/predict", body, JSON, expected, _read_many))
+            out.append(Request("/predict", body, JSON, expected, read_many))
         elif kind < 0.85:
             ranges = expected.shape[1] > 1 and rng.random() < 0.5
             accept = f"{CSV};columns=3" if ranges else CSV
             csv_expected = expected if ranges else expected[:, :1]
-            out.append(Request("/invocations", _csv(chosen), CSV, csv_expected, _read_csv, accept))
+            out.append(
+                Request("/invocations", csv_body(chosen), CSV, csv_expected, read_csv_lines, accept)
+            )
         else:
-            out.append(Request("/v2/models/housing/infer", _oip(chosen), JSON, expected, _read_oip))
+            out.append(
+                Request(
+                    "/v2/models/housing/infer", oip_body(chosen), JSON, expected, read_oip_outputs
+                )
+            )
     return out

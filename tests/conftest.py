@@ -1,15 +1,14 @@
-"""Shared fixtures: the real data set, and real artifacts trained and compiled by the CLIs.
+"""Fixtures for every folder: the real data set, and real artifacts trained and compiled by the
+CLIs once per session.
 
 ``HOUSING_DATA`` points at the data (default: the project's embedded copy,
 training/dataset/housing.csv.gz). Tests are auto-marked by folder: unit, integration, e2e, xla.
+Helpers that tests share are in ``tests/support`` (its docstring says the layout).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,47 +16,50 @@ import pytest
 import torch
 
 from modelspec.manifest import CHECKPOINT_FILE
-from training.data import EMBEDDED_DATA
+from tests.support.project import QUICK_EPOCHS, built_once, data_path, run_module
 
-ROOT = Path(__file__).resolve().parent.parent
-# A short training run: enough for a meaningful model, a few seconds on 2 cores.
-QUICK_EPOCHS = 4
+MARKED_FOLDERS = ("unit", "integration", "e2e", "xla")
+# Session fixtures that build something slow (a training run), and the order of the folders
+# after them: the processes of the e2e tests are the longest, the unit tests the shortest.
+BUILDS = ("artifacts", "default_run")
+FOLDER_ORDER = ("e2e", "xla", "integration", "unit")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        folder = Path(str(item.fspath)).parent.name
-        if folder in {"unit", "integration", "e2e", "xla"}:
+        folder = item.path.parent.name
+        if folder in MARKED_FOLDERS:
             item.add_marker(getattr(pytest.mark, folder))
+    items[:] = in_run_order(items)
 
 
-def data_path() -> Path:
-    path = Path(os.environ.get("HOUSING_DATA") or EMBEDDED_DATA)
-    if not path.is_file():
-        pytest.fail(
-            f"data set not found at {path}. Hint: set HOUSING_DATA to the path of housing.csv, "
-            "or unset it for the copy embedded in the project.",
-            pytrace=False,
-        )
-    return path
+def in_run_order(items: list[pytest.Item]) -> list[pytest.Item]:
+    """Whole files, in an order that keeps two pytest-xdist workers (``make test``) busy: first
+    the first file that needs each build (so the builds start at once, side by side), then the
+    files that need none (for a worker while the other builds), then the rest, longest first
+    by folder, so that short files fill the end. The order of a file's own tests is kept."""
+    files: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(str(item.path), []).append(item)
 
+    def builds(tests: list[pytest.Item]) -> set[str]:
+        return {name for t in tests for name in t.fixturenames if name in BUILDS}
 
-def run_module(
-    module: str, *args: str, env: dict[str, str] | None = None, python: str = sys.executable
-) -> str:
-    """``python -m module args`` in a subprocess (this interpreter unless ``python`` names
-    another); fails the test with its output if it fails."""
-    proc = subprocess.run(
-        [python, "-m", module, *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        timeout=600,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"python -m {module} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    return proc.stdout
+    first = {}
+    for path, tests in files.items():
+        for name in builds(tests):
+            first.setdefault(name, path)
+    starters = set(first.values())
+
+    def rank(path: str) -> tuple[int, int]:
+        folder = Path(path).parent.name
+        position = FOLDER_ORDER.index(folder) if folder in FOLDER_ORDER else len(FOLDER_ORDER)
+        if path in starters:
+            return 0, 0
+        return (1 if not builds(files[path]) else 2), position
+
+    ordered = sorted(files, key=rank)  # stable: collection order within a rank
+    return [item for path in ordered for item in files[path]]
 
 
 @pytest.fixture(scope="session")
@@ -73,25 +75,29 @@ def housing_frame(housing_csv: Path) -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory: pytest.TempPathFactory, housing_csv: Path) -> Path:
     """Artifacts made as a user makes them: ``python -m training``, then ``python -m compile``."""
-    folder = tmp_path_factory.mktemp("artifacts")
-    env = {"HOUSING_DATA": str(housing_csv), "HOUSING_ARTIFACTS": str(folder)}
-    run_module("training", "--epochs", str(QUICK_EPOCHS), "--no-progress", env=env)
-    run_module("compile", "--target", "cpu", env=env)
-    return folder
+
+    def build(folder: Path) -> None:
+        env = {"HOUSING_DATA": str(housing_csv), "HOUSING_ARTIFACTS": str(folder)}
+        run_module("training", "--epochs", str(QUICK_EPOCHS), "--no-progress", env=env)
+        run_module("compile", "--target", "cpu", env=env)
+
+    return built_once(tmp_path_factory, "artifacts", build)
 
 
 @pytest.fixture(scope="session")
 def other_artifacts(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Path:
     """A second model for reloads: ``artifacts``' checkpoint with every bias moved by 0.05,
     compiled by ``python -m compile`` (its own version, reference rows and eager model)."""
-    folder = tmp_path_factory.mktemp("other-artifacts")
-    for path in artifacts.iterdir():
-        if path.is_file():
-            shutil.copy2(path, folder / path.name)
-    checkpoint = torch.load(folder / CHECKPOINT_FILE, weights_only=True)
-    for name, tensor in checkpoint["state_dict"].items():
-        if name.endswith(".bias"):
-            tensor += 0.05
-    torch.save(checkpoint, folder / CHECKPOINT_FILE)
-    run_module("compile", "--target", "cpu", env={"HOUSING_ARTIFACTS": str(folder)})
-    return folder
+
+    def build(folder: Path) -> None:
+        for path in artifacts.iterdir():
+            if path.is_file():
+                shutil.copy2(path, folder / path.name)
+        checkpoint = torch.load(folder / CHECKPOINT_FILE, weights_only=True)
+        for name, tensor in checkpoint["state_dict"].items():
+            if name.endswith(".bias"):
+                tensor += 0.05
+        torch.save(checkpoint, folder / CHECKPOINT_FILE)
+        run_module("compile", "--target", "cpu", env={"HOUSING_ARTIFACTS": str(folder)})
+
+    return built_once(tmp_path_factory, "other-artifacts", build)

@@ -58,7 +58,8 @@ def observe_many(histogram: Any, values: Sequence[float]) -> None:
     prometheus-client has no bulk observe, so this writes what ``Histogram.observe`` writes --
     its ``_sum`` and ``_buckets`` values, by ``_upper_bounds`` -- through the same value
     objects (the files of multiprocess mode included). The version is pinned in
-    pyproject.toml, and tests/unit/test_metrics.py checks the exposition against ``observe``.
+    pyproject.toml, and tests/unit/test_observe_metrics.py checks the exposition against
+    ``observe``.
     """
     if not values:
         return

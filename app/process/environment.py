@@ -4,7 +4,7 @@
 other variables the project reads are listed here: training's data, compile's batch sizes,
 what Amazon SageMaker and the device runtimes set, and OpenTelemetry's. docs/configuration.md
 is generated from both (``python -m app.process.settings_page``, ``make docs``), and
-tests/unit/test_settings_page.py checks that each ``reader`` really reads its variables.
+tests/unit/test_process_settings_page.py checks that each ``reader`` really reads its variables.
 """
 
 from __future__ import annotations

@@ -96,7 +96,8 @@ class HousingServer(uvicorn.Server):
                 self._stop_at = self.stop_requested_at + self.settings.drain_delay_s
                 # What uvicorn's handle_exit does first (it re-raises these signals after the
                 # shutdown), without its should_exit: the server keeps accepting until _stop_at.
-                # A private attribute: uvicorn is pinned, and tests/unit/test_server.py checks it.
+                # A private attribute: uvicorn is pinned, and
+                # tests/unit/test_process_server.py checks it.
                 self._captured_signals.append(sig)
                 return
         super().handle_exit(sig, frame)  # a second signal skips the rest of the drain delay
@@ -154,8 +155,8 @@ class HousingServer(uvicorn.Server):
 
     async def _wait_tasks_to_complete(self) -> None:
         """uvicorn's wait for the HTTP requests in flight (a private method: uvicorn is pinned,
-        and tests/unit/test_server.py checks it), then for the gRPC calls': the lifespan that
-        comes next closes the batcher they wait on."""
+        and tests/unit/test_process_server.py checks it), then for the gRPC calls': the lifespan
+        that comes next closes the batcher they wait on."""
         await super()._wait_tasks_to_complete()
         if self.grpc is not None:
             await self.grpc.stopped()

@@ -6,27 +6,27 @@ examples use it; other tests use the quick ``artifacts`` of tests/conftest.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_module
+from tests.support.project import DefaultRun, built_once, run_module
 
-
-@dataclass(frozen=True)
-class DefaultRun:
-    folder: Path
-    training_output: str  # what python -m training printed
+TRAINING_OUTPUT = "default-training.txt"  # beside the folder: what python -m training printed
 
 
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory: pytest.TempPathFactory, housing_csv: Path) -> DefaultRun:
-    folder = tmp_path_factory.mktemp("default-artifacts")
-    env = {"HOUSING_DATA": str(housing_csv), "HOUSING_ARTIFACTS": str(folder)}
-    out = run_module("training", "--no-progress", env=env)
-    run_module("compile", "--target", "cpu", env=env)
-    return DefaultRun(folder, out)
+    """Trained once per run, also when several pytest-xdist workers ask for it."""
+
+    def build(folder: Path) -> None:
+        env = {"HOUSING_DATA": str(housing_csv), "HOUSING_ARTIFACTS": str(folder)}
+        out = run_module("training", "--no-progress", env=env)
+        run_module("compile", "--target", "cpu", env=env)
+        folder.with_name(TRAINING_OUTPUT).write_text(out)
+
+    folder = built_once(tmp_path_factory, "default-artifacts", build)
+    return DefaultRun(folder, folder.with_name(TRAINING_OUTPUT).read_text())
 
 
 @pytest.fixture(scope="session")

@@ -25,30 +25,10 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from app.codecs.oip import OUTPUTS
-from modelspec.features import CATEGORICAL_COLUMN, EXAMPLE_RECORD, NUMERIC_COLUMNS
-from reliability.server import free_port
-from tests.e2e.server import ServerProcess, sample, serve
-from tests.integration.conftest import records
-
-INFER = "/inference.GRPCInferenceService/ModelInfer"
-KEY = "grpc-s3cret"
-
-
-def inputs_of(frame: pd.DataFrame, column: bool = False) -> list[triton.InferInput]:
-    """Binary FP32/BYTES tensors, tritonclient's default; ``column``: shape ``[N, 1]``."""
-    shape = [len(frame), 1] if column else [len(frame)]
-    out = []
-    for name in NUMERIC_COLUMNS:
-        tensor = triton.InferInput(name, shape, "FP32")
-        tensor.set_data_from_numpy(frame[name].to_numpy(np.float32).reshape(shape))  # NaN: missing
-        out.append(tensor)
-    ocean = triton.InferInput(CATEGORICAL_COLUMN, shape, "BYTES")
-    ocean.set_data_from_numpy(frame[CATEGORICAL_COLUMN].to_numpy(object).reshape(shape))
-    return [*out, ocean]
-
-
-def example(rows: int = 1, **changes: Any) -> pd.DataFrame:
-    return pd.DataFrame([{**EXAMPLE_RECORD, **changes}] * rows)
+from modelspec.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS
+from tests.support.grpc import INFER, KEY, gated_device, grpc_server, inputs_of
+from tests.support.records import example, records
+from tests.support.server import ServerProcess, free_port, sample, serve
 
 
 def status_of(call: Any) -> tuple[str, str]:
@@ -56,25 +36,6 @@ def status_of(call: Any) -> tuple[str, str]:
     with pytest.raises(InferenceServerException) as info:
         call()
     return str(info.value.status()).removeprefix("StatusCode."), info.value.message() or ""
-
-
-def gated_device(tmp_path: Path, **env: str) -> tuple[Path, dict[str, str]]:
-    """A FIFO that holds every device call of ``tests.fakes.faulty_device`` until a byte is
-    written to it, and the server's environment for it (``env`` added): device calls on their
-    own thread, so the loop stays free while one is held, and a request deadline far away,
-    so only the clients' deadlines pass, on a slow machine too."""
-    gate = tmp_path / "gate"
-    os.mkfifo(gate)
-    held = {
-        "FAULTY_DEVICE_GATE": str(gate),
-        "HOUSING_DEVICE_THREAD": "true",
-        "HOUSING_REQUEST_TIMEOUT_S": "120",
-    }
-    return gate, {**held, **env}
-
-
-def grpc_server(artifacts: Path, module: str = "app", **env: str) -> ServerProcess:
-    return serve(artifacts, module, HOUSING_DEVICE="cpu", HOUSING_GRPC_PORT=str(free_port()), **env)
 
 
 def test_grpc_infer_equals_predict_row_for_row(
@@ -233,9 +194,9 @@ def test_grpc_queue_full_is_unavailable_and_a_passed_deadline_drops_its_rows(
         with httpx.Client(base_url=server.url, timeout=10) as http:
             expired = {"route": INFER, "status": "DEADLINE_EXCEEDED"}
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:  # the server's side of D's deadline
-                if sample(http.get("/metrics").text, "housing_requests_total", **expired):
-                    break
+            while not sample(http.get("/metrics").text, "housing_requests_total", **expired):
+                assert time.monotonic() < deadline, "the server never counted D's deadline"
+                time.sleep(0.05)  # the poll interval: not counted yet means "not yet"
             release(1)  # A's call
             release(2)  # the queued 4 rows' call; D's row was dropped before it
             assert all(done[n].wait(30) for n in "ABC")

@@ -18,8 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from app.grpc import open_inference_grpc_pb2 as pb
 from modelspec.features import CATEGORICAL_COLUMN, EXAMPLE_RECORD, NUMERIC_COLUMNS
-from tests.e2e.server import ServerProcess, sample
-from tests.e2e.test_grpc import INFER, KEY, gated_device, grpc_server
+from tests.support.grpc import INFER, KEY, gated_device, grpc_server
+from tests.support.server import ServerProcess, sample
 
 GARBAGE = b"\xff\xff garbage"
 METADATA = "/inference.GRPCInferenceService/ServerMetadata"

@@ -28,7 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from app.grpc import http2
 from app.grpc import open_inference_grpc_pb2 as pb
 from app.grpc.transport import Call, GrpcServer, Method, RpcError, Status
-from tests.loop import until
+from tests.support.loop import until
 
 T = TypeVar("T")
 WAIT = 30.0  # seconds: "not yet", never a measurement
@@ -252,8 +252,12 @@ def test_admit_refuses_before_the_handler_runs(channel: grpc.Channel, toy: Toy) 
     assert toy.guarded_ran.is_set()
 
 
+# The two deadline tests wait for their deadline to pass, so they run on production's loop
+# only: the timers are the loop's call_later on either, and every other test runs on both.
+@pytest.mark.parametrize("kind", ["uvloop"])
 def test_a_client_deadline_cancels_the_handler(channel: grpc.Channel, toy: Toy) -> None:
-    future = unary(channel, "/t.T/Hang").future(b"x", timeout=5)
+    # A second: far more than the handler needs to start, a short wait for the deadline.
+    future = unary(channel, "/t.T/Hang").future(b"x", timeout=1)
     assert toy.next("started") is True
     # The client resets the stream when its deadline passes; the server's own timer (set
     # from grpc-timeout) passes at about the same time: whichever comes first ends the call.
@@ -261,9 +265,10 @@ def test_a_client_deadline_cancels_the_handler(channel: grpc.Channel, toy: Toy) 
     assert future.exception(WAIT).code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+@pytest.mark.parametrize("kind", ["uvloop"])
 def test_the_server_ends_a_call_at_its_grpc_timeout(served: Served, toy: Toy) -> None:
     raw = Raw(served.port)
-    raw.request(1, "/t.T/Hang", b"x", ("grpc-timeout", "2S"))  # the handler starts first
+    raw.request(1, "/t.T/Hang", b"x", ("grpc-timeout", "1S"))  # the handler starts first
     assert toy.next("started") is True
     assert toy.next("ended") == Status.DEADLINE_EXCEEDED
     trailers = raw.trailers(1)  # trailers-only: nothing was sent before
@@ -335,8 +340,9 @@ def test_begin_stop_finishes_calls_in_flight_and_refuses_new_ones(served: Served
         assert error.code() == grpc.StatusCode.UNAVAILABLE
         served.soon(lambda: toy.gate.set_result(None) if toy.gate else None)
         assert raw.until(http2.DATA)[1][5:] == b"through"
+        # Read to the server's close, then close: the stop need not wait out the linger.
+        assert raw.closed()
         stopping.result(WAIT)
-    assert raw.closed()
     assert served.server.in_flight == 0
 
 
@@ -359,8 +365,8 @@ def test_begin_stop_answers_calls_whose_message_is_still_arriving(served: Served
     assert raw.goaway() == (1, http2.ErrorCode.NO_ERROR)
     assert ("grpc-status", "14") in raw.trailers(1)  # at once, not after the grace
     assert toy.next("unfinished") == Status.UNAVAILABLE
+    assert raw.closed()  # before the stop ends: it need not wait out the linger
     stopping.result(WAIT)
-    assert raw.closed()
     assert served.server.in_flight == 0
 
 

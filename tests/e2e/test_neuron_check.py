@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.project import ROOT
 
 SITE = ROOT / "tests" / "fakes" / "neuron_site"
 SIZES = "1,8,64"  # three buckets keep the run short; the default is seven

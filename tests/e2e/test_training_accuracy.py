@@ -10,7 +10,7 @@ import pytest
 
 from modelspec.intervals import COVERAGES
 from modelspec.manifest import Manifest
-from tests.e2e.conftest import DefaultRun
+from tests.support.project import DefaultRun
 from training.report import PLOT_FILES, REPORT_JSON, REPORT_MD
 
 

@@ -63,8 +63,13 @@ class FaultyDevice:
         if self.gate is not None:
             print(f"faulty-device: holding a call of {x.shape[0]} rows", file=sys.stderr)
             sys.stderr.flush()
-            with open(self.gate, "rb") as gate:  # blocks until the test opens it to write
-                gate.read(1)
+            # Opening blocks until the test opens the pipe to write. A call that opens it while
+            # the previous release is still open joins that writer and reads its end (no byte):
+            # it opens again, so that each release lets exactly one call through.
+            while True:
+                with open(self.gate, "rb") as gate:
+                    if gate.read(1):
+                        break
         if self.fail_calls > 0:
             self.fail_calls -= 1
             self._fail(x, "scheduled fault")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from training.data import EMBEDDED_DATA
 
@@ -44,3 +48,29 @@ def run_module(
     if proc.returncode != 0:
         pytest.fail(f"python -m {module} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc.stdout
+
+
+@dataclass(frozen=True)
+class DefaultRun:
+    """The default model, trained as ``make run`` trains it (tests/e2e/conftest.py)."""
+
+    folder: Path
+    training_output: str  # what python -m training printed
+
+
+def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder ``name`` filled by ``build(folder)`` once per test run, also when pytest-xdist
+    runs the tests in several processes: the first to get here builds, the others wait for it
+    (a file lock) and take its folder."""
+    root = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, shared by its workers
+    folder = root / name
+    done = root / f"{name}.built"  # beside it: the folder holds what build made, only
+    with FileLock(f"{folder}.lock"):
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed half-way
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder

@@ -21,16 +21,7 @@ from modelspec.manifest import ARTIFACT_FILE, CHECKPOINT_FILE, VALIDATION_FILE, 
 from modelspec.network import HousingNet
 from modelspec.placement import Body
 from tests.fakes.torch_neuronx import FakeTorchNeuronx
-
-# What the derived features need and AWS's operator list does not name.
-FEATURE_OPERATORS = [
-    "aten::cat",
-    "aten::clamp",
-    "aten::frac",
-    "aten::log1p",
-    "aten::sin",
-    "aten::sub",
-]
+from tests.support.operators import FEATURE_OPERATORS
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import QUICK_EPOCHS, ROOT, run_module
+from tests.support.project import QUICK_EPOCHS, ROOT, run_module
 
 pytest.importorskip(
     "torch_xla",
