@@ -8,15 +8,18 @@ Helpers that tests share are in ``tests/support`` (its docstring says the layout
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
-from modelspec.manifest import CHECKPOINT_FILE
-from tests.support.project import QUICK_EPOCHS, built_once, data_path, run_module
+from tests.support.project import (
+    QUICK_EPOCHS,
+    another_model,
+    built_once,
+    data_path,
+    run_module,
+)
 
 MARKED_FOLDERS = ("unit", "integration", "e2e", "xla")
 # Session fixtures that build something slow (a training run), and the order of the folders
@@ -89,15 +92,6 @@ def other_artifacts(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -
     """A second model for reloads: ``artifacts``' checkpoint with every bias moved by 0.05,
     compiled by ``python -m compile`` (its own version, reference rows and eager model)."""
 
-    def build(folder: Path) -> None:
-        for path in artifacts.iterdir():
-            if path.is_file():
-                shutil.copy2(path, folder / path.name)
-        checkpoint = torch.load(folder / CHECKPOINT_FILE, weights_only=True)
-        for name, tensor in checkpoint["state_dict"].items():
-            if name.endswith(".bias"):
-                tensor += 0.05
-        torch.save(checkpoint, folder / CHECKPOINT_FILE)
-        run_module("compile", "--target", "cpu", env={"HOUSING_ARTIFACTS": str(folder)})
-
-    return built_once(tmp_path_factory, "other-artifacts", build)
+    return built_once(
+        tmp_path_factory, "other-artifacts", lambda folder: another_model(artifacts, folder)
+    )

@@ -53,12 +53,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from modelspec.manifest import ARTIFACT_FILE, CHECKPOINT_FILE, MANIFEST_FILE
 from reliability.server import free_port
 from tests.support.doc_examples import RELATIVE_TOLERANCE, Example, compare, examples_in
-from tests.support.project import ROOT, run_module
+from tests.support.project import ROOT, another_model
 from tests.support.server import ServerProcess, serve
 
 
@@ -131,13 +130,7 @@ class Servers:
         """The default model with every bias moved by 0.05, compiled: another version."""
         if self.another is None:
             folder = self.root / "another-model"
-            shutil.copytree(self.artifacts, folder)
-            weights = torch.load(folder / CHECKPOINT_FILE, weights_only=True)
-            for name, tensor in weights["state_dict"].items():
-                if name.endswith(".bias"):
-                    tensor += 0.05
-            torch.save(weights, folder / CHECKPOINT_FILE)
-            run_module("compile", "--target", "cpu", env={"HOUSING_ARTIFACTS": str(folder)})
+            another_model(self.artifacts, folder)
             self.another = folder
         return self.another
 

@@ -11,11 +11,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 from filelock import FileLock
 
+from modelspec.manifest import CHECKPOINT_FILE
 from training.data import EMBEDDED_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
+# The project's Python packages (mypy's list in pyproject.toml), top-level folders of ROOT.
+PACKAGES = (
+    "app",
+    "modelspec",
+    "training",
+    "compile",
+    "offline",
+    "reliability",
+    "benchmarks",
+    "neuron_check",
+)
 # A short training run: enough for a meaningful model, a few seconds on 2 cores.
 QUICK_EPOCHS = 4
 
@@ -48,6 +61,21 @@ def run_module(
     if proc.returncode != 0:
         pytest.fail(f"python -m {module} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc.stdout
+
+
+def another_model(artifacts: Path, folder: Path) -> None:
+    """Into ``folder``: ``artifacts``' checkpoint with every bias moved by 0.05, compiled by
+    ``python -m compile`` (its own version, reference rows and eager model)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in artifacts.iterdir():
+        if path.is_file():
+            shutil.copy2(path, folder / path.name)
+    checkpoint = torch.load(folder / CHECKPOINT_FILE, weights_only=True)
+    for name, tensor in checkpoint["state_dict"].items():
+        if name.endswith(".bias"):
+            tensor += 0.05
+    torch.save(checkpoint, folder / CHECKPOINT_FILE)
+    run_module("compile", "--target", "cpu", env={"HOUSING_ARTIFACTS": str(folder)})
 
 
 @dataclass(frozen=True)

@@ -15,20 +15,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.project import PACKAGES, ROOT
+
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 ARCHITECTURE = DOCS / "architecture.md"
-PACKAGES = (
-    "app",
-    "modelspec",
-    "training",
-    "compile",
-    "offline",
-    "reliability",
-    "benchmarks",
-    "neuron_check",
-)
 README_MAX_LINES = 200
 MAP_HEADING = "## The docs"
 

@@ -11,20 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.project import ROOT
+from tests.support.project import PACKAGES, ROOT
 
 TESTS = ROOT / "tests"
 TEST_FOLDERS = ("unit", "integration", "e2e", "xla")
 # What a test module's name starts with: the code it tests (tests/support/__init__.py).
-PACKAGES = (
-    "app",
-    "modelspec",
-    "training",
-    "compile",
-    "offline",
-    "reliability",
-    "benchmarks",
-    "neuron_check",
+NAMES = (
+    *PACKAGES,
     "core",
     "http",
     "grpc",
@@ -36,10 +29,9 @@ PACKAGES = (
     "docs",
     "tests",
 )
-PROJECT = ("app", "modelspec", "training", "compile", "offline", "reliability", "benchmarks")
-PROJECT += ("neuron_check", "tests")
+PROJECT = (*PACKAGES, "tests")
 SHARED = ("tests.support", "tests.fakes")
-TEST_NAME = re.compile(rf"test_({'|'.join(PACKAGES)})(_[a-z0-9_]+)?\.py")
+TEST_NAME = re.compile(rf"test_({'|'.join(NAMES)})(_[a-z0-9_]+)?\.py")
 
 
 def python_files() -> Iterator[Path]:
@@ -75,7 +67,7 @@ def test_test_folders_hold_test_modules_named_after_the_package_they_test() -> N
                 wrong.append(rel(path))
     assert wrong == [], (
         f"{wrong}: a test module is tests/<{'|'.join(TEST_FOLDERS)}>/test_<package>_<topic>.py, "
-        f"<package> one of {', '.join(PACKAGES)}; a helper goes to tests/support "
+        f"<package> one of {', '.join(NAMES)}; a helper goes to tests/support "
         "(tests/support/__init__.py says the rule)"
     )
 
