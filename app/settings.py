@@ -82,7 +82,8 @@ class Settings(BaseSettings):
     artifacts: Path = Field(
         Path("artifacts"),
         description="Folder with manifest.json and model_neuron.pt (python -m training and "
-        "python -m compile write them there, with model.pt)",
+        "python -m compile write them there, with model.pt). Unset, the command serve (the "
+        "images' and SageMaker's) reads /opt/ml/model when that folder exists",
     )
     device: Device = Field(
         "auto",

@@ -39,7 +39,8 @@ def resolve_format(given: str | None, stream: TextIO) -> str:
 class Console:
     """Lines and the progress bar of one training run."""
 
-    def __init__(self, fmt: str = "auto", stream: TextIO | None = None, progress: bool = True):
+    def __init__(self, fmt: str | None = None, stream: TextIO | None = None, progress: bool = True):
+        """``fmt`` as ``--log-format`` gives it: None (unset) lets ``HOUSING_LOG_FORMAT`` decide."""
         self.stream = stream or sys.stdout
         self.format = resolve_format(fmt, self.stream)
         self._bar_on = progress and self.format == "text" and self.stream.isatty()

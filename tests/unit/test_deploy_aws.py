@@ -527,3 +527,17 @@ def test_the_logs_are_encrypted_with_the_stacks_key_and_outlive_the_stack() -> N
     assert admin["Principal"] == {
         "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
     }
+
+
+def test_the_load_balancer_reaches_the_instances_http_port_and_nothing_else() -> None:
+    """A security group without SecurityGroupEgress keeps EC2's allow-all egress rule, which a
+    separate SecurityGroupEgress resource does not remove: the group names a rule that lets
+    nothing out (replacing the default), and LoadBalancerEgress adds the instances' port."""
+    doc = template()
+    (nothing,) = props(doc, "LoadBalancerSecurityGroup")["SecurityGroupEgress"]
+    assert (nothing["IpProtocol"], nothing["CidrIp"]) == ("-1", "127.0.0.1/32")
+    egress = props(doc, "LoadBalancerEgress")
+    assert (egress["FromPort"], egress["ToPort"]) == (8080, 8080)
+    assert egress["DestinationSecurityGroupId"] == {
+        "Fn::GetAtt": ["InstanceSecurityGroup", "GroupId"]
+    }

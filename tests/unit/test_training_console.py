@@ -23,6 +23,7 @@ def test_auto_is_text_on_a_terminal_and_json_elsewhere(monkeypatch: pytest.Monke
     assert resolve_format(None, io.StringIO()) == "json"
     monkeypatch.setenv("HOUSING_LOG_FORMAT", "text")
     assert resolve_format(None, io.StringIO()) == "text"
+    assert Console(stream=io.StringIO()).format == "text"  # no flag: the variable decides
     assert resolve_format("json", Terminal()) == "json"
     monkeypatch.setenv("HOUSING_LOG_FORMAT", "xml")
     with pytest.raises(ValueError, match="HOUSING_LOG_FORMAT"):
