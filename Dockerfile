@@ -40,8 +40,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_BREAK_SYSTEM_PACKAGES=1 \
-    HOUSING_HOST=0.0.0.0 \
-    HOME=/tmp
+    HOUSING_HOST=0.0.0.0
 
 WORKDIR /srv/housing
 COPY pyproject.toml README.md ./
@@ -67,6 +66,8 @@ RUN set -eux; \
 
 # Any user may run the image (see "Users" above): 10001 by default.
 USER 10001:10001
+# Set after the build, so nothing the build writes lands in the runtime's /tmp.
+ENV HOME=/tmp
 # HTTP (REST, SageMaker, Open Inference Protocol), then the Open Inference Protocol over gRPC.
 EXPOSE 8080 8081
 # Readiness, not liveness: healthy only once the model is loaded, warmed up and answering, on

@@ -129,7 +129,7 @@ overload: $(HOUSING_ARTIFACTS)/model_neuron.pt ## c512 for 20 s: sheds with fast
 soak: $(HOUSING_ARTIFACTS)/model_neuron.pt ## 200,000 requests: RSS flat, no fd growth, no error (~2 min)
 	$(PY) -m reliability.soak $(RELIABILITY_ARGS)
 
-rollout: $(HOUSING_ARTIFACTS)/model_neuron.pt ## five model reloads under c32 mixed load, then two bad artifacts: no failed or mixed answer (~3 min; trains a second model the first time)
+rollout: $(HOUSING_ARTIFACTS)/model_neuron.pt ## five model reloads under c32 mixed load, then two bad artifacts: no failed or mixed answer (~30 s; the first time it also trains a second model)
 	$(PY) -m reliability.rollout $(RELIABILITY_ARGS)
 
 reliability: loadcheck fuzz overload soak ## all four, one after the other

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from training.console import FORMATS, Console
-from training.data import DataError, data_source, load_frame
+from training.data import DataError, data_label, data_source, load_frame
 from training.report import REPORT_MD
 from training.train import TrainConfig, train
 
@@ -99,7 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     console.line(f"loaded {len(frame):,} rows from {args.data}", rows=len(frame), data=args.data)
     result = train(
-        frame, config, args.data, args.artifacts, report=not args.no_report, console=console
+        frame,
+        config,
+        data_label(args.data),
+        args.artifacts,
+        report=not args.no_report,
+        console=console,
     )
     m = result.manifest.training
     console.line(

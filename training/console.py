@@ -1,11 +1,13 @@
 """Where ``python -m training`` reports: for a person at a terminal, text lines and a progress
 bar; anywhere else (a container's log, CI, a pipe), one JSON object per line and no bar.
 
-The rule: ``--log-format`` (``auto``, ``text`` or ``json``), else ``HOUSING_LOG_FORMAT``, else
-``auto``; ``auto`` is ``text`` when standard output is a terminal and ``json`` otherwise. The
-progress bar is drawn only in text on a terminal (``--no-progress`` turns it off there too), so
-no ``\\r`` frame ever reaches a log file. JSON lines carry the server's keys (``time``,
-``level``, ``logger``, ``message``) and the figures of the line as fields of their own.
+The rule: ``--log-format`` (``auto``, ``text`` or ``json``), else ``HOUSING_LOG_FORMAT`` (``text``
+or ``json``, as the server reads it), else ``auto``; ``auto`` is ``text`` when standard output is
+a terminal and ``json`` otherwise. The progress bar is drawn on standard error, only in text and
+only when standard error is a terminal (``--no-progress`` turns it off there too), so no ``\\r``
+frame ever reaches a log file, whichever stream is redirected. JSON lines carry the server's
+keys (``time``, ``level``, ``logger``, ``message``) and the figures of the line as fields of
+their own.
 """
 
 from __future__ import annotations
@@ -19,18 +21,24 @@ from typing import TextIO
 import orjson
 
 FORMATS = ("auto", "text", "json")
+ENV_FORMATS = ("text", "json")  # HOUSING_LOG_FORMAT's values, the server's too
 LOGGER = "training"
 Field = str | int | float | bool | None
 
 
 def resolve_format(given: str | None, stream: TextIO) -> str:
     """``text`` or ``json`` from the flag, the environment or the stream (see the module)."""
-    chosen = (given or os.environ.get("HOUSING_LOG_FORMAT") or "auto").strip().lower()
+    if given is None and (env := os.environ.get("HOUSING_LOG_FORMAT")):
+        chosen = env.strip().lower()
+        if chosen not in ENV_FORMATS:
+            raise ValueError(
+                f"HOUSING_LOG_FORMAT={env[:64]!r} is not one of {', '.join(ENV_FORMATS)}; "
+                "unset it for text on a terminal and JSON elsewhere"
+            )
+        return chosen
+    chosen = (given or "auto").strip().lower()
     if chosen not in FORMATS:
-        raise ValueError(
-            f"log format {chosen!r} is not one of {', '.join(FORMATS)} (--log-format or "
-            "HOUSING_LOG_FORMAT)"
-        )
+        raise ValueError(f"--log-format {chosen[:64]!r} is not one of {', '.join(FORMATS)}")
     if chosen == "auto":
         return "text" if stream.isatty() else "json"
     return chosen
@@ -39,11 +47,19 @@ def resolve_format(given: str | None, stream: TextIO) -> str:
 class Console:
     """Lines and the progress bar of one training run."""
 
-    def __init__(self, fmt: str | None = None, stream: TextIO | None = None, progress: bool = True):
-        """``fmt`` as ``--log-format`` gives it: None (unset) lets ``HOUSING_LOG_FORMAT`` decide."""
+    def __init__(
+        self,
+        fmt: str | None = None,
+        stream: TextIO | None = None,
+        progress: bool = True,
+        bar_stream: TextIO | None = None,
+    ):
+        """``fmt`` as ``--log-format`` gives it: None (unset) lets ``HOUSING_LOG_FORMAT`` decide.
+        Lines go to ``stream`` (standard output), the bar to ``bar_stream`` (standard error)."""
         self.stream = stream or sys.stdout
+        self.bar_stream = bar_stream or sys.stderr
         self.format = resolve_format(fmt, self.stream)
-        self._bar_on = progress and self.format == "text" and self.stream.isatty()
+        self._bar_on = progress and self.format == "text" and self.bar_stream.isatty()
         self._bar: object | None = None
 
     @property
@@ -79,7 +95,7 @@ class Console:
             return
         from tqdm import tqdm
 
-        bar = tqdm(items, desc=desc, unit="epoch")
+        bar = tqdm(items, desc=desc, unit="epoch", file=self.bar_stream)
         self._bar = bar
         try:
             yield from bar

@@ -73,6 +73,17 @@ def load_frame(source: str, split: str = "train") -> pd.DataFrame:
     return frame
 
 
+def data_label(source: str) -> str:
+    """How the manifest names the data: a file inside the project by its path from the project's
+    root (``training/dataset/housing.csv.gz``, the same in every clone), anything else as given."""
+    project = EMBEDDED_DATA.parents[2]
+    path = Path(source).expanduser()
+    try:
+        return str(path.resolve().relative_to(project)) if path.is_file() else source
+    except ValueError:  # a file outside the project
+        return source
+
+
 def local_format(path: Path) -> str:
     """The suffix that names a local file's format (``.csv`` for ``housing.csv.gz``), or ""
     for anything else (a hub id)."""

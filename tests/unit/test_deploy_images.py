@@ -74,8 +74,12 @@ def test_the_image_runs_as_any_user(dockerfile: Path) -> None:
     assert f"chmod -R a+rX,go-w {workdir}" in run
     assert "chown" not in run  # the user it runs as owns nothing it could rewrite
     env = " ".join(args for keyword, args in steps if keyword == "ENV")
-    # No home folder of uid 10001 to depend on; no bytecode written beside the code.
+    # No home folder of uid 10001 to depend on, set after the build (whose writes to $HOME
+    # would otherwise land in the runtime's /tmp, owned by root); no bytecode beside the code.
     assert "HOME=/tmp" in env.split()
+    keywords = [keyword for keyword, _ in steps]
+    home = next(i for i, (keyword, args) in enumerate(steps) if "HOME=" in args)
+    assert home > max(i for i, keyword in enumerate(keywords) if keyword == "RUN")
     assert "PYTHONDONTWRITEBYTECODE=1" in env.split()
     assert "VOLUME" not in {keyword for keyword, _ in steps}
     # The user is set after everything that writes the image, and stays.

@@ -46,19 +46,36 @@ def test_a_log_gets_one_json_object_per_line_and_no_bar(monkeypatch: pytest.Monk
     assert entries[0]["time"].endswith("Z")
 
 
-def test_a_terminal_gets_text_lines_and_a_bar(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_terminal_gets_text_lines_and_a_bar(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HOUSING_LOG_FORMAT", raising=False)
-    screen = Terminal()
-    console = Console(stream=screen)
+    screen, errors = Terminal(), Terminal()
+    console = Console(stream=screen, bar_stream=errors)
     for epoch in console.steps(range(1, 3), "training"):
         console.line(f"epoch {epoch}")
     assert "epoch 1\n" in screen.getvalue() and "epoch 2\n" in screen.getvalue()
-    assert "training: 100%" in capsys.readouterr().err  # tqdm draws on stderr
-    quiet = Console(stream=Terminal(), progress=False)
+    assert "training: 100%" in errors.getvalue()
+    quiet_errors = Terminal()
+    quiet = Console(stream=Terminal(), progress=False, bar_stream=quiet_errors)
     assert list(quiet.steps(range(2), "training")) == [0, 1]
-    assert capsys.readouterr().err == ""
+    assert quiet_errors.getvalue() == ""
+
+
+def test_no_bar_when_standard_error_goes_to_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    # python -m training 2>train.log at a terminal: text lines, and no bar frame in the log.
+    monkeypatch.delenv("HOUSING_LOG_FORMAT", raising=False)
+    screen, log = Terminal(), io.StringIO()
+    console = Console(stream=screen, bar_stream=log)
+    for epoch in console.steps(range(1, 3), "training"):
+        console.line(f"epoch {epoch}")
+    assert console.format == "text" and "epoch 2\n" in screen.getvalue()
+    assert log.getvalue() == ""
+
+
+def test_the_environment_takes_the_servers_values_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOUSING_LOG_FORMAT", "auto")  # the server would refuse it
+    with pytest.raises(ValueError, match="is not one of text, json; unset it"):
+        resolve_format(None, Terminal())
+    assert resolve_format("auto", io.StringIO()) == "json"  # the flag may say auto
 
 
 def test_the_command_line_refuses_a_bad_format(

@@ -15,6 +15,7 @@ from training.data import (
     EMBEDDED_DATA,
     EMBEDDED_SHA256,
     DataError,
+    data_label,
     data_source,
     holdout_split,
     load_frame,
@@ -112,3 +113,11 @@ def test_the_early_stopping_holdout_is_a_seeded_slice_of_the_training_split(
     again = holdout_split(train, 0.1, seed=42)[1]
     assert holdout.index.equals(again.index)
     assert not holdout.index.equals(holdout_split(train, 0.1, seed=7)[1].index)
+
+
+def test_the_manifest_names_a_file_of_the_project_the_same_in_every_clone(tmp_path: Path) -> None:
+    assert data_label(DEFAULT_DATA) == "training/dataset/housing.csv.gz"
+    outside = tmp_path / "housing.csv"
+    outside.write_text("x\n")
+    assert data_label(str(outside)) == str(outside)
+    assert data_label("leostelon/california-housing") == "leostelon/california-housing"
