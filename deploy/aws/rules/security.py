@@ -302,3 +302,42 @@ class PlainHttpOnlyByCondition(CloudFormationLintRule):
                         )
                     )
         return found
+
+
+def secret_action(action: str) -> bool:
+    return action.lower().startswith("secretsmanager:")
+
+
+class NamedSecretsOnly(CloudFormationLintRule):
+    """Secrets Manager actions reach named secrets, never a pattern of them."""
+
+    id = "E9106"
+    shortdesc = "Secrets Manager access to a wildcard of secrets"
+    description = (
+        'Statements with Secrets Manager actions may not name a resource with "*" or "?" (a '
+        "Ref to a parameter is read as its default): each secret by its full ARN, as the "
+        "stack's parameters give it."
+    )
+    source_url = (
+        "https://docs.aws.amazon.com/secretsmanager/latest/userguide/"
+        "auth-and-access_iam-policies.html"
+    )
+    tags = ["security", "iam", "secretsmanager", "housing-inference"]
+
+    def match(self, cfn: Template) -> list[RuleMatch]:
+        found = []
+        for path, statement in statements(cfn):
+            actions = [a for a in strings(statement.get("Action", [])) if isinstance(a, str)]
+            if not any(secret_action(a) for a in actions):
+                continue
+            for resource in strings(statement.get("Resource", [])):
+                arn = text(literal(resource, cfn))
+                if arn is not None and ("*" in arn or "?" in arn):
+                    found.append(
+                        RuleMatch(
+                            [*path, "Resource"],
+                            f"Secrets Manager access to {arn}: name each secret by its full "
+                            "ARN (a parameter with an AllowedPattern)",
+                        )
+                    )
+        return found
