@@ -23,6 +23,7 @@ bodies), ``oracle`` (the eager model's answers), ``server`` (a real ``python -m 
 ``grpc`` (tritonclient tensors and a gRPC server), ``loop`` (waiting on an event loop),
 ``transport`` (a recording asyncio transport and a small ASGI app), ``operators`` (operator
 lists), ``scoring`` (bad cells for ``app.score``), ``otlp`` (an OTLP receiver),
-``kserve_calls`` (KServe's clients, run as a process of their own) and ``doc_examples`` (the
-shell examples of the README and docs/).
+``kserve_calls`` (KServe's clients, run as a process of their own), ``doc_examples`` (the
+shell examples of the README and docs/) and ``cfn`` (deploy/aws/'s CloudFormation template,
+cfn-lint with the project's rules, the template's Rules evaluated).
 """
