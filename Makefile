@@ -110,9 +110,10 @@ test-xla: $(XLA_VENV)/.installed $(VENV)/.installed ## the XLA suite on torch-xl
 	HOUSING_TRAIN_PYTHON=$(abspath $(PY)) PJRT_DEVICE=CPU \
 		$(XLA_PY) -m pytest tests/xla $(PYTEST_ARGS)
 
-bench: $(HOUSING_ARTIFACTS)/model_neuron.pt ## load benchmark vs a bare-ASGI reference, gRPC and tracing, 3 interleaved rounds (~14 min; xla needs make test-xla first)
+bench: $(HOUSING_ARTIFACTS)/model_neuron.pt ## load benchmark vs a bare-ASGI reference, gRPC and tracing, then the c1-c256 curve (PNG), 3 interleaved rounds (~17 min; xla needs make test-xla first)
 	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+	$(PY) -m benchmarks.curve $(filter --quick,$(BENCH_ARGS)) $(CURVE_ARGS)
 
 # Reliability scripts: each starts its own server on the artifacts, prints figures, exits 1 on
 # a failed check. Long runs, so not part of `make test` (which runs small versions).
