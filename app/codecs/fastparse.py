@@ -73,7 +73,7 @@ def accept(body: bytes, max_instances: int) -> FastBody | None:
         if type(r) is not dict:
             return None
         # Nine distinct keys that all resolve are exactly the nine fields: cheaper than
-        # comparing key sets (measured: ~0.4 us a record, a sixth of this check).
+        # comparing key sets.
         if len(r) == _N_FIELDS:
             try:
                 values.extend(_ALL_FIELDS(r))

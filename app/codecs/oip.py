@@ -33,7 +33,7 @@ from app.core.flags import Flag
 from app.core.intervals import Ranges
 from app.core.served import Served
 from app.errors import Refusal, RequestRefused, shown
-from app.identity import MODEL_NAME
+from app.identity import EXTENSIONS, MODEL_NAME, SERVER_NAME, server_version
 from modelspec.features import CATEGORICAL_COLUMN, IMPUTED_COLUMN, NUMERIC_COLUMNS, RAW_COLUMNS
 
 OUTPUT = "house_value"
@@ -73,6 +73,11 @@ def output_metadata(ranges: bool) -> list[dict[str, Any]]:
         {"name": name, "datatype": "FP64", "shape": [-1]}
         for name in (OUTPUTS if ranges else (OUTPUT,))
     ]
+
+
+def server_metadata() -> dict[str, Any]:
+    """The protocol's server metadata (both doors'): name, version and extensions."""
+    return {"name": SERVER_NAME, "version": server_version(), "extensions": list(EXTENSIONS)}
 
 
 def model_metadata(model: Served) -> dict[str, Any]:

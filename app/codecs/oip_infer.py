@@ -116,17 +116,18 @@ class InferRequests:
         array or, for a few rows, Python lists; NaN: missing; ``ocean``: the categories), when
         every row is certainly valid (``app.codecs.fastparse``); None: let ``decode`` check
         them and explain. The answer is the model's default one."""
-        valid = valid_lists(numeric) if isinstance(numeric, list) else valid_rows(numeric)
-        if not (valid and valid_categories(ocean)):
+        if not valid_categories(ocean):
             return None
         if isinstance(numeric, list):
+            if not valid_lists(numeric):
+                return None
             encoded = encode_rows(numeric, ocean, model.bedrooms_median)
         else:
+            if not valid_rows(numeric):
+                return None
             encoded = encode(numeric, ocean, model.bedrooms_median)
-        coverage = model.intervals.default
         head: dict[str, Any] = {"inputs": [], "id": answer_id} if answer_id else {"inputs": []}
-        outputs = (oip.OUTPUT,) if coverage is None else oip.OUTPUTS
-        return Decoded(encoded, Inference(head, outputs, coverage))
+        return Decoded(encoded, self.plan(model.intervals, head))
 
     @staticmethod
     def plan(intervals: Intervals, request: dict[str, Any]) -> Inference:

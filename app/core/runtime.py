@@ -211,7 +211,7 @@ class ModelRuntime:
         self._show(served, None)
         # Again on this thread, which makes the device calls when they run inline (cpu):
         # OpenMP keeps its thread count per calling thread, and on 2 threads a 64-row call
-        # waits ~38 ms at their barrier whenever the other core is busy (0.3 ms on 1 thread).
+        # waits at their barrier whenever the other core is busy (docs/performance.md).
         torch.set_num_threads(self.settings.torch_threads)
         largest = max(served.backend.batch_sizes)
         threaded = self.settings.device_thread
@@ -242,8 +242,8 @@ class ModelRuntime:
                 queue_bytes=self.settings.capture_queue_bytes,
             )
         # Everything loaded so far (torch, the model, the app) lives as long as the process.
-        # Freezing it keeps the cyclic GC from rescanning ~200k objects in every full
-        # collection: unfrozen, those pauses were the whole p99 under load (~100 ms).
+        # Freezing it keeps the cyclic GC from rescanning all of it in every full collection:
+        # unfrozen, those pauses made the p99 under load.
         gc.collect()
         gc.freeze()
         if self.tracing is not None:

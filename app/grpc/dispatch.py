@@ -161,9 +161,9 @@ class GrpcConnection(CallRunner):
             elif problem == BAD_TIMEOUT:
                 self._invalid(stream, "malformed grpc-timeout: send 1 to 8 digits and a unit "
                               "(H, M, S, m, u or n)")  # fmt: skip
-            elif problem == BAD_BINARY:
-                self._invalid(stream, "a binary (-bin) metadata value is not base64: such "
-                              "values are sent in base64")  # fmt: skip
+            elif problem == BAD_BINARY:  # ``path`` names the metadata here
+                self._invalid(stream, f"the binary (-bin) metadata {shown(path)} is not base64: "
+                              "such values are sent in base64")  # fmt: skip
             return
         method = self._shared.methods.get(path)
         if method is None:
@@ -267,7 +267,7 @@ class GrpcConnection(CallRunner):
     def _inflate(self, stream: GrpcStream, message: bytes) -> bytes | None:
         if stream.encoding != b"gzip":
             name = (stream.encoding or b"identity").decode("latin-1")
-            self._end(stream, Status.UNIMPLEMENTED, f"a message compressed with {name!r}: "
+            self._end(stream, Status.UNIMPLEMENTED, f"a message compressed with {shown(name)}: "
                       "this server inflates gzip only (grpc-accept-encoding)")  # fmt: skip
             return None
         try:

@@ -36,7 +36,6 @@ from app.errors import NotReadyError
 from app.grpc import open_inference_grpc_pb2 as pb
 from app.grpc import tensors
 from app.grpc.calls import Throttled, decode
-from app.identity import EXTENSIONS, SERVER_NAME, server_version
 from app.observe.tracing import RequestTrace
 
 SERVICE = "inference.GRPCInferenceService"
@@ -77,9 +76,7 @@ class InferenceService:
 
     def server_metadata(self, raw: bytes) -> pb.ServerMetadataResponse:
         decode(raw, pb.ServerMetadataRequest, self.throttled)
-        return pb.ServerMetadataResponse(
-            name=SERVER_NAME, version=server_version(), extensions=list(EXTENSIONS)
-        )
+        return pb.ServerMetadataResponse(**oip.server_metadata())
 
     def model_metadata(self, raw: bytes) -> pb.ModelMetadataResponse:
         request = decode(raw, pb.ModelMetadataRequest, self.throttled)

@@ -55,7 +55,7 @@ class Answer:
 
 # A request still waiting after this long starts watching for its client's disconnect. Not
 # from the start: a watcher is a task per request, which costs more than the whole answer of
-# a request that is served within a batch or two (measured: -30% req/s and a 100 ms p99).
+# a request that is served within a batch or two (docs/performance.md).
 WATCH_AFTER_S = 0.02
 
 

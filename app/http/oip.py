@@ -47,7 +47,7 @@ from app.http.endpoint import JSON, Answer, PredictionEndpoint
 from app.http.guard import Guard, Headers
 from app.http.openapi import documented_post, refusals
 from app.http.refusals import error_answer
-from app.identity import EXTENSIONS, MODEL_NAME, SERVER_NAME, server_version
+from app.identity import MODEL_NAME
 from app.observe.access import RequestRecorder
 
 MODEL_PATH = f"/v2/models/{MODEL_NAME}"
@@ -68,11 +68,11 @@ NOT_LOADED: dict[int | str, dict[str, Any]] = {
 VersionPath = Annotated[str, Path(description="The version in service (X-Model-Version)")]
 
 
-def version_refusal(runtime: ModelRuntime, version: str) -> JSONResponse | None:
-    """A 404 for a version other than the one in service; None when it is that one, or when no
-    model is loaded yet (the route then answers as its unversioned twin: 503)."""
+def version_refusal(model: Served | None, version: str) -> JSONResponse | None:
+    """A 404 for a version other than ``model``'s (the one in service); None when it is that
+    one, or when no model is loaded yet (the route then answers as its unversioned twin: 503)."""
     try:
-        oip.check_version(version, runtime.model)
+        oip.check_version(version, model)
     except RequestRefused as exc:
         return JSONResponse({"error": str(exc)}, status_code=404)
     return None
@@ -80,7 +80,7 @@ def version_refusal(runtime: ModelRuntime, version: str) -> JSONResponse | None:
 
 @router.get("", summary="Server metadata", response_model=ServerMetadata)
 async def server_metadata() -> dict[str, Any]:
-    return {"name": SERVER_NAME, "version": server_version(), "extensions": list(EXTENSIONS)}
+    return oip.server_metadata()
 
 
 @router.get("/health/live", summary="Server live", response_model=ServerLive)
@@ -116,7 +116,7 @@ async def model_ready(runtime: RuntimeDep) -> JSONResponse:
     responses={**NO_VERSION, **NOT_READY},
 )
 async def model_version_ready(runtime: RuntimeDep, version: VersionPath) -> JSONResponse:
-    return version_refusal(runtime, version) or _ready(runtime)
+    return version_refusal(runtime.model, version) or _ready(runtime)
 
 
 @router.get(
@@ -126,7 +126,7 @@ async def model_version_ready(runtime: RuntimeDep, version: VersionPath) -> JSON
     responses=NOT_LOADED,
 )
 async def model_metadata(runtime: RuntimeDep) -> JSONResponse:
-    return _metadata(runtime)
+    return _metadata(runtime.model)
 
 
 @router.get(
@@ -136,11 +136,11 @@ async def model_metadata(runtime: RuntimeDep) -> JSONResponse:
     responses={**NO_VERSION, **NOT_LOADED},
 )
 async def model_version_metadata(runtime: RuntimeDep, version: VersionPath) -> JSONResponse:
-    return version_refusal(runtime, version) or _metadata(runtime)
+    model = runtime.model  # read once: a reload cannot answer for a version it did not check
+    return version_refusal(model, version) or _metadata(model)
 
 
-def _metadata(runtime: ModelRuntime) -> JSONResponse:
-    model = runtime.model  # read once: a reload cannot mix two models' metadata
+def _metadata(model: Served | None) -> JSONResponse:
     if model is None:
         return JSONResponse({"error": "the model is not loaded yet"}, status_code=503)
     return JSONResponse(oip.model_metadata(model))

@@ -32,8 +32,8 @@ from modelspec.features import EXAMPLE_RECORD, IMPUTED_COLUMN, encode, encode_re
 from modelspec.intervals import COVERAGES
 
 # Bodies from this size (about 8 records) take the fast check first. Its numpy work has a
-# fixed cost that outweighs pydantic's ~2.4 us per record on small bodies (measured: with the
-# check on every body, single-record req/s at c=64 fell by about a quarter).
+# fixed cost that outweighs pydantic's per-record cost on small bodies: with the check on
+# every body, single records would pay it on every request.
 FAST_CHECK_BYTES = 2048
 
 

@@ -65,7 +65,8 @@ JSONLINES_NAMES = frozenset({JSONLINES, "application/jsonl", "application/x-json
 PRODUCED = f"{JSON}, {CSV} (columns=1 or 3), {JSONLINES}"
 CUSTOM_ATTRIBUTES = b"x-amzn-sagemaker-custom-attributes"
 RANGE_COLUMNS = 3  # value,low,high
-# Bodies larger than this are parsed on a worker thread (about 1,000 CSV rows, ~10 ms).
+# Bodies larger than this (about 1,000 CSV rows) are parsed on a worker thread, so a large
+# body's parse does not hold the event loop.
 OFFLOAD_BYTES = 64 * 1024
 
 router = APIRouter(tags=["sagemaker"])

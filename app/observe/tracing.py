@@ -172,8 +172,8 @@ class Tracing:
     """The tracer of a server process, from the environment (``from_environment``).
 
     A request that the head sampling skips (``HeadSampling``) gets no span at all: the SDK's
-    own decision for an unsampled span cost about 30 us a request in the server (15% of a
-    single-record request at c64), for nothing. The provider's sampler then records whatever
+    own decision for an unsampled span costs a noticeable share of a single-record request
+    (docs/performance.md, tracing), for nothing. The provider's sampler then records whatever
     the head sampling lets through (``ParentBased(ALWAYS_ON)``, or ``ALWAYS_ON``).
     """
 

@@ -72,8 +72,11 @@ def uncell(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("\\|", "|")
 
 
+TABLE_HEAD = ["| variable | default | meaning |", "| --- | --- | --- |"]
+
+
 def settings_table() -> list[str]:
-    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    lines = list(TABLE_HEAD)
     for name, field in Settings.model_fields.items():
         default = default_text(field)
         shown = default if default == "unset" else f"`{default}`"
@@ -98,8 +101,7 @@ def group_lines(group: Group, level: str) -> list[str]:
         "",
         prose(group.intro),
         "",
-        "| variable | default | meaning |",
-        "| --- | --- | --- |",
+        *TABLE_HEAD,
         *map(variable_row, group.variables),
         "",
     ]
