@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import tempfile
@@ -34,11 +33,19 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from benchmarks.load import ROOT, Body, Result, Server, ensure_wrk, measure
-from benchmarks.run import medians, start
+from benchmarks.run import (
+    LOAD_CORE,
+    REFERENCE_PLAN,
+    SERVER_CORE,
+    Plan,
+    medians,
+    service_env,
+    start,
+    write_bodies,
+)
 from benchmarks.targets import REFERENCE, SERVICE
-from modelspec.features import EXAMPLE_RECORD
 
-SERVER_CORE, LOAD_CORE = "0", "1"
+CPU = {"HOUSING_DEVICE": "cpu"}
 CONCURRENCIES = (1, 4, 16, 64, 256)
 PLOT = ROOT / "docs" / "images" / "concurrency_curve.png"
 BODY = "1 record"
@@ -58,26 +65,10 @@ class Ratio:
     cpu_per_request: float
 
 
-def plan(artifacts: Path) -> list[tuple[str, list[str], dict[str, str]]]:
+def plan(artifacts: Path) -> list[Plan]:
     """The two servers, as ``benchmarks.run.plans`` starts them (the service without gRPC)."""
-    env = {
-        "HOUSING_ARTIFACTS": str(artifacts),
-        "HOUSING_LOG_LEVEL": "warning",
-        "HOUSING_DEVICE": "cpu",
-        "HOUSING_GRPC_PORT": "0",
-        # 256 connections of one row each fit: the points measure throughput, not shedding.
-        "HOUSING_QUEUE_ROWS": "8192",
-    }
-    return [
-        (REFERENCE, [sys.executable, "-m", "benchmarks.reference_app"], {}),
-        (SERVICE, [sys.executable, "-m", "app"], env),
-    ]
-
-
-def write_body(folder: Path) -> Body:
-    path = folder / "one.json"
-    path.write_bytes(json.dumps(EXAMPLE_RECORD).encode())
-    return Body(BODY, path, 1)
+    service = (SERVICE, [sys.executable, "-m", "app"], {**service_env(artifacts), **CPU})
+    return [REFERENCE_PLAN, service]
 
 
 def by_key(results: Sequence[Result]) -> dict[tuple[str, int], Result]:
@@ -238,7 +229,7 @@ def main() -> int:
     rounds = args.rounds or (1 if args.quick else 3)
     concurrencies = sorted({int(c) for c in args.concurrency.split(",")})
     wrk = ensure_wrk()
-    body = write_body(Path(tempfile.mkdtemp()))
+    body = write_bodies(Path(tempfile.mkdtemp()))[BODY]
 
     servers = start(plan(args.artifacts.resolve()), SERVER_CORE)
     try:

@@ -104,19 +104,27 @@ def without_ranges(bodies: dict[str, Body]) -> dict[str, Body]:
     return {**bodies, **plain}
 
 
-def plans(devices: Iterable[str], artifacts: Path, sink: str) -> list[Plan]:
-    """The servers; ``sink``: the OTLP endpoint the traced ones export to."""
-    python = {"cpu": sys.executable, "xla": str(ROOT / ".venv-xla" / "bin" / "python")}
-    out: list[Plan] = [(REFERENCE, [sys.executable, "-m", "benchmarks.reference_app"], {})]
-    base = {
+REFERENCE_PLAN: Plan = (REFERENCE, [sys.executable, "-m", "benchmarks.reference_app"], {})
+
+
+def service_env(artifacts: Path) -> dict[str, str]:
+    """What every service under load is started with (its device and extras added)."""
+    return {
         "HOUSING_ARTIFACTS": str(artifacts),
         "HOUSING_LOG_LEVEL": "warning",
         "PJRT_DEVICE": "CPU",
-        # 64 connections x 100 rows: room for every row, so the points measure throughput,
-        # not load shedding (make overload measures that).
+        # 64 connections x 100 rows (or 256 x 1): room for every row, so the points measure
+        # throughput, not load shedding (make overload measures that).
         "HOUSING_QUEUE_ROWS": "8192",
         "HOUSING_GRPC_PORT": "0",
     }
+
+
+def plans(devices: Iterable[str], artifacts: Path, sink: str) -> list[Plan]:
+    """The servers; ``sink``: the OTLP endpoint the traced ones export to."""
+    python = {"cpu": sys.executable, "xla": str(ROOT / ".venv-xla" / "bin" / "python")}
+    out: list[Plan] = [REFERENCE_PLAN]
+    base = service_env(artifacts)
     for device in devices:
         if not Path(python[device]).exists():
             print(f"skipping {device}: {python[device]} missing (make test-xla creates it)")

@@ -5,20 +5,20 @@ The rule: ``--log-format`` (``auto``, ``text`` or ``json``), else ``HOUSING_LOG_
 or ``json``, as the server reads it), else ``auto``; ``auto`` is ``text`` when standard output is
 a terminal and ``json`` otherwise. The progress bar is drawn on standard error, only in text and
 only when standard error is a terminal (``--no-progress`` turns it off there too), so no ``\\r``
-frame ever reaches a log file, whichever stream is redirected. JSON lines carry the server's
-keys (``time``, ``level``, ``logger``, ``message``) and the figures of the line as fields of
-their own.
+frame ever reaches a log file, whichever stream is redirected. JSON lines are the server's
+(``app.observe.logs.JsonFormatter``: ``time``, ``level``, ``logger``, ``message``), with the
+figures of the line as fields of their own.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-import time
 from collections.abc import Iterable, Iterator
 from typing import TextIO
 
-import orjson
+from app.observe.logs import JsonFormatter
 
 FORMATS = ("auto", "text", "json")
 ENV_FORMATS = ("text", "json")  # HOUSING_LOG_FORMAT's values, the server's too
@@ -61,6 +61,7 @@ class Console:
         self.format = resolve_format(fmt, self.stream)
         self._bar_on = progress and self.format == "text" and self.bar_stream.isatty()
         self._bar: object | None = None
+        self._formatter = JsonFormatter()  # the server's JSON lines, field for field
 
     @property
     def json(self) -> bool:
@@ -69,16 +70,16 @@ class Console:
     def line(self, message: str, level: str = "info", **fields: Field) -> None:
         """One line: ``message`` as text, or a JSON object with ``fields`` beside it."""
         if self.json:
-            now = time.time()
-            entry = {
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
-                + f".{int(now * 1000) % 1000:03d}Z",
-                "level": level,
-                "logger": LOGGER,
-                "message": message,
-                **fields,
-            }
-            self.stream.write(orjson.dumps(entry).decode() + "\n")
+            record = logging.makeLogRecord(
+                {
+                    "name": LOGGER,
+                    "levelno": logging.getLevelName(level.upper()),
+                    "levelname": level.upper(),
+                    "msg": message,
+                    **fields,
+                }
+            )
+            self.stream.write(self._formatter.format(record) + "\n")
             self.stream.flush()
         elif self._bar is not None:
             from tqdm import tqdm
