@@ -1,6 +1,6 @@
 """The default model, trained once per session as ``make run`` trains it: ``python -m training``
 with every default (60 epochs, the embedded data set unless ``HOUSING_DATA`` says otherwise),
-then ``python -m compile --target cpu``. Slow (20-40 s): the accuracy bar and the documented
+then ``python -m compile --target cpu``. Slow (a full training): the accuracy bar and the documented
 examples use it; other tests use the quick ``artifacts`` of tests/conftest.py.
 """
 

@@ -59,6 +59,7 @@ from reliability.server import free_port
 from tests.support.doc_examples import RELATIVE_TOLERANCE, Example, compare, examples_in
 from tests.support.project import ROOT, another_model
 from tests.support.server import ServerProcess, serve
+from training.data import EMBEDDED_DATA
 
 
 class DocsModelWarning(UserWarning):
@@ -141,7 +142,7 @@ def prepare(work: Path, artifacts: Path) -> None:
         if not entry.name.startswith(".") and entry.name != "artifacts":
             (work / entry.name).symlink_to(entry)
     (work / "artifacts").symlink_to(artifacts)
-    rows = pd.read_csv(ROOT / "training" / "dataset" / "housing.csv.gz", nrows=40)
+    rows = pd.read_csv(EMBEDDED_DATA, nrows=40)
     rows.to_csv(work / "houses.csv", index=False)
     (work / "houses").mkdir()
     rows[:20].to_csv(work / "houses" / "part-1.csv", index=False)

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from tritonclient.utils import InferenceServerException
 from app.codecs.oip import OUTPUTS
 from modelspec.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS
 from tests.support.grpc import INFER, KEY, gated_device, grpc_server, inputs_of
+from tests.support.load import ThreadLoad
 from tests.support.records import example, records
 from tests.support.server import ServerProcess, free_port, sample, serve
 
@@ -215,17 +215,14 @@ def test_grpc_queue_full_is_unavailable_and_a_passed_deadline_drops_its_rows(
     assert sample(metrics, "housing_rejected_requests_total", reason="overloaded") == 1
 
 
-class GrpcLoad:
+class GrpcLoad(ThreadLoad):
     """Threads calling ModelInfer until the server stops taking calls; counts status codes."""
 
     def __init__(self, target: str, threads: int) -> None:
         self.target = target
-        self.outcomes: Counter[str] = Counter()
-        self.warm = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        super().__init__(threads, ok="OK")
 
-    def _run(self) -> None:
+    def run(self) -> None:
         client = triton.InferenceServerClient(self.target)
         inputs = inputs_of(example())
         while True:
@@ -234,22 +231,10 @@ class GrpcLoad:
                 outcome = "OK"
             except InferenceServerException as exc:
                 outcome = str(exc.status()).removeprefix("StatusCode.")
-            with self._lock:
-                self.outcomes[outcome] += 1
-                if self.outcomes["OK"] >= 50:
-                    self.warm.set()
+            self.record(outcome)
             if outcome != "OK":
                 client.close()
                 return
-
-    def start(self) -> GrpcLoad:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def join(self, timeout: float) -> None:
-        for t in self._threads:
-            t.join(timeout)
 
 
 def test_sigterm_turns_grpc_health_not_serving_and_drains_calls_in_flight(

@@ -169,6 +169,12 @@ class Served:
         self.thread.join(WAIT)
         self.loop.close()
 
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
 
 @pytest.fixture
 def toy() -> Toy:
@@ -188,9 +194,8 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def served(toy: Toy, refused: list[str], kind: str) -> Iterator[Served]:
-    server = Served(toy, refused, kind)
-    yield server
-    server.close()
+    with Served(toy, refused, kind) as server:
+        yield server
 
 
 @pytest.fixture
@@ -376,8 +381,7 @@ async def stop(served: Served, grace: float) -> None:
 
 
 def test_connections_beyond_the_limit_are_refused(toy: Toy, refused: list[str], kind: str) -> None:
-    served = Served(toy, refused, kind, connections=1)
-    try:
+    with Served(toy, refused, kind, connections=1) as served:
         first = Raw(served.port)
         first.request(1, "/t.T/Echo", b"one")
         assert first.until(http2.DATA)[1][5:] == b"one"
@@ -385,27 +389,21 @@ def test_connections_beyond_the_limit_are_refused(toy: Toy, refused: list[str], 
         assert second.closed()
         assert refused == ["connections"]
         first.sock.close()
-    finally:
-        served.close()
 
 
 def test_a_connection_without_a_request_in_time_is_closed(
     toy: Toy, refused: list[str], kind: str
 ) -> None:
-    served = Served(toy, refused, kind, header_timeout=0.1)
-    try:
+    with Served(toy, refused, kind, header_timeout=0.1) as served:
         raw = Raw(served.port)
         assert raw.closed()
         assert refused == ["header_timeout"]
-    finally:
-        served.close()
 
 
 def test_a_call_whose_message_stops_arriving_ends_at_the_header_timeout(
     toy: Toy, refused: list[str], kind: str
 ) -> None:
-    served = Served(toy, refused, kind, header_timeout=1.0)
-    try:
+    with Served(toy, refused, kind, header_timeout=1.0) as served:
         raw = Raw(served.port, preface=False)  # all at once: the connection's own timer stops
         three = http2.frame(http2.DATA, 0, 1, b"\0\0\0")  # 3 bytes of a message, then silence
         raw.send(OPENING + raw.headers(1, "/t.T/Counted") + three)
@@ -418,8 +416,6 @@ def test_a_call_whose_message_stops_arriving_ends_at_the_header_timeout(
         assert refused == []
         raw.sock.close()
         assert served.settled() == 0
-    finally:
-        served.close()
 
 
 # ----- a raw HTTP/2 client for hostile input

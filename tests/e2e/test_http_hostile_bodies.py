@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from modelspec.features import EXAMPLE_RECORD
+from tests.support.bodies import JSON
 from tests.support.server import ServerProcess, serve
 
-JSON = {"content-type": "application/json"}
 RECORD = json.dumps(EXAMPLE_RECORD)
 
 

@@ -16,54 +16,38 @@ import pandas as pd
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.codecs.oip import OUTPUTS
 from modelspec.features import CATEGORICAL_COLUMN, EXAMPLE_RECORD, NUMERIC_COLUMNS
 from tests.support.grpc import inputs_of
+from tests.support.load import ThreadLoad
 from tests.support.records import records
-from tests.support.server import free_port, serve
+from tests.support.server import free_port, sample, serve
 
 
-class Load:
+class Load(ThreadLoad):
     """Threads posting /predict on keep-alive connections until stopped; counts outcomes."""
 
     def __init__(self, url: str, threads: int) -> None:
         self.url = url
-        self.outcomes: Counter[str] = Counter()
         self.after_signal: Counter[str] = Counter()
         self.signalled = threading.Event()
-        self.warm = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        super().__init__(threads, ok="200")
 
-    def _record(self, outcome: str) -> None:
-        with self._lock:
-            self.outcomes[outcome] += 1
-            if self.signalled.is_set():
-                self.after_signal[outcome] += 1
-            if self.outcomes["200"] >= 50:
-                self.warm.set()
+    def counted(self, outcome: str) -> None:
+        if self.signalled.is_set():
+            self.after_signal[outcome] += 1
 
-    def _run(self) -> None:
+    def run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=30) as client:
             while True:
                 try:
                     response = client.post("/predict", json=EXAMPLE_RECORD)
                 except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
                     # Not accepted: the listener is closed or the idle connection was shut.
-                    self._record("not accepted")
+                    self.record("not accepted")
                     return
-                self._record(str(response.status_code))
-
-    def start(self) -> Load:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def join(self, timeout: float) -> None:
-        for t in self._threads:
-            t.join(timeout)
+                self.record(str(response.status_code))
 
 
 def test_sigterm_under_load_drains_every_accepted_request(artifacts: Path) -> None:
@@ -145,14 +129,6 @@ def test_a_standard_oip_client_gets_the_same_answers(
     assert only.as_numpy("house_value").tolist() == got.tolist()
 
 
-def _sample(text: str, name: str, route: str, status: str = "200") -> float:
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and s.labels == {"route": route, "status": status}:
-                return float(s.value)
-    return 0.0
-
-
 def test_two_workers_share_the_port_and_the_metrics(artifacts: Path) -> None:
     grpc_port = str(free_port())
     env = {"HOUSING_DEVICE": "cpu", "HOUSING_WORKERS": "2", "HOUSING_GRPC_PORT": grpc_port}
@@ -175,11 +151,15 @@ def test_two_workers_share_the_port_and_the_metrics(artifacts: Path) -> None:
         assert server.proc is not None
         supervisor = server.proc.pid
         assert server.terminate() == 0
-    assert _sample(metrics, "housing_requests_total", "/predict") == 40  # both workers' sum
+    # Both workers' sum.
+    assert sample(metrics, "housing_requests_total", route="/predict", status="200") == 40
     infer = "/inference.GRPCInferenceService/ModelInfer"
-    assert _sample(metrics, "housing_requests_total", infer, "OK") == 10
+    assert sample(metrics, "housing_requests_total", route=infer, status="OK") == 10
     assert server.output.count(f"gRPC listening on 127.0.0.1:{grpc_port}") == 2
-    assert _sample(metrics, "housing_request_duration_seconds_count", "/predict") == 40
+    assert (
+        sample(metrics, "housing_request_duration_seconds_count", route="/predict", status="200")
+        == 40
+    )
     pids = {int(m) for m in re.findall(r"worker [01] started \(pid (\d+)", server.output)}
     assert len(pids) == 2 and supervisor not in pids  # two new processes, not the supervisor
     assert server.output.count("Finished server process") == 2  # both drained

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.compose import create_app
 from app.settings import Settings
@@ -23,6 +22,7 @@ from reliability.rollout import install, version
 from tests.support.bodies import tensors
 from tests.support.oracle import eager_dollars as eager
 from tests.support.records import records
+from tests.support.server import sample
 
 LOAD = "/v2/repository/models/housing/load"
 
@@ -44,11 +44,7 @@ def served(folder: Path) -> Iterator[TestClient]:
 
 
 def metric(client: TestClient, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return 0.0
+    return sample(client.get("/metrics").text, name, **labels)
 
 
 def test_a_reload_swaps_in_the_new_model_and_every_answer_names_its_model(

@@ -11,10 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modelspec.features import EXAMPLE_RECORD, RAW_COLUMNS
-from tests.support.bodies import CSV, csv_body
+from tests.support.answers import refusals
+from tests.support.bodies import CSV, JSONL, csv_body
 from tests.support.records import records
-
-JSONL = {"content-type": "application/jsonlines"}
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +103,7 @@ def test_a_bad_json_line_is_named_by_its_line(
     client: TestClient, body: bytes, field: str, message: str
 ) -> None:
     answer = client.post("/invocations", content=body, headers=JSONL)
-    assert answer.status_code == 422
-    detail = answer.json()["detail"][0]  # the first error by line
+    detail = refusals(answer)[0]  # the first error by line
     assert detail["field"] == field and message in detail["message"]
 
 

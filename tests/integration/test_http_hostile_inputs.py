@@ -17,11 +17,9 @@ from app.compose import create_app
 from app.core.flags import VALUE_FLOOR
 from app.settings import Settings
 from modelspec.features import EXAMPLE_RECORD, RAW_COLUMNS
-from tests.support.bodies import tensors
+from tests.support.bodies import CSV, JSONL, tensors
 
-CSV = {"Content-Type": "text/csv"}
-JSONL = {"Content-Type": "application/jsonlines"}
-RANGES = {"Content-Type": "text/csv", "Accept": "text/csv;columns=3"}
+RANGES = {**CSV, "accept": "text/csv;columns=3"}
 INFER = "/v2/models/housing/infer"
 
 

@@ -14,13 +14,12 @@ from fastapi.testclient import TestClient
 
 from app.compose import create_app
 from app.settings import Settings
-from tests.support.bodies import csv_body, tensors
+from tests.support.bodies import CSV, csv_body, tensors
 from tests.support.oracle import eager_bounds
 from tests.support.records import records
 from training.data import split_frame
 
 INFER = "/v2/models/housing/infer"
-CSV = {"content-type": "text/csv"}
 ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 RANGE_NAMES = ["house_value", "house_value_low", "house_value_high"]
 

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from app.http.app import prediction_docs
 from app.http.openapi import DocumentationOnly
 from modelspec.features import EXAMPLE_RECORD, RAW_COLUMNS
+from tests.support.answers import refusals
 from tests.support.bodies import CSV, JSON, csv_body, tensors
 from tests.support.records import records
 
@@ -83,9 +84,7 @@ def test_invocations_answer_follows_accept(client: TestClient, rows: list[dict[s
 def test_bad_csv_names_the_line_and_field(
     client: TestClient, body: bytes, field: str, message: str
 ) -> None:
-    answer = client.post("/invocations", content=body, headers=CSV)
-    assert answer.status_code == 422
-    (error,) = answer.json()["detail"]
+    (error,) = refusals(client.post("/invocations", content=body, headers=CSV))
     assert error["field"] == field
     assert message in error["message"]
 
@@ -109,7 +108,7 @@ def test_oip_infer_json_is_predict(client: TestClient, rows: list[dict[str, Any]
     body = answer.json()
     assert body["id"] == "r-1"
     assert body["model_name"] == "housing"
-    out = body["outputs"][0]  # the price; its range follows (test_protocol_ranges)
+    out = body["outputs"][0]  # the price; its range follows (test_http_protocol_ranges)
     assert (out["name"], out["datatype"], out["shape"]) == ("house_value", "FP64", [len(rows)])
     assert out["data"] == expected(client, rows)
 
@@ -158,9 +157,7 @@ def test_oip_refuses_unknown_outputs_and_bad_json(client: TestClient) -> None:
     )
     assert wrong.status_code == 400
     assert "house_value" in wrong.json()["error"]
-    broken = client.post(
-        "/v2/models/housing/infer", content=b"{", headers={"content-type": "application/json"}
-    )
+    broken = client.post("/v2/models/housing/infer", content=b"{", headers=JSON)
     assert broken.status_code == 400
     assert "not valid JSON" in broken.json()["error"]
 
@@ -235,7 +232,7 @@ def test_another_version_is_a_404_in_the_protocols_format(
     assert 'housing_rejected_requests_total{reason="not_found"} 1.0' in metrics
     # The route's own checks come first, as on the unversioned path: method, then type.
     assert client.get(f"{base}/infer").status_code == 405
-    typed = client.post(f"{base}/infer", content=b"x", headers={"content-type": "text/csv"})
+    typed = client.post(f"{base}/infer", content=b"x", headers=CSV)
     assert typed.status_code == 415
 
 
@@ -288,9 +285,7 @@ def test_a_404_repeats_at_most_the_start_of_the_path(client: TestClient) -> None
 def _infer_json(client: TestClient, tensors_text: str) -> Any:
     """An infer request whose body is JSON text, as clients that allow NaN write it."""
     body = '{"inputs": ' + tensors_text + "}"
-    return client.post(
-        "/v2/models/housing/infer", content=body, headers={"content-type": "application/json"}
-    )
+    return client.post("/v2/models/housing/infer", content=body, headers=JSON)
 
 
 def _tensors_text(rows: list[dict[str, Any]], **literal: str) -> str:
@@ -343,9 +338,7 @@ def test_nan_or_infinity_where_a_value_is_needed_is_refused_naming_it(
 def test_the_nan_fallback_is_bounded_as_json_is(
     client: TestClient, body: bytes, message: str
 ) -> None:
-    answer = client.post(
-        "/v2/models/housing/infer", content=body, headers={"content-type": "application/json"}
-    )
+    answer = client.post("/v2/models/housing/infer", content=body, headers=JSON)
     assert answer.status_code == 400
     assert message in answer.json()["error"]
 

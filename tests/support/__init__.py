@@ -19,10 +19,11 @@ The layout (``tests/unit/test_tests_layout.py`` holds it):
 
 The modules here: ``project`` (the checkout, the data set, the CLIs as subprocesses),
 ``records`` (request records from the data set), ``bodies`` (CSV and Open Inference Protocol
-bodies), ``oracle`` (the eager model's answers), ``server`` (a real ``python -m app``),
-``grpc`` (tritonclient tensors and a gRPC server), ``loop`` (waiting on an event loop),
-``transport`` (a recording asyncio transport and a small ASGI app), ``operators`` (operator
-lists), ``scoring`` (bad cells for ``app.score``), ``otlp`` (an OTLP receiver),
+bodies, and their content types), ``answers`` (a refused body's errors), ``oracle`` (the eager
+model's answers), ``server`` (a real ``python -m app``), ``grpc`` (tritonclient tensors and a
+gRPC server), ``load`` (client threads calling a server until refused), ``loop`` (waiting on an
+event loop), ``transport`` (a recording asyncio transport and a small ASGI app), ``operators``
+(operator lists), ``scoring`` (bad cells for ``app.score``), ``otlp`` (an OTLP receiver),
 ``kserve_calls`` (KServe's clients, run as a process of their own), ``doc_examples`` (the
 shell examples of the README and docs/) and ``cfn`` (deploy/aws/'s CloudFormation template,
 cfn-lint with the project's rules, the template's Rules evaluated).

@@ -9,6 +9,7 @@ from modelspec.features import CATEGORICAL_COLUMN, NUMERIC_COLUMNS, RAW_COLUMNS
 
 CSV = {"content-type": "text/csv"}
 JSON = {"content-type": "application/json"}
+JSONL = {"content-type": "application/jsonlines"}
 
 
 def csv_body(rows: list[dict[str, Any]], header: bool = False) -> bytes:
