@@ -173,7 +173,7 @@ class Tracing:
 
     A request that the head sampling skips (``HeadSampling``) gets no span at all: the SDK's
     own decision for an unsampled span costs a noticeable share of a single-record request
-    (docs/performance.md, tracing), for nothing. The provider's sampler then records whatever
+    (docs/performance.md), for nothing. The provider's sampler then records whatever
     the head sampling lets through (``ParentBased(ALWAYS_ON)``, or ``ALWAYS_ON``).
     """
 
